@@ -1,0 +1,44 @@
+# The two commands a user needs: `make demo` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.keras_l2o_installed
+# Quiet TensorFlow's C++ start-up chatter (cuInit, oneDNN notes) in everything make runs.
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: setup demo test bazel-test benchmark clean
+
+setup: $(STAMP)
+
+$(STAMP): setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+demo: setup
+	$(PY) -m scripts.demo
+
+test: setup
+	$(PY) -m pytest -q -n 2 --durations=15 tests
+
+benchmark: setup
+	$(PY) -m scripts.benchmark
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info demo_output
+
+# Bazel (Debian's bazel-bootstrap 4.2, fully offline; see WORKSPACE and .bazelrc).
+# The interpreter is this checkout's venv, passed as an absolute path computed here.
+BAZEL ?= bazel
+BAZEL_TARGETS ?= //...
+BAZEL_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+BAZEL_OUTPUT_USER_ROOT ?= $(if $(HOME),$(HOME)/.cache,/tmp)/bazel-keras_l2o
+
+bazel-test: setup
+	command -v $(BAZEL) >/dev/null && test -d /usr/share/bazel/rules/java || \
+		(apt-get update && apt-get install -y bazel-bootstrap bazel-rules-java)
+	$(BAZEL) --batch --output_user_root=$(BAZEL_OUTPUT_USER_ROOT) test \
+		--jobs=$(BAZEL_JOBS) --local_test_jobs=$(BAZEL_JOBS) \
+		--repo_env=KERAS_L2O_PYTHON=$(abspath $(PY)) \
+		$(BAZEL_TARGETS)

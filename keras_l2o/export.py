@@ -1,0 +1,155 @@
+"""SavedModel export of a learned optimizer, and loading one back.
+
+An export is a `tf.Module` SavedModel that any TensorFlow process can use
+without keras_l2o installed:
+
+    opt = tf.saved_model.load(path)
+    state = opt.init_state(tf.constant(n))                 # dict of tensors
+    out = opt.step(grad=g, var=x, state=state,
+                   iteration=tf.constant(0, tf.int64))    # g, x: float32 [n]
+    x, state = out["var"], out["state"]
+
+`iteration` counts the steps already taken (Keras's `optimizer.iterations`):
+the rule sees step `iteration + 1` and the learning rate is evaluated at
+`iteration`. The export also carries `learning_rate(iteration)` and a JSON
+string variable `keras_l2o_metadata` from which `keras_l2o.load(path)` rebuilds
+an identical `LearnedOptimizer`, including its Keras options (clipping, weight
+decay, ...), which the bare `step` function does not apply.
+"""
+
+import json
+import os
+
+import keras
+import tensorflow as tf
+
+from keras_l2o import meta_params as meta_params_lib
+
+FORMAT = "keras_l2o.export"
+FORMAT_VERSION = 1
+
+
+class _ExportedOptimizer(tf.Module):
+  """The module that is saved; holds meta-parameters as variables."""
+
+  def __init__(self, optimizer):
+    super().__init__(name="keras_l2o_optimizer")
+    self._rule = optimizer.rule
+    lr = optimizer._learning_rate  # pylint: disable=protected-access
+    if isinstance(lr, keras.Variable) or tf.is_tensor(lr) or isinstance(lr, (int, float)):
+      self.learning_rate_variable = tf.Variable(float(lr.numpy() if hasattr(lr, "numpy") else lr),
+                                                trainable=False, name="learning_rate")
+      self._schedule = None
+    else:
+      self._schedule = lr  # a LearningRateSchedule or callable, traced into `step`
+    paths = meta_params_lib.flatten_with_paths(optimizer._meta_values())  # pylint: disable=protected-access
+    self._paths = [p for p, _ in paths]
+    self.meta_param_variables = [tf.Variable(tf.convert_to_tensor(v), name=p.replace("/", "_"),
+                                             trainable=False) for p, v in paths]
+    config = optimizer.get_config()
+    config.pop("meta_params")
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "rule": config["rule"],
+        "optimizer_config": config,
+        "meta_param_paths": self._paths,
+        "state_fields": list(self._rule.init_state(tf.zeros([1]))._fields),
+    }
+    self.keras_l2o_metadata = tf.Variable(json.dumps(metadata), trainable=False)
+    extra = self._rule.state_extra_dims or (None,) * len(self._rule.state_fields)
+    self._state_spec = {
+        field: tf.TensorSpec([None, e] if e else [None], tf.float32, name=field)
+        for field, e in zip(self._rule.state_fields, extra)
+    }
+    vector = tf.TensorSpec([None], tf.float32)
+    iteration = tf.TensorSpec([], tf.int64)
+    self.init_state = tf.function(self._init_state,
+                                  input_signature=[tf.TensorSpec([], tf.int32)])
+    self.step = tf.function(self._step, input_signature=[vector, vector, self._state_spec,
+                                                         iteration])
+    self.learning_rate = tf.function(self._learning_rate, input_signature=[iteration])
+
+  def _meta(self):
+    return meta_params_lib.unflatten_paths(zip(self._paths, self.meta_param_variables))
+
+  def _learning_rate(self, iteration):
+    if self._schedule is not None:
+      return tf.cast(self._schedule(iteration), tf.float32)
+    return tf.convert_to_tensor(self.learning_rate_variable)
+
+  def _init_state(self, n):
+    state = self._rule.init_state(tf.zeros([n], tf.float32))
+    return dict(state._asdict())
+
+  def _step(self, grad, var, state, iteration):
+    from keras_l2o import step as step_lib  # pylint: disable=g-import-not-at-top
+    state_type = type(self._rule.init_state(tf.zeros([1], tf.float32)))
+    rule_state = state_type(**{f: state[f] for f in state_type._fields})
+    new_var, new_state = step_lib.functional_step(self._rule, self._meta(), grad, var, rule_state,
+                                                  iteration + 1, self._learning_rate(iteration))
+    return {"var": new_var, "state": dict(new_state._asdict())}
+
+
+def export_optimizer(optimizer, path):
+  """Saves `optimizer` (a `LearnedOptimizer`) as a SavedModel at `path`.
+
+  Args:
+    optimizer: a `keras_l2o.LearnedOptimizer`.
+    path: directory to write; created if needed.
+
+  Returns:
+    `path`.
+
+  Example:
+
+  >>> import tempfile, tensorflow as tf, keras_l2o
+  >>> path = tempfile.mkdtemp()
+  >>> _ = keras_l2o.LearnedOptimizer("mlp").export(path)
+  >>> exported = tf.saved_model.load(path)
+  >>> state = exported.init_state(tf.constant(3))
+  >>> out = exported.step(tf.ones([3]), tf.zeros([3]), state, tf.constant(0, tf.int64))
+  >>> [round(float(v), 6) for v in out["var"]]
+  [-0.001, -0.001, -0.001]
+  """
+  module = _ExportedOptimizer(optimizer)
+  os.makedirs(path, exist_ok=True)
+  tf.saved_model.save(module, path)
+  return path
+
+
+def is_export(path) -> bool:
+  """Whether `path` is a directory holding a SavedModel (not checked further)."""
+  return os.path.isdir(path) and (os.path.exists(os.path.join(path, "saved_model.pb")) or
+                                  os.path.exists(os.path.join(path, "saved_model.pbtxt")))
+
+
+def load_export(path):
+  """Loads a keras_l2o SavedModel export back as a `LearnedOptimizer`.
+
+  Args:
+    path: a directory written by `export_optimizer` / `LearnedOptimizer.export`.
+
+  Returns:
+    A `keras_l2o.LearnedOptimizer` equal to the exported one (fresh state).
+
+  Raises:
+    ValueError: if `path` is not a SavedModel, or a SavedModel that keras_l2o
+      did not write.
+  """
+  from keras_l2o import optimizer as optimizer_lib  # pylint: disable=g-import-not-at-top
+  if not is_export(path):
+    raise ValueError(f"{path!r} is not a keras_l2o export: no saved_model.pb in that directory.")
+  loaded = tf.saved_model.load(path)
+  if not hasattr(loaded, "keras_l2o_metadata"):
+    raise ValueError(f"{path!r} is a SavedModel but not a keras_l2o export "
+                     "(it has no keras_l2o_metadata).")
+  metadata = json.loads(loaded.keras_l2o_metadata.numpy().decode("utf-8"))
+  if metadata.get("format") != FORMAT or metadata.get("format_version", 0) > FORMAT_VERSION:
+    raise ValueError(f"{path!r} has export format {metadata.get('format')!r} version "
+                     f"{metadata.get('format_version')!r}; this keras_l2o reads {FORMAT!r} up to "
+                     f"version {FORMAT_VERSION}.")
+  values = [v.numpy() for v in loaded.meta_param_variables]
+  config = dict(metadata["optimizer_config"])
+  config["meta_params"] = meta_params_lib.unflatten_paths(zip(metadata["meta_param_paths"], values))
+  return optimizer_lib.LearnedOptimizer.from_config(config)

@@ -1,0 +1,255 @@
+"""`LearnedOptimizer`: any rule as a Keras 3 optimizer."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from keras_l2o import meta_params as meta_params_lib
+from keras_l2o import rules as rules_lib
+from keras_l2o import step as step_lib
+
+NONFINITE_MODES = ("skip", "zero", "raise")
+
+
+def _dense(gradient):
+  if isinstance(gradient, tf.IndexedSlices):
+    return tf.convert_to_tensor(gradient)
+  return gradient
+
+
+def _zero_nonfinite(gradient):
+  if gradient is None:
+    return None
+  if isinstance(gradient, tf.IndexedSlices):
+    values = gradient.values
+    return tf.IndexedSlices(tf.where(tf.math.is_finite(values), values, tf.zeros_like(values)),
+                            gradient.indices, gradient.dense_shape)
+  return tf.where(tf.math.is_finite(gradient), gradient, tf.zeros_like(gradient))
+
+
+def _all_finite(grads):
+  flags = [tf.reduce_all(tf.math.is_finite(g.values if isinstance(g, tf.IndexedSlices) else g))
+           for g in grads if g is not None]
+  return tf.reduce_all(tf.stack(flags)) if flags else tf.constant(True)
+
+
+@keras.saving.register_keras_serializable(package="keras_l2o")
+class LearnedOptimizer(keras.optimizers.Optimizer):
+  """A Keras optimizer whose update is given by a (learned) rule.
+
+  Every step sets `var <- var + learning_rate * update`, where `update` comes
+  from `rule.apply(meta_params, grad, var, state, step)`: the same function the
+  meta-trainers differentiate through. Everything Keras does with an optimizer
+  keeps working: `fit`, schedules, clipping, weight decay, EMA, gradient
+  accumulation, loss scaling and mixed precision, saving and loading.
+
+  The meta-parameters are non-trainable optimizer variables (created in the
+  constructor, before any slot), so `model.save` / `keras.models.load_model`
+  and `tf.train.Checkpoint` carry them together with the rule's state and
+  `iterations`.
+
+  Args:
+    rule: a rule name (`"lstm"`, `"mlp"`, `"adam"`, ...; see
+      `keras_l2o.rules.names()`), a `keras_l2o.rules.Rule`, or a serialized
+      rule dict `{"name": ..., "config": {...}}`.
+    meta_params: nested dict of arrays for the rule. Defaults to
+      `rule.init_meta_params(seed)`.
+    learning_rate: float, `keras.optimizers.schedules.LearningRateSchedule`, or
+      callable of the iteration; multiplies the rule's output. Defaults to 1.0,
+      which uses a learned rule as it was meta-trained.
+    nonfinite: what to do when a gradient contains NaN or Inf: `"skip"`
+      (default: the whole step is skipped, variables, rule state and
+      `iterations` stay untouched), `"zero"` (non-finite entries are replaced
+      by 0) or `"raise"` (an `InvalidArgumentError`; needs `jit_compile=False`).
+    seed: seed of the initial meta-parameters when `meta_params` is None.
+    name: the optimizer's name.
+    **kwargs: every keyword argument Keras optimizers accept: `weight_decay`,
+      `clipnorm`, `clipvalue`, `global_clipnorm`, `use_ema`, `ema_momentum`,
+      `ema_overwrite_frequency`, `loss_scale_factor`,
+      `gradient_accumulation_steps`.
+
+  Raises:
+    ValueError: for an unknown rule, meta-parameters of the wrong structure or
+      shape, or an unknown `nonfinite` mode.
+
+  Example:
+
+  >>> import keras, numpy as np, keras_l2o
+  >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+  >>> model.compile(optimizer=keras_l2o.LearnedOptimizer("mlp"), loss="mse")
+  >>> history = model.fit(np.ones((8, 4)), np.ones((8, 1)), epochs=2, verbose=0)
+  >>> len(history.history["loss"])
+  2
+  """
+
+  def __init__(self, rule, meta_params=None, learning_rate=1.0, nonfinite="skip", seed=0,
+               name=None, **kwargs):
+    if isinstance(rule, dict):
+      rule = rules_lib.deserialize(rule)
+    rule = rules_lib.get(rule)
+    if nonfinite not in NONFINITE_MODES:
+      raise ValueError(f"Argument `nonfinite` must be one of {list(NONFINITE_MODES)}. "
+                       f"Received: nonfinite={nonfinite!r}")
+    if meta_params is None:
+      meta_params = rule.init_meta_params(seed)
+    meta_values = meta_params_lib.validate(rule, meta_params)
+    if isinstance(learning_rate, (int, np.integer)) and not isinstance(learning_rate, bool):
+      learning_rate = float(learning_rate)
+    if name is None:
+      name = f"learned_optimizer_{rule.name}"
+    super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+    self.rule = rule
+    self.nonfinite = nonfinite
+    self.seed = seed
+    paths = meta_params_lib.flatten_with_paths(meta_values)
+    self._meta_paths = [path for path, _ in paths]
+    self._meta_variables = [
+        self.add_variable(shape=value.shape, initializer=keras.initializers.Constant(value),
+                          dtype="float32", name="meta_" + path.replace("/", "_"))
+        for path, value in paths
+    ]
+
+  # --------------------------------------------------------- meta-params --
+  @property
+  def meta_params(self) -> dict:
+    """The meta-parameters: a nested dict of the optimizer's `keras.Variable`s."""
+    return meta_params_lib.unflatten_paths(zip(self._meta_paths, self._meta_variables))
+
+  def set_meta_params(self, meta_params):
+    """Assigns new values to the meta-parameters (validated against the rule)."""
+    values = dict(meta_params_lib.flatten_with_paths(meta_params_lib.validate(self.rule,
+                                                                               meta_params)))
+    for path, variable in zip(self._meta_paths, self._meta_variables):
+      variable.assign(values[path])
+
+  def _meta_values(self):
+    return meta_params_lib.unflatten_paths(
+        (path, variable.value) for path, variable in zip(self._meta_paths, self._meta_variables))
+
+  # --------------------------------------------------------------- build --
+  def build(self, var_list):
+    """Creates the rule's state for every variable (after Keras's own slots)."""
+    if self.built:
+      return
+    for variable in var_list:
+      if not tf.as_dtype(variable.dtype).is_floating:
+        raise ValueError(
+            f"LearnedOptimizer updates floating-point variables only; variable "
+            f"{getattr(variable, 'path', variable.name)!r} has dtype {variable.dtype}.")
+    super().build(var_list)
+    self._state_variables = []
+    self._state_types = []
+    for variable in var_list:
+      if self._overwrite_variable_with_gradient(variable):
+        self._state_variables.append(None)
+        self._state_types.append(None)
+        continue
+      with tf.init_scope():  # Keras may build inside a traced train function.
+        initial = self.rule.init_state(tf.zeros(variable.shape, variable.dtype))
+      self._state_types.append(type(initial))
+      self._state_variables.append([
+          self._add_state_variable(variable, field, value)
+          for field, value in zip(initial._fields, initial)
+      ])
+
+  def _add_state_variable(self, reference, field, value):
+    base_name = getattr(reference, "path", reference.name).replace("/", "_").replace(":", "_")
+    colocate = reference.value if isinstance(reference, keras.Variable) else reference
+    with self._distribution_strategy.extended.colocate_vars_with(colocate):
+      return self.add_variable(shape=tuple(value.shape),
+                               initializer=keras.initializers.Constant(value.numpy()),
+                               dtype=value.dtype.name, name=f"{base_name}_{field}")
+
+  def state_for(self, variable):
+    """The rule's current state for `variable` (a NamedTuple of variables)."""
+    index = self._get_variable_index(variable)
+    return self._state_types[index](*self._state_variables[index])
+
+  # -------------------------------------------------------------- update --
+  def update_step(self, gradient, variable, learning_rate):
+    index = self._get_variable_index(variable)
+    slots = self._state_variables[index]
+    state = self._state_types[index](*[tf.convert_to_tensor(s) for s in slots])
+    step = self.iterations + 1
+    delta, new_state = step_lib.rule_delta(self.rule, self._meta_values(), _dense(gradient),
+                                           tf.convert_to_tensor(variable), state, step,
+                                           learning_rate)
+    for slot, value in zip(slots, new_state):
+      self.assign(slot, value)
+    self.assign_add(variable, delta)
+
+  def apply(self, grads, trainable_variables=None):
+    grads = list(grads)
+    if self.nonfinite == "zero":
+      return super().apply([_zero_nonfinite(g) for g in grads], trainable_variables)
+    if self.nonfinite == "raise":
+      checked = []
+      for i, g in enumerate(grads):
+        if g is not None:
+          msg = f"{self.name}: gradient {i} contains NaN or Inf (nonfinite='raise')"
+          if isinstance(g, tf.IndexedSlices):
+            g = tf.IndexedSlices(tf.debugging.check_numerics(g.values, msg), g.indices,
+                                 g.dense_shape)
+          else:
+            g = tf.debugging.check_numerics(g, msg)
+        checked.append(g)
+      return super().apply(checked, trainable_variables)
+    return self._apply_skipping_nonfinite(grads, trainable_variables)
+
+  def _apply_skipping_nonfinite(self, grads, trainable_variables):
+    """Applies the step only if every gradient is finite (on every replica)."""
+    if not self.built:
+      if trainable_variables is None:
+        raise ValueError("When passing `grads` without `variables`, the optimizer must already "
+                         "be built on a list of variables.")
+      with tf.name_scope(self.name):
+        self.build(list(trainable_variables))
+      self.built = True
+    parent = super(LearnedOptimizer, self)
+
+    def apply_fn():
+      parent.apply(grads, trainable_variables)
+
+    replica_context = tf.distribute.get_replica_context()
+    strategy = tf.distribute.get_strategy()
+    if (tf.distribute.has_strategy() and replica_context is not None
+        and not tf.__internal__.distribute.strategy_supports_no_merge_call()):
+      # Strategies that need merge_call: decide in cross-replica context.
+      def cross_replica(distribution, grads):
+        finite = distribution.extended.call_for_each_replica(_all_finite, args=(grads,))
+        finite = tf.reduce_all(tf.stack(distribution.experimental_local_results(finite)))
+
+        def fn():
+          distribution.extended.call_for_each_replica(
+              lambda g: parent.apply(g, trainable_variables), args=(grads,))
+
+        ops.cond(finite, fn, lambda: None)
+
+      replica_context.merge_call(cross_replica, args=(grads,))
+      return
+    finite = _all_finite(grads)
+    if replica_context is not None and strategy.num_replicas_in_sync > 1:
+      bad = replica_context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                       tf.cast(tf.logical_not(finite), tf.float32))
+      finite = bad == 0.0
+    ops.cond(finite, apply_fn, lambda: None)
+
+  # -------------------------------------------------------------- config --
+  def get_config(self):
+    config = super().get_config()
+    config.update({
+        "rule": rules_lib.serialize(self.rule),
+        "meta_params": meta_params_lib.to_lists(self._meta_values()),
+        "nonfinite": self.nonfinite,
+        "seed": self.seed,
+    })
+    return config
+
+  def export(self, path):
+    """Writes this optimizer as a SavedModel usable without keras_l2o.
+
+    See `keras_l2o.export.export_optimizer`.
+    """
+    from keras_l2o import export as export_lib  # pylint: disable=g-import-not-at-top
+    return export_lib.export_optimizer(self, path)

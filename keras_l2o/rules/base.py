@@ -1,0 +1,169 @@
+"""The rule protocol: a pure update formula plus its meta-parameters.
+
+A *rule* is the mathematical heart of an optimizer. It is written once, as pure
+TensorFlow functions, and called from two places: the Keras optimizer
+(`keras_l2o.LearnedOptimizer.update_step`) and the differentiable unroll of the
+meta-trainers. Both paths therefore compute the same numbers.
+
+The protocol:
+
+* `init_meta_params(seed)` returns the meta-parameters: a nested dict of float32
+  tensors (empty for hand-designed rules).
+* `init_state(var)` returns the per-variable state as a NamedTuple of tensors.
+* `apply(meta_params, grad, var, state, step)` returns `(update, new_state)`.
+  The optimizer then sets `var <- var + learning_rate * update`, so `update`
+  already carries its sign (SGD's update is `-grad`).
+
+`step` is the 1-based index of the update being computed (as Keras's Adam uses
+`iterations + 1`).
+"""
+
+import abc
+import copy
+import inspect
+from typing import Any, NamedTuple
+
+import numpy as np
+import tensorflow as tf
+
+
+class EmptyState(NamedTuple):
+  """State of a rule that keeps none (plain SGD)."""
+
+
+class Rule(abc.ABC):
+  """Base class of every update rule.
+
+  Subclasses set `name` and `state_fields`, accept their configuration as
+  keyword arguments in `__init__`, and implement `init_state` and `apply`. Rules
+  with meta-parameters also implement `init_meta_params`.
+
+  Rules hold configuration only (Python numbers and strings); never tensors or
+  variables. Meta-parameters are passed to `apply` explicitly, which is what
+  makes the rule differentiable with respect to them.
+  """
+
+  name: str = ""
+  # Names of the NamedTuple fields of the state, in order.
+  state_fields: tuple = ()
+  # Extra trailing dimension of each state field, or None for "shaped like
+  # the variable". Same length as `state_fields` when given.
+  state_extra_dims: tuple = ()
+
+  def __init__(self, **config):
+    self._config = dict(config)
+
+  # ---------------------------------------------------------------- config --
+  def get_config(self) -> dict:
+    """Returns the JSON-serialisable configuration that rebuilds this rule."""
+    return copy.deepcopy(self._config)
+
+  def __repr__(self):
+    args = ", ".join(f"{k}={v!r}" for k, v in sorted(self._config.items()))
+    return f"{type(self).__name__}({args})"
+
+  def __eq__(self, other):
+    return type(self) is type(other) and self.get_config() == other.get_config()
+
+  def __hash__(self):
+    return hash((type(self).__name__, repr(sorted(self._config.items()))))
+
+  @classmethod
+  def config_names(cls) -> list:
+    """The configuration keys this rule accepts."""
+    params = inspect.signature(cls.__init__).parameters
+    return [p for p in params if p != "self" and params[p].kind is inspect.Parameter.KEYWORD_ONLY]
+
+  # ------------------------------------------------------- meta-parameters --
+  @property
+  def is_learned(self) -> bool:
+    """Whether this rule has meta-parameters."""
+    return bool(self.init_meta_params(0))
+
+  def init_meta_params(self, seed: int) -> dict:
+    """Returns freshly initialised meta-parameters as a nested dict of tensors.
+
+    Args:
+      seed: integer seed; the same seed gives the same meta-parameters.
+
+    Returns:
+      A nested dict of float32 tensors; `{}` for hand-designed rules.
+    """
+    del seed
+    return {}
+
+  def meta_param_shapes(self) -> dict:
+    """The nested dict of shapes that `apply` expects for meta-parameters."""
+    return tf.nest.map_structure(lambda t: tuple(t.shape), self.init_meta_params(0))
+
+  # ------------------------------------------------------------------ state --
+  def state_dtype(self, var_dtype) -> tf.DType:
+    """The dtype in which state is kept and the rule computes for a variable.
+
+    Half-precision variables (float16, bfloat16) get float32 state and
+    arithmetic, so learned rules neither overflow nor underflow; other float
+    dtypes compute in their own precision.
+    """
+    var_dtype = tf.as_dtype(var_dtype)
+    if var_dtype in (tf.float16, tf.bfloat16):
+      return tf.float32
+    return var_dtype
+
+  def state_shapes(self, var_shape) -> tuple:
+    """The shape of every state field for a variable of shape `var_shape`."""
+    var_shape = tuple(var_shape)
+    extra = self.state_extra_dims or (None,) * len(self.state_fields)
+    return tuple(var_shape + ((e,) if e else ()) for e in extra)
+
+  def state_floats_per_parameter(self) -> int:
+    """Floats of optimizer state kept for every parameter."""
+    extra = self.state_extra_dims or (None,) * len(self.state_fields)
+    return int(sum(e or 1 for e in extra))
+
+  @abc.abstractmethod
+  def init_state(self, var) -> Any:
+    """Returns the initial state for a variable (a NamedTuple of tensors).
+
+    Args:
+      var: the variable (or a tensor of its shape and dtype).
+    """
+
+  @abc.abstractmethod
+  def apply(self, meta_params, grad, var, state, step):
+    """Computes one update.
+
+    Args:
+      meta_params: nested dict of tensors as returned by `init_meta_params`.
+      grad: gradient tensor, same shape as `var`.
+      var: current value of the parameter.
+      state: the rule's state for this parameter (NamedTuple).
+      step: 1-based index of this update (scalar tensor or number).
+
+    Returns:
+      `(update, new_state)`: the variable becomes `var + learning_rate * update`.
+    """
+
+
+def zeros_state(rule: Rule, var, state_type):
+  """Builds a state of zeros for `var`, in the rule's state dtype and shapes.
+
+  Works for static and dynamic shapes (a SavedModel signature over a vector of
+  unknown length).
+  """
+  dtype = rule.state_dtype(var.dtype)
+  extra = rule.state_extra_dims or (None,) * len(rule.state_fields)
+  shape = tf.shape(var)
+  return state_type(*[
+      tf.zeros(tf.concat([shape, [e]], 0) if e else shape, dtype) for e in extra
+  ])
+
+
+def cast_meta_params(meta_params, dtype):
+  """Casts every meta-parameter to `dtype` (no-op when it already matches)."""
+  return tf.nest.map_structure(lambda t: tf.cast(t, dtype), meta_params)
+
+
+def to_numpy_meta_params(meta_params) -> dict:
+  """Converts nested meta-parameters (tensors or variables) to numpy arrays."""
+  return tf.nest.map_structure(lambda t: np.asarray(t.numpy() if hasattr(t, "numpy") else t),
+                               meta_params)

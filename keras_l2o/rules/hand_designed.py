@@ -1,0 +1,176 @@
+"""Hand-designed optimizers written as rules.
+
+They are the baselines of every evaluation and the oracles that prove the
+machinery exact: `LearnedOptimizer(rules.get("adam"), learning_rate=1e-3)`
+reproduces `keras.optimizers.Adam(1e-3)`, and likewise SGD, momentum, NAG and
+RMSprop reproduce Keras's `SGD`, `SGD(momentum=m)`, `SGD(momentum=m,
+nesterov=True)` and `RMSprop`, with a constant learning rate.
+
+With a learning-rate *schedule* the momentum rules differ slightly from Keras:
+Keras folds the learning rate into the momentum buffer, while a rule's output is
+multiplied by the learning rate of the current step.
+"""
+
+import collections
+import functools
+
+import tensorflow as tf
+
+from keras_l2o.rules import base
+from keras_l2o.rules import features
+
+
+@functools.lru_cache(maxsize=None)
+def _state_type(name, fields):
+  return collections.namedtuple(name, fields)
+
+
+def _check_range(name, value, low, high, *, low_open=False, high_open=False):
+  ok_low = value > low if low_open else value >= low
+  ok_high = value < high if high_open else value <= high
+  if not (isinstance(value, (int, float)) and ok_low and ok_high):
+    lo = "(" if low_open else "["
+    hi = ")" if high_open else "]"
+    raise ValueError(
+        f"Argument `{name}` must be a number in {lo}{low}, {high}{hi}. Received: {name}={value!r}")
+
+
+class SGD(base.Rule):
+  """Plain gradient descent: `update = -grad`. No state."""
+
+  name = "sgd"
+
+  def __init__(self):
+    super().__init__()
+
+  def init_state(self, var):
+    return base.EmptyState()
+
+  def apply(self, meta_params, grad, var, state, step):
+    del meta_params, var, step
+    return -grad, state
+
+
+class Momentum(base.Rule):
+  """Heavy-ball momentum: `m <- momentum * m - grad; update = m`.
+
+  Args:
+    momentum: the decay of the velocity, in [0, 1).
+  """
+
+  name = "momentum"
+  state_fields = ("momentum",)
+  _nesterov = False
+
+  def __init__(self, *, momentum: float = 0.9):
+    _check_range("momentum", momentum, 0.0, 1.0, high_open=True)
+    super().__init__(momentum=momentum)
+    self.momentum = float(momentum)
+
+  def init_state(self, var):
+    return base.zeros_state(self, var, _state_type("MomentumState", self.state_fields))
+
+  def apply(self, meta_params, grad, var, state, step):
+    del meta_params, var, step
+    mu = tf.cast(self.momentum, grad.dtype)
+    m = state.momentum * mu - grad
+    update = m * mu - grad if self._nesterov else m
+    return update, type(state)(m)
+
+
+class NAG(Momentum):
+  """Nesterov momentum: `m <- momentum * m - grad; update = momentum * m - grad`.
+
+  Args:
+    momentum: the decay of the velocity, in [0, 1).
+  """
+
+  name = "nag"
+  _nesterov = True
+
+
+class RMSprop(base.Rule):
+  """RMSprop as in Keras: `v <- rho v + (1 - rho) g^2; update = -g / sqrt(v + eps)`.
+
+  Args:
+    rho: decay of the squared-gradient average, in [0, 1).
+    epsilon: added inside the square root.
+    momentum: optional momentum on the normalised step, in [0, 1).
+    centered: subtract the squared mean gradient from the second moment.
+  """
+
+  name = "rmsprop"
+
+  def __init__(self, *, rho: float = 0.9, epsilon: float = 1e-7, momentum: float = 0.0,
+               centered: bool = False):
+    _check_range("rho", rho, 0.0, 1.0, high_open=True)
+    _check_range("epsilon", epsilon, 0.0, float("inf"), low_open=True)
+    _check_range("momentum", momentum, 0.0, 1.0, high_open=True)
+    super().__init__(rho=rho, epsilon=epsilon, momentum=momentum, centered=bool(centered))
+    self.rho, self.epsilon, self.momentum, self.centered = rho, epsilon, momentum, bool(centered)
+    fields = ["velocity"]
+    if momentum > 0:
+      fields.append("momentum")
+    if centered:
+      fields.append("average_gradient")
+    self.state_fields = tuple(fields)
+
+  def init_state(self, var):
+    return base.zeros_state(self, var, _state_type("RMSpropState", self.state_fields))
+
+  def apply(self, meta_params, grad, var, state, step):
+    del meta_params, var, step
+    rho = self.rho
+    new = dict(state._asdict())
+    new["velocity"] = rho * state.velocity + (1 - rho) * tf.square(grad)
+    if self.centered:
+      new["average_gradient"] = rho * state.average_gradient + (1 - rho) * grad
+      denominator = new["velocity"] - tf.square(new["average_gradient"]) + self.epsilon
+    else:
+      denominator = new["velocity"] + self.epsilon
+    increment = grad / tf.sqrt(denominator)
+    if self.momentum > 0:
+      new["momentum"] = self.momentum * state.momentum + increment
+      increment = new["momentum"]
+    return -increment, type(state)(**new)
+
+
+class Adam(base.Rule):
+  """Adam (Kingma & Ba 2015) exactly as Keras computes it.
+
+      m <- m + (g - m)(1 - beta_1);  v <- v + (g^2 - v)(1 - beta_2)
+      update = -m sqrt(1 - beta_2^t) / (1 - beta_1^t) / (sqrt(v) + epsilon)
+
+  Args:
+    beta_1: decay of the first moment, in [0, 1).
+    beta_2: decay of the second moment, in [0, 1).
+    epsilon: added to sqrt(v) (not bias-corrected, as in Keras).
+    amsgrad: use the running maximum of v.
+  """
+
+  name = "adam"
+
+  def __init__(self, *, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
+               amsgrad: bool = False):
+    _check_range("beta_1", beta_1, 0.0, 1.0, high_open=True)
+    _check_range("beta_2", beta_2, 0.0, 1.0, high_open=True)
+    _check_range("epsilon", epsilon, 0.0, float("inf"), low_open=True)
+    super().__init__(beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, amsgrad=bool(amsgrad))
+    self.beta_1, self.beta_2, self.epsilon, self.amsgrad = beta_1, beta_2, epsilon, bool(amsgrad)
+    self.state_fields = ("momentum", "velocity") + (("velocity_hat",) if amsgrad else ())
+
+  def init_state(self, var):
+    return base.zeros_state(self, var, _state_type("AdamState", self.state_fields))
+
+  def apply(self, meta_params, grad, var, state, step):
+    del meta_params, var
+    dtype = grad.dtype
+    alpha = tf.sqrt(features.bias_correction(self.beta_2, step, dtype)) / features.bias_correction(
+        self.beta_1, step, dtype)
+    m = features.ema(state.momentum, grad, self.beta_1)
+    v = features.ema(state.velocity, tf.square(grad), self.beta_2)
+    new = {"momentum": m, "velocity": v}
+    if self.amsgrad:
+      v = new["velocity_hat"] = tf.maximum(state.velocity_hat, v)
+    update = -(m * alpha) / (tf.sqrt(v) + tf.cast(self.epsilon, dtype))
+    return update, type(state)(**new)

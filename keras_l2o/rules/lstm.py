@@ -1,0 +1,228 @@
+"""The coordinatewise LSTM rule of Andrychowicz et al. (2016).
+
+One small two-layer LSTM is applied to every coordinate of every variable
+independently, with shared weights and a hidden state per coordinate:
+
+    x_t = preprocess(g_t)                      # 2 features per coordinate
+    (h1, c1) = LSTM_1(x_t, h1, c1)
+    (h2, c2) = LSTM_2(h1, h2, c2)
+    update_t = output_scale * (W_out h2 + b_out)
+
+State: 2 layers x (h, c) x hidden_size floats per parameter (80 with the
+paper's 20 units).
+
+Presets:
+
+| preset    | preprocessing                     | output scale |
+|-----------|-----------------------------------|--------------|
+| `paper`   | log-and-sign, p = 10 (appendix A) | 0.1          |
+| `dm_code` | clamped LogAndSign, k = 5         | 0.01         |
+
+References:
+  Andrychowicz et al., "Learning to learn by gradient descent by gradient
+  descent", NeurIPS 2016, arXiv:1606.04474.
+"""
+
+import collections
+import functools
+
+import numpy as np
+import tensorflow as tf
+
+from keras_l2o.rules import base
+from keras_l2o.rules import features
+
+PRESETS = {
+    "paper": {"preprocessing": "log_sign", "preprocess_constant": 10.0, "output_scale": 0.1},
+    "dm_code": {"preprocessing": "log_sign_clamped", "preprocess_constant": 5.0,
+                "output_scale": 0.01},
+}
+PREPROCESSINGS = ("log_sign", "log_sign_clamped", "none")
+INITS = ("sign_momentum", "random")
+
+
+@functools.lru_cache(maxsize=None)
+def _state_type(num_layers):
+  fields = []
+  for layer in range(1, num_layers + 1):
+    fields += [f"h{layer}", f"c{layer}"]
+  return collections.namedtuple("LSTMState", fields)
+
+
+def _sigmoid(a):
+  return 1.0 / (1.0 + np.exp(-a))
+
+
+def lstm_cell(kernel, bias, x, h, c):
+  """One LSTM step batched over coordinates; gates in the order i, f, g, o.
+
+  Args:
+    kernel: `[in + hidden, 4 * hidden]`.
+    bias: `[4 * hidden]`.
+    x: inputs `[n, in]`.
+    h: hidden state `[n, hidden]`.
+    c: cell state `[n, hidden]`.
+
+  Returns:
+    `(h_new, c_new)`, each `[n, hidden]`.
+  """
+  z = tf.matmul(tf.concat([x, h], axis=-1), kernel) + bias
+  i, f, g, o = tf.split(z, 4, axis=-1)
+  c_new = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+  h_new = tf.sigmoid(o) * tf.tanh(c_new)
+  return h_new, c_new
+
+
+class LSTMRule(base.Rule):
+  """Coordinatewise multi-layer LSTM update rule.
+
+  Args:
+    preset: `"paper"` (default) or `"dm_code"`; sets the defaults of
+      `preprocessing`, `preprocess_constant` and `output_scale`.
+    hidden_size: units per LSTM layer (20 in the paper).
+    num_layers: number of stacked LSTM layers (2 in the paper).
+    preprocessing: `"log_sign"` (paper), `"log_sign_clamped"` (public code) or
+      `"none"` (the raw gradient as the single input).
+    preprocess_constant: p for `log_sign`, k for `log_sign_clamped`.
+    output_scale: multiplies the linear output.
+    init: `"sign_momentum"` (default): random weights plus one path through
+      both layers wired so that, before meta-training, the rule takes steps of
+      about `init_step` in the direction of minus the sign of a momentum of
+      the gradient, so it already trains models; `"random"`: random weights
+      only, as in the paper.
+    init_step: size of the initial steps for `init="sign_momentum"`.
+
+  Example:
+
+  >>> import keras_l2o
+  >>> rule = keras_l2o.rules.get("lstm")
+  >>> rule.state_floats_per_parameter()
+  80
+  >>> sorted(rule.init_meta_params(seed=0))
+  ['layer1', 'layer2', 'output']
+  """
+
+  name = "lstm"
+
+  def __init__(self, *, preset: str = "paper", hidden_size: int = 20, num_layers: int = 2,
+               preprocessing: str = None, preprocess_constant: float = None,
+               output_scale: float = None, init: str = "sign_momentum", init_step: float = 0.01):
+    if preset not in PRESETS:
+      raise ValueError(f"Unknown lstm preset {preset!r}. Valid presets: {sorted(PRESETS)}.")
+    defaults = PRESETS[preset]
+    preprocessing = defaults["preprocessing"] if preprocessing is None else preprocessing
+    if preprocessing not in PREPROCESSINGS:
+      raise ValueError(f"Argument `preprocessing` must be one of {list(PREPROCESSINGS)}. "
+                       f"Received: preprocessing={preprocessing!r}")
+    if init not in INITS:
+      raise ValueError(f"Argument `init` must be one of {list(INITS)}. Received: init={init!r}")
+    for arg, value in (("hidden_size", hidden_size), ("num_layers", num_layers)):
+      if not isinstance(value, int) or value < 1:
+        raise ValueError(f"Argument `{arg}` must be a positive integer. Received: {arg}={value!r}")
+    if preprocess_constant is None:
+      preprocess_constant = defaults["preprocess_constant"]
+    if output_scale is None:
+      output_scale = defaults["output_scale"]
+    super().__init__(preset=preset, hidden_size=hidden_size, num_layers=num_layers,
+                     preprocessing=preprocessing, preprocess_constant=float(preprocess_constant),
+                     output_scale=float(output_scale), init=init, init_step=float(init_step))
+    self.hidden_size = hidden_size
+    self.num_layers = num_layers
+    self.preprocessing = preprocessing
+    self.preprocess_constant = float(preprocess_constant)
+    self.output_scale = float(output_scale)
+    self.init = init
+    self.init_step = float(init_step)
+    self.state_fields = _state_type(num_layers)._fields
+    self.state_extra_dims = (hidden_size,) * (2 * num_layers)
+
+  @property
+  def input_size(self) -> int:
+    return 1 if self.preprocessing == "none" else 2
+
+  def preprocess(self, grad):
+    """Per-coordinate input features, `[n] -> [n, input_size]`."""
+    if self.preprocessing == "log_sign":
+      return features.log_and_sign_paper(grad, self.preprocess_constant)
+    if self.preprocessing == "log_sign_clamped":
+      return features.log_and_sign_clamped(grad, self.preprocess_constant)
+    return grad[..., None]
+
+  # ------------------------------------------------------- meta-parameters --
+  def init_meta_params(self, seed: int) -> dict:
+    hidden = self.hidden_size
+    rng = np.random.default_rng(seed)
+    params = {}
+    fan_in = self.input_size
+    for layer in range(1, self.num_layers + 1):
+      kernel = rng.normal(0.0, 0.1, size=(fan_in + hidden, 4 * hidden))
+      bias = np.zeros(4 * hidden)
+      bias[hidden:2 * hidden] = 1.0  # forget gates start open
+      params[f"layer{layer}"] = {"kernel": kernel, "bias": bias}
+      fan_in = hidden
+    out_kernel = rng.normal(0.0, 0.01, size=(hidden, 1))
+    out_bias = np.zeros(1)
+    if self.init == "sign_momentum":
+      out_kernel = self._wire_sign_momentum_path(params, out_kernel)
+    params["output"] = {"kernel": out_kernel, "bias": out_bias}
+    return tf.nest.map_structure(lambda a: tf.constant(a, tf.float32), params)
+
+  def _wire_sign_momentum_path(self, params, out_kernel):
+    """Wires unit 0 of every layer into a sign-of-momentum detector (numpy, in place)."""
+    hidden = self.hidden_size
+    sign_input = self.input_size - 1  # the sign-like feature (or the raw gradient)
+    source = sign_input
+    for layer in range(1, self.num_layers + 1):
+      p = params[f"layer{layer}"]
+      # Unit 0: candidate driven by the previous layer's unit 0 (or the input);
+      # input and output gates open; the forget gate keeps a momentum.
+      p["kernel"][:, [0, hidden, 2 * hidden, 3 * hidden]] = 0.0
+      p["kernel"][source, 2 * hidden] = 3.0
+      p["bias"][0] = 2.0
+      p["bias"][hidden] = 1.0
+      p["bias"][3 * hidden] = 2.0
+      source = 0  # the next layer reads this unit as row 0 of its [h_below, h] input
+    # Steady-state response of the top unit 0 to a constant sign of +1.
+    x = np.zeros((1, self.input_size))
+    x[0, sign_input] = 1.0
+    state = [np.zeros((1, hidden)) for _ in range(2 * self.num_layers)]
+    for _ in range(50):
+      inp = x
+      for layer in range(self.num_layers):
+        p = params[f"layer{layer + 1}"]
+        h, c = state[2 * layer], state[2 * layer + 1]
+        z = np.concatenate([inp, h], -1) @ p["kernel"] + p["bias"]
+        i, f, g, o = np.split(z, 4, -1)
+        c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
+        h = _sigmoid(o) * np.tanh(c)
+        state[2 * layer], state[2 * layer + 1] = h, c
+        inp = h
+    response = float(state[2 * (self.num_layers - 1)][0, 0])
+    out_kernel = np.zeros_like(out_kernel)
+    out_kernel[0, 0] = -self.init_step / (self.output_scale * response)
+    return out_kernel
+
+  # ------------------------------------------------------------------ state --
+  def init_state(self, var):
+    return base.zeros_state(self, var, _state_type(self.num_layers))
+
+  def apply(self, meta_params, grad, var, state, step):
+    del var, step
+    dtype = grad.dtype
+    mp = base.cast_meta_params(meta_params, dtype)
+    hidden = self.hidden_size
+    flat_grad = tf.reshape(grad, [-1])
+    x = self.preprocess(flat_grad)
+    new_state = []
+    for layer in range(self.num_layers):
+      h = tf.reshape(state[2 * layer], [-1, hidden])
+      c = tf.reshape(state[2 * layer + 1], [-1, hidden])
+      p = mp[f"layer{layer + 1}"]
+      h, c = lstm_cell(p["kernel"], p["bias"], x, h, c)
+      new_state += [h, c]
+      x = h
+    out = tf.matmul(x, mp["output"]["kernel"]) + mp["output"]["bias"]
+    update = tf.reshape(out[:, 0] * tf.cast(self.output_scale, dtype), tf.shape(grad))
+    state_shape = tf.concat([tf.shape(grad), [hidden]], 0)
+    new_state = [tf.reshape(s, state_shape) for s in new_state]
+    return update, type(state)(*new_state)

@@ -1,0 +1,113 @@
+"""A cheap per-parameter MLP rule on momentum and second-moment features.
+
+For every coordinate the rule keeps three accumulators (3 floats of state per
+parameter): a fast momentum m (beta_1), a slow momentum s (beta_slow) and a
+second moment v (beta_2), all bias-corrected. From them it forms three
+RMS-normalised features
+
+    r = 1 / (sqrt(v_hat) + epsilon)
+    f = [g r, m_hat r, s_hat r]
+
+and outputs
+
+    update = step_scale * (w_skip . f + W_2 relu(W_1 f + b_1) + b_2).
+
+At initialisation `w_skip = [0, -1, 0]` and `W_2 = 0, b_2 = 0`, so before any
+meta-training the rule *is* Adam with learning rate `step_scale` (with epsilon
+added after the bias correction): it trains models sensibly from the start, and
+meta-training learns a correction on top of it.
+"""
+
+import collections
+
+import numpy as np
+import tensorflow as tf
+
+from keras_l2o.rules import base
+from keras_l2o.rules import features
+
+MLPState = collections.namedtuple("MLPState", ["momentum", "slow_momentum", "velocity"])
+
+NUM_FEATURES = 3
+
+
+def mlp_features(grad, state, step, *, beta_1, beta_slow, beta_2, epsilon):
+  """Updates the accumulators and returns `(features [..., 3], new_state)`."""
+  dtype = grad.dtype
+  m = features.ema(state.momentum, grad, beta_1)
+  s = features.ema(state.slow_momentum, grad, beta_slow)
+  v = features.ema(state.velocity, tf.square(grad), beta_2)
+  v_hat = v / features.bias_correction(beta_2, step, dtype)
+  r = features.rsqrt_normaliser(v_hat, epsilon)
+  m_hat = m / features.bias_correction(beta_1, step, dtype)
+  s_hat = s / features.bias_correction(beta_slow, step, dtype)
+  feats = tf.stack([grad * r, m_hat * r, s_hat * r], axis=-1)
+  return feats, MLPState(m, s, v)
+
+
+class MLPRule(base.Rule):
+  """Per-parameter MLP on gradient, momentum and second-moment features.
+
+  Args:
+    hidden_size: width of the hidden layer.
+    beta_1: decay of the fast momentum.
+    beta_slow: decay of the slow momentum.
+    beta_2: decay of the second moment.
+    epsilon: added to the RMS normaliser.
+    step_scale: multiplies the network's output; the initial rule is Adam with
+      this learning rate (times the optimizer's `learning_rate`).
+
+  Example:
+
+  >>> import keras_l2o
+  >>> rule = keras_l2o.rules.get("mlp")
+  >>> rule.state_floats_per_parameter()
+  3
+  """
+
+  name = "mlp"
+  state_fields = MLPState._fields
+
+  def __init__(self, *, hidden_size: int = 16, beta_1: float = 0.9, beta_slow: float = 0.99,
+               beta_2: float = 0.999, epsilon: float = 1e-8, step_scale: float = 1e-3):
+    if not isinstance(hidden_size, int) or hidden_size < 1:
+      raise ValueError("Argument `hidden_size` must be a positive integer. "
+                       f"Received: hidden_size={hidden_size!r}")
+    for arg, value in (("beta_1", beta_1), ("beta_slow", beta_slow), ("beta_2", beta_2)):
+      if not 0.0 <= value < 1.0:
+        raise ValueError(f"Argument `{arg}` must be in [0, 1). Received: {arg}={value!r}")
+    if not epsilon > 0 or not step_scale > 0:
+      raise ValueError("Arguments `epsilon` and `step_scale` must be positive. "
+                       f"Received: epsilon={epsilon!r}, step_scale={step_scale!r}")
+    super().__init__(hidden_size=hidden_size, beta_1=float(beta_1), beta_slow=float(beta_slow),
+                     beta_2=float(beta_2), epsilon=float(epsilon), step_scale=float(step_scale))
+    self.hidden_size = hidden_size
+    self.betas = dict(beta_1=float(beta_1), beta_slow=float(beta_slow), beta_2=float(beta_2),
+                      epsilon=float(epsilon))
+    self.step_scale = float(step_scale)
+
+  def init_meta_params(self, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    params = {
+        "skip": np.array([[0.0], [-1.0], [0.0]]),
+        "hidden": {"kernel": rng.normal(0.0, 1.0 / np.sqrt(NUM_FEATURES),
+                                        size=(NUM_FEATURES, self.hidden_size)),
+                   "bias": np.zeros(self.hidden_size)},
+        "output": {"kernel": np.zeros((self.hidden_size, 1)), "bias": np.zeros(1)},
+    }
+    return tf.nest.map_structure(lambda a: tf.constant(a, tf.float32), params)
+
+  def init_state(self, var):
+    return base.zeros_state(self, var, MLPState)
+
+  def apply(self, meta_params, grad, var, state, step):
+    del var
+    dtype = grad.dtype
+    mp = base.cast_meta_params(meta_params, dtype)
+    feats, new_state = mlp_features(grad, state, step, **self.betas)
+    flat = tf.reshape(feats, [-1, NUM_FEATURES])
+    hidden = tf.nn.relu(tf.matmul(flat, mp["hidden"]["kernel"]) + mp["hidden"]["bias"])
+    out = tf.matmul(flat, mp["skip"]) + tf.matmul(hidden, mp["output"]["kernel"]) + mp[
+        "output"]["bias"]
+    update = tf.reshape(out[:, 0] * tf.cast(self.step_scale, dtype), tf.shape(grad))
+    return update, new_state
