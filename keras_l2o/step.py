@@ -30,6 +30,8 @@ def rule_delta(rule, meta_params, grad, var, state, step, learning_rate):
   grad = tf.cast(grad, compute_dtype)
   value = tf.cast(var, compute_dtype)
   update, new_state = rule.apply(meta_params, grad, value, state, step)
+  if isinstance(learning_rate, (int, float)):
+    learning_rate = tf.constant(learning_rate, compute_dtype)  # exact in float64 too
   delta = tf.cast(tf.cast(learning_rate, compute_dtype) * update, var.dtype)
   return delta, new_state
 

@@ -25,13 +25,13 @@ def log_and_sign_paper(grad, p: float = 10.0):
     A tensor of shape `grad.shape + (2,)`.
   """
   dtype = grad.dtype
-  threshold = tf.cast(math.exp(-p), dtype)
+  threshold = tf.constant(math.exp(-p), dtype)
   abs_g = tf.abs(grad)
   big = abs_g >= threshold
   # The log is taken of a safe value so that its gradient is finite everywhere.
   safe_abs = tf.where(big, abs_g, tf.ones_like(abs_g))
-  first = tf.where(big, tf.math.log(safe_abs) / tf.cast(p, dtype), -tf.ones_like(grad))
-  second = tf.where(big, tf.sign(grad), tf.cast(math.exp(p), dtype) * grad)
+  first = tf.where(big, tf.math.log(safe_abs) / tf.constant(p, dtype), -tf.ones_like(grad))
+  second = tf.where(big, tf.sign(grad), tf.constant(math.exp(p), dtype) * grad)
   return tf.stack([first, second], axis=-1)
 
 
@@ -49,9 +49,9 @@ def log_and_sign_clamped(grad, k: float = 5.0, eps: float = 1e-10):
     A tensor of shape `grad.shape + (2,)`.
   """
   dtype = grad.dtype
-  log = tf.math.log(tf.abs(grad) + tf.cast(eps, dtype)) / tf.cast(k, dtype)
+  log = tf.math.log(tf.abs(grad) + tf.constant(eps, dtype)) / tf.constant(k, dtype)
   first = tf.maximum(log, -tf.ones_like(log))
-  second = tf.clip_by_value(grad * tf.cast(math.exp(k), dtype), -1.0, 1.0)
+  second = tf.clip_by_value(grad * tf.constant(math.exp(k), dtype), -1.0, 1.0)
   return tf.stack([first, second], axis=-1)
 
 
@@ -61,14 +61,14 @@ def ema(average, value, decay: float):
   Written as `average + (value - average) * (1 - decay)`, the form Keras's Adam
   uses, so that hand-designed rules reproduce Keras to the last bit.
   """
-  return average + (value - average) * tf.cast(1.0 - decay, average.dtype)
+  return average + (value - average) * tf.constant(1.0 - decay, average.dtype)
 
 
 def bias_correction(decay: float, step, dtype):
   """`1 - decay ** step`, Adam's bias-correction denominator."""
-  return 1.0 - tf.pow(tf.cast(decay, dtype), tf.cast(step, dtype))
+  return 1.0 - tf.pow(tf.constant(decay, dtype), tf.cast(step, dtype))
 
 
 def rsqrt_normaliser(second_moment, epsilon: float):
   """`1 / (sqrt(second_moment) + epsilon)`, the RMS normaliser of Adam-like rules."""
-  return 1.0 / (tf.sqrt(second_moment) + tf.cast(epsilon, second_moment.dtype))
+  return 1.0 / (tf.sqrt(second_moment) + tf.constant(epsilon, second_moment.dtype))

@@ -72,7 +72,7 @@ class Momentum(base.Rule):
 
   def apply(self, meta_params, grad, var, state, step):
     del meta_params, var, step
-    mu = tf.cast(self.momentum, grad.dtype)
+    mu = tf.constant(self.momentum, grad.dtype)
     m = state.momentum * mu - grad
     update = m * mu - grad if self._nesterov else m
     return update, type(state)(m)
@@ -172,5 +172,5 @@ class Adam(base.Rule):
     new = {"momentum": m, "velocity": v}
     if self.amsgrad:
       v = new["velocity_hat"] = tf.maximum(state.velocity_hat, v)
-    update = -(m * alpha) / (tf.sqrt(v) + tf.cast(self.epsilon, dtype))
+    update = -(m * alpha) / (tf.sqrt(v) + tf.constant(self.epsilon, dtype))
     return update, type(state)(**new)

@@ -222,7 +222,7 @@ class LSTMRule(base.Rule):
       new_state += [h, c]
       x = h
     out = tf.matmul(x, mp["output"]["kernel"]) + mp["output"]["bias"]
-    update = tf.reshape(out[:, 0] * tf.cast(self.output_scale, dtype), tf.shape(grad))
+    update = tf.reshape(out[:, 0] * tf.constant(self.output_scale, dtype), tf.shape(grad))
     state_shape = tf.concat([tf.shape(grad), [hidden]], 0)
     new_state = [tf.reshape(s, state_shape) for s in new_state]
     return update, type(state)(*new_state)

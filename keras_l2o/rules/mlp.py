@@ -109,5 +109,5 @@ class MLPRule(base.Rule):
     hidden = tf.nn.relu(tf.matmul(flat, mp["hidden"]["kernel"]) + mp["hidden"]["bias"])
     out = tf.matmul(flat, mp["skip"]) + tf.matmul(hidden, mp["output"]["kernel"]) + mp[
         "output"]["bias"]
-    update = tf.reshape(out[:, 0] * tf.cast(self.step_scale, dtype), tf.shape(grad))
+    update = tf.reshape(out[:, 0] * tf.constant(self.step_scale, dtype), tf.shape(grad))
     return update, new_state
