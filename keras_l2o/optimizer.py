@@ -136,7 +136,8 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
       if not tf.as_dtype(variable.dtype).is_floating:
         raise ValueError(
             f"LearnedOptimizer updates floating-point variables only; variable "
-            f"{getattr(variable, 'path', variable.name)!r} has dtype {variable.dtype}.")
+            f"{getattr(variable, 'path', variable.name)!r} has dtype "
+            f"{tf.as_dtype(variable.dtype).name}.")
     super().build(var_list)
     self._state_variables = []
     self._state_types = []
