@@ -1,0 +1,37 @@
+"""The README's Python quick start runs as written."""
+
+import os
+import re
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+_README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+
+
+class ReadmeTest(tf.test.TestCase):
+
+  def test_python_blocks_run(self):
+    with open(_README, encoding="utf-8") as f:
+      blocks = re.findall(r"```python\n(.*?)```", f.read(), flags=re.S)
+    self.assertNotEmpty(blocks)
+    for block in blocks:
+      namespace = {}
+      exec(compile(block, "README.md", "exec"), namespace)  # pylint: disable=exec-used
+      # The quick start's own assertion checks the loss fell; also check what it built.
+      if "history" in namespace:
+        losses = namespace["history"].history["loss"]
+        self.assertLess(losses[-1], 0.8 * losses[0])
+      if "optimizer" in namespace:
+        self.assertEqual(namespace["optimizer"].rule.name, "mlp")
+
+  def test_readme_names_exactly_the_two_setup_commands(self):
+    with open(_README, encoding="utf-8") as f:
+      text = f.read()
+    self.assertIn("make demo", text)
+    self.assertIn("make test", text)
+
+
+if __name__ == "__main__":
+  tf.test.main()
