@@ -17,6 +17,7 @@ setuptools.setup(
         "tensorflow-probability>=0.24",
         "tf-keras>=2.16",
         "absl-py>=1.0",
+        "tensorboard>=2.16",
         "numpy>=1.23",
         "scikit-learn>=1.2",
         "mlxtend>=0.22",

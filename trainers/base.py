@@ -1,0 +1,129 @@
+"""Pieces every meta-trainer's outer loop shares.
+
+A run directory `save_dir` holds:
+
+* `config.json` — everything needed to know what ran (and to resume it);
+* `metrics.jsonl` — one JSON object per logged step (`step`, `meta_loss`, ...,
+  and `validation_loss` on validation steps);
+* `checkpoints/` — `tf.train.CheckpointManager` checkpoints: a run killed at any
+  moment resumes from the last one and, being deterministic, ends exactly as an
+  uninterrupted run would;
+* `tensorboard/` — summaries;
+* `final/` and `best/` — the final and best learned optimizers as SavedModel
+  exports (`keras_l2o.load(save_dir)` / `keras_l2o.load(save_dir, which="best")`).
+"""
+
+import json
+import math
+import os
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+import keras_l2o
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+RUN_FORMAT = "keras_l2o.meta_train"
+
+
+class MetricsLog:
+  """Appends one JSON object per line to `metrics.jsonl`; truncates on resume."""
+
+  def __init__(self, save_dir):
+    self.path = os.path.join(save_dir, METRICS_FILE)
+
+  def truncate_after(self, step: int):
+    """Drops records with `step` > `step` (written after the checkpoint resumed from)."""
+    if not os.path.exists(self.path):
+      return
+    kept = [line for line in self.read_lines() if json.loads(line)["step"] <= step]
+    tmp = self.path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+      f.writelines(line + "\n" for line in kept)
+    os.replace(tmp, self.path)
+
+  def read_lines(self):
+    with open(self.path, encoding="utf-8") as f:
+      return [line.strip() for line in f if line.strip()]
+
+  def read(self) -> list:
+    return [json.loads(line) for line in self.read_lines()] if os.path.exists(self.path) else []
+
+  def write(self, record: dict):
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+             for k, v in record.items()}
+    with open(self.path, "a", encoding="utf-8") as f:
+      f.write(json.dumps(clean) + "\n")
+
+
+class Progress:
+  """A progress bar with ETA on a terminal; periodic log lines otherwise."""
+
+  def __init__(self, total: int, start: int = 0, log_every_seconds: float = 30.0):
+    self.total, self.start = total, start
+    self._start_time = time.time()
+    self._last_log = 0.0
+    self._log_every = log_every_seconds
+    self._bar = keras.utils.Progbar(total, stateful_metrics=["meta_loss", "validation_loss"],
+                                    unit_name="meta-step") if sys.stdout.isatty() else None
+    if self._bar is not None and start:
+      self._bar.update(start)
+
+  def update(self, step: int, **values):
+    values = {k: float(v) for k, v in values.items() if v is not None}
+    if self._bar is not None:
+      self._bar.update(step, values=list(values.items()))
+      return
+    now = time.time()
+    if now - self._last_log < self._log_every and step < self.total:
+      return
+    self._last_log = now
+    done = step - self.start
+    rate = done / max(now - self._start_time, 1e-9)
+    eta = (self.total - step) / rate if rate > 0 else float("inf")
+    shown = " ".join(f"{k}={v:.4g}" for k, v in values.items())
+    logging.info("meta-step %d/%d (%.1f/s, ETA %s) %s", step, self.total, rate,
+                 time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "?", shown)
+
+
+def write_config(save_dir, config: dict):
+  tmp = os.path.join(save_dir, CONFIG_FILE + ".tmp")
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(config, f, indent=2, sort_keys=True)
+  os.replace(tmp, os.path.join(save_dir, CONFIG_FILE))
+
+
+def read_config(save_dir) -> dict:
+  with open(os.path.join(save_dir, CONFIG_FILE), encoding="utf-8") as f:
+    return json.load(f)
+
+
+def versions() -> dict:
+  return {"keras_l2o": keras_l2o.__version__, "tensorflow": tf.__version__,
+          "keras": keras.__version__, "numpy": np.__version__}
+
+
+def export_optimizer(save_dir, which, rule, meta_params, learning_rate):
+  """Writes `save_dir/which` as a keras_l2o export of `rule` with `meta_params`."""
+  optimizer = keras_l2o.LearnedOptimizer(
+      rule, meta_params=tf.nest.map_structure(lambda v: v.numpy(), meta_params),
+      learning_rate=float(learning_rate), name=f"meta_trained_{rule.name}_{which}")
+  path = os.path.join(save_dir, which)
+  tmp = path + ".tmp"
+  if os.path.exists(tmp):
+    tf.io.gfile.rmtree(tmp)
+  optimizer.export(tmp)
+  if os.path.exists(path):
+    tf.io.gfile.rmtree(path)
+  os.replace(tmp, path)
+  return path
+
+
+def variables_like(nested, name):
+  """Non-trainable float variables initialised from `nested` tensors."""
+  return tf.nest.map_structure(lambda t: tf.Variable(t, trainable=False, name=name), nested)

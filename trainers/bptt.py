@@ -1,0 +1,364 @@
+"""Meta-training by truncated backpropagation through unrolls (Andrychowicz et al. 2016).
+
+Each meta-step continues the current trajectory by `unroll_length` optimizer
+steps (`keras_l2o.unroll`), takes the meta-loss
+
+    L(phi) = sum_t w_t f(theta_t)          (or the log-ratio form, see below)
+
+over the updates of that truncation, and applies its gradient with respect to
+the meta-parameters phi with Adam (global-norm clipped). After `horizon` steps
+the trajectory ends and a fresh training problem starts. Non-finite
+meta-gradients are skipped and counted; a diverged trajectory is restarted on
+a fresh problem. Every `validation_every` meta-steps the meta-parameters are
+evaluated on held-out validation problems over the full horizon and the best
+are kept (optionally stopping early after `patience` rounds without
+improvement).
+
+All randomness derives from the seeds, and the whole training state
+(meta-parameters, Adam's slots, the current trajectory, counters, best values)
+is checkpointed, so a run killed at any moment and resumed ends with the same
+meta-parameters as an uninterrupted run.
+"""
+
+import dataclasses
+import math
+import os
+from typing import Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from keras_l2o import meta_params as meta_params_lib
+from keras_l2o import rules as rules_lib
+from keras_l2o import unroll as unroll_lib
+from trainers import base
+
+META_OBJECTIVES = ("sum", "log_ratio")
+TIME_WEIGHTS = ("uniform", "increasing", "final")
+
+
+@dataclasses.dataclass
+class BPTTConfig:
+  """Configuration of `BPTTTrainer` (defaults follow Andrychowicz et al.)."""
+  num_steps: int = 1000
+  unroll_length: int = 20
+  horizon: int = 100
+  meta_learning_rate: float = 1e-3
+  meta_clipnorm: Optional[float] = 1.0
+  second_derivatives: bool = False
+  meta_objective: str = "sum"
+  time_weights: str = "uniform"
+  validation_every: int = 100
+  validation_problems: int = 8
+  patience: Optional[int] = None
+  checkpoint_every: int = 50
+  log_every: int = 10
+  learning_rate: float = 1.0
+  seed: int = 0
+
+  def validate(self):
+    """Raises ValueError naming the first bad field, with the allowed values."""
+    positive = ("num_steps", "unroll_length", "horizon", "validation_every",
+                "validation_problems", "checkpoint_every", "log_every")
+    for name in positive:
+      value = getattr(self, name)
+      if not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+    if self.horizon % self.unroll_length:
+      raise ValueError(f"`horizon` must be a multiple of `unroll_length`. Received: horizon="
+                       f"{self.horizon}, unroll_length={self.unroll_length}")
+    if not self.meta_learning_rate > 0:
+      raise ValueError("`meta_learning_rate` must be positive. Received: meta_learning_rate="
+                       f"{self.meta_learning_rate!r}")
+    if self.meta_clipnorm is not None and not self.meta_clipnorm > 0:
+      raise ValueError("`meta_clipnorm` must be positive or None. Received: meta_clipnorm="
+                       f"{self.meta_clipnorm!r}")
+    if self.meta_objective not in META_OBJECTIVES:
+      raise ValueError(f"`meta_objective` must be one of {list(META_OBJECTIVES)}. Received: "
+                       f"meta_objective={self.meta_objective!r}")
+    if self.time_weights not in TIME_WEIGHTS:
+      raise ValueError(f"`time_weights` must be one of {list(TIME_WEIGHTS)}. Received: "
+                       f"time_weights={self.time_weights!r}")
+    if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
+      raise ValueError(f"`patience` must be a positive integer or None. Received: "
+                       f"patience={self.patience!r}")
+
+
+def time_weights(kind: str, length: int) -> np.ndarray:
+  """The weights w_1..w_T of the meta-loss over one truncation."""
+  if kind == "uniform":
+    return np.ones(length)
+  if kind == "increasing":
+    return np.arange(1, length + 1) / length
+  if kind == "final":
+    return np.eye(length)[-1]
+  raise ValueError(f"Unknown time weights {kind!r}. Valid: {list(TIME_WEIGHTS)}.")
+
+
+def meta_loss(losses, final_loss, weights, objective: str = "sum", eps: float = 1e-12):
+  """The meta-objective of one truncation.
+
+  Args:
+    losses: `[T]` losses before each update (`losses[0]` does not depend on
+      this truncation's updates).
+    final_loss: the loss after the last update.
+    weights: `[T]` weights of f(theta_1) .. f(theta_T).
+    objective: `"sum"`: sum_t w_t f(theta_t) / sum_t w_t; `"log_ratio"`:
+      sum_t w_t (log f(theta_t) - log f(theta_0)) / sum_t w_t, which is
+      invariant to the scale of f (Wichrowska et al. 2017).
+    eps: added inside the logs.
+
+  Returns:
+    A scalar.
+  """
+  after = tf.concat([losses[1:], final_loss[None]], axis=0)
+  weights = tf.cast(weights, after.dtype)
+  if objective == "sum":
+    values = after
+  elif objective == "log_ratio":
+    start = tf.stop_gradient(losses[0])
+    values = tf.math.log(after + eps) - tf.math.log(start + eps)
+  else:
+    raise ValueError(f"Unknown meta objective {objective!r}. Valid: {list(META_OBJECTIVES)}.")
+  return tf.reduce_sum(weights * values) / tf.reduce_sum(weights)
+
+
+class BPTTTrainer:
+  """Truncated-BPTT meta-trainer of a rule on a problem family.
+
+  Args:
+    rule: a `keras_l2o.rules.Rule` (or name).
+    family: a `keras_l2o.problems.ProblemFamily`.
+    config: a `BPTTConfig`.
+    save_dir: run directory (see `trainers.base`); created if missing.
+    initial_meta_params: starting meta-parameters (default:
+      `rule.init_meta_params(config.seed)`).
+    extra_config: more JSON-serialisable entries for `config.json`
+      (e.g. the problem's registry name and config, the script's flags).
+
+  Example:
+
+  >>> import tempfile, keras_l2o
+  >>> from keras_l2o import problems
+  >>> from trainers import bptt
+  >>> trainer = bptt.BPTTTrainer(
+  ...     keras_l2o.rules.get("lstm", hidden_size=4, num_layers=1),
+  ...     problems.get("quadratic", num_quadratics=8),
+  ...     bptt.BPTTConfig(num_steps=4, unroll_length=5, horizon=10, validation_every=2,
+  ...                     validation_problems=2, checkpoint_every=2),
+  ...     save_dir=tempfile.mkdtemp())
+  >>> result = trainer.run()
+  >>> result["steps"]
+  4
+  """
+
+  def __init__(self, rule, family, config: BPTTConfig, save_dir: str, initial_meta_params=None,
+               extra_config: Optional[dict] = None):
+    config.validate()
+    self.rule = rules_lib.get(rule)
+    if not self.rule.is_learned:
+      raise ValueError(f"Rule {self.rule.name!r} has no meta-parameters to train.")
+    self.family = family
+    self.config = config
+    self.save_dir = save_dir
+    os.makedirs(save_dir, exist_ok=True)
+    initial = (self.rule.init_meta_params(config.seed) if initial_meta_params is None else
+               meta_params_lib.validate(self.rule, initial_meta_params))
+    self.meta_vars = base.variables_like(initial, "meta")
+    self.best_vars = base.variables_like(initial, "best")
+    self._flat_meta = tf.nest.flatten(self.meta_vars)
+    self.meta_optimizer = keras.optimizers.Adam(config.meta_learning_rate,
+                                                global_clipnorm=config.meta_clipnorm)
+    self.meta_optimizer.build(self._flat_meta)
+    # Counters and bookkeeping, all checkpointed.
+    self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False)
+    self.trajectory_index = tf.Variable(0, dtype=tf.int64, trainable=False)
+    self.nonfinite_skips = tf.Variable(0, dtype=tf.int64, trainable=False)
+    self.diverged_trajectories = tf.Variable(0, dtype=tf.int64, trainable=False)
+    self.best_validation = tf.Variable(np.inf, dtype=tf.float64, trainable=False)
+    self.rounds_without_improvement = tf.Variable(0, dtype=tf.int64, trainable=False)
+    self.stopped_early = tf.Variable(False, trainable=False)
+    problem = family.sample("train", 0)
+    start = unroll_lib.init_state(self.rule, family, problem.tensors)
+    self.trajectory_vars = base.variables_like(
+        {"params": start.params, "rule_state": [tuple(s) for s in start.rule_state]}, "trajectory")
+    self.trajectory_step = tf.Variable(0, dtype=tf.int64, trainable=False)
+    self._state_types = [type(s) for s in start.rule_state]
+    self.checkpoint = tf.train.Checkpoint(
+        meta=self.meta_vars, best=self.best_vars, meta_optimizer=self.meta_optimizer,
+        trajectory=self.trajectory_vars, trajectory_step=self.trajectory_step,
+        global_step=self.global_step, trajectory_index=self.trajectory_index,
+        nonfinite_skips=self.nonfinite_skips, diverged=self.diverged_trajectories,
+        best_validation=self.best_validation, rounds=self.rounds_without_improvement,
+        stopped_early=self.stopped_early)
+    self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(save_dir,
+                                                                          "checkpoints"),
+                                              max_to_keep=3)
+    self.metrics = base.MetricsLog(save_dir)
+    self._weights = time_weights(config.time_weights, config.unroll_length)
+    self._extra_config = extra_config or {}
+    self._problem_cache = {}
+    self._meta_step_fn = tf.function(self._meta_step)
+    self._evaluate_fn = tf.function(self._evaluate_problem)
+
+  # ------------------------------------------------------------ problems --
+  def _problem(self, split, index):
+    key = (split, int(index))
+    if key not in self._problem_cache:
+      if len(self._problem_cache) > 64:
+        self._problem_cache.clear()
+      self._problem_cache[key] = self.family.sample(split, int(index))
+    return self._problem_cache[key]
+
+  def _read_trajectory(self):
+    params = [tf.convert_to_tensor(v) for v in self.trajectory_vars["params"]]
+    states = [t(*[tf.convert_to_tensor(v) for v in s])
+              for t, s in zip(self._state_types, self.trajectory_vars["rule_state"])]
+    return unroll_lib.UnrollState(params, states, tf.convert_to_tensor(self.trajectory_step))
+
+  def _write_trajectory(self, state):
+    for var, value in zip(tf.nest.flatten(self.trajectory_vars),
+                          tf.nest.flatten({"params": state.params,
+                                           "rule_state": [tuple(s) for s in state.rule_state]})):
+      var.assign(value)
+    self.trajectory_step.assign(state.step)
+
+  def _start_trajectory(self):
+    problem = self._problem("train", int(self.trajectory_index))
+    self._write_trajectory(unroll_lib.init_state(self.rule, self.family, problem.tensors))
+
+  # ---------------------------------------------------------- meta-step --
+  def _meta_step(self, tensors, state):
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+      tape.watch(self._flat_meta)  # the meta variables are non-trainable: watch them
+      losses, final_loss, new_state = unroll_lib.unroll(
+          self.rule, self.meta_vars, self.family, tensors, state, self.config.unroll_length,
+          learning_rate=self.config.learning_rate,
+          second_derivatives=self.config.second_derivatives)
+      objective = meta_loss(losses, final_loss, self._weights, self.config.meta_objective)
+    grads = tape.gradient(objective, self._flat_meta)
+    grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, self._flat_meta)]
+    norm = tf.linalg.global_norm(grads)
+    return objective, grads, norm, tf.reduce_mean(losses), new_state
+
+  def _evaluate_problem(self, tensors, state):
+    losses, final_loss, _ = unroll_lib.unroll(self.rule, self.meta_vars, self.family, tensors,
+                                              state, self.config.horizon,
+                                              learning_rate=self.config.learning_rate)
+    return tf.reduce_mean(tf.concat([losses[1:], final_loss[None]], 0))
+
+  def validate(self) -> float:
+    """Mean loss over the horizon (after each update) on the validation problems."""
+    values = []
+    for index in range(self.config.validation_problems):
+      problem = self._problem("validation", index)
+      state = unroll_lib.init_state(self.rule, self.family, problem.tensors)
+      values.append(float(self._evaluate_fn(problem.tensors, state)))
+    value = float(np.mean(values))
+    return value if math.isfinite(value) else float("inf")
+
+  def _validation_round(self, step):
+    value = self.validate()
+    if value < float(self.best_validation):
+      self.best_validation.assign(value)
+      for best, current in zip(tf.nest.flatten(self.best_vars), self._flat_meta):
+        best.assign(current)
+      self.rounds_without_improvement.assign(0)
+    else:
+      self.rounds_without_improvement.assign_add(1)
+    if self.config.patience and int(self.rounds_without_improvement) >= self.config.patience:
+      logging.info("Early stopping at meta-step %d: %d validation rounds without improvement.",
+                   step, int(self.rounds_without_improvement))
+      self.stopped_early.assign(True)
+    return value
+
+  # ---------------------------------------------------------------- run --
+  def restore(self) -> bool:
+    """Restores the latest checkpoint, if any. Returns whether it did."""
+    latest = self.manager.latest_checkpoint
+    if latest is None:
+      return False
+    self.checkpoint.restore(latest).assert_existing_objects_matched()
+    self.metrics.truncate_after(int(self.global_step))
+    logging.info("Resumed from %s at meta-step %d.", latest, int(self.global_step))
+    return True
+
+  def run(self) -> dict:
+    """Meta-trains until `num_steps` (or early stopping); returns a summary dict."""
+    config = self.config
+    resumed = self.restore()
+    base.write_config(self.save_dir, self._run_config())
+    writer = tf.summary.create_file_writer(os.path.join(self.save_dir, "tensorboard"))
+    step = int(self.global_step)
+    if step == 0 and not resumed:
+      self._start_trajectory()
+      value = self._validation_round(0)
+      self.metrics.write({"step": 0, "validation_loss": value})
+      self.manager.save(checkpoint_number=0)
+    progress = base.Progress(config.num_steps, start=step)
+    steps_per_trajectory = config.horizon // config.unroll_length
+    while step < config.num_steps and not bool(self.stopped_early):
+      problem = self._problem("train", int(self.trajectory_index))
+      objective, grads, norm, mean_loss, new_state = self._meta_step_fn(
+          problem.tensors, self._read_trajectory())
+      objective, norm = float(objective), float(norm)
+      if math.isfinite(norm) and math.isfinite(objective):
+        self.meta_optimizer.apply(grads, self._flat_meta)
+      else:
+        self.nonfinite_skips.assign_add(1)
+      finished = int(new_state.step) >= steps_per_trajectory * config.unroll_length
+      diverged = not all(np.all(np.isfinite(p.numpy())) for p in new_state.params)
+      if diverged:
+        self.diverged_trajectories.assign_add(1)
+      if finished or diverged:
+        self.trajectory_index.assign_add(1)
+        self._start_trajectory()
+      else:
+        self._write_trajectory(new_state)
+      step += 1
+      self.global_step.assign(step)
+      record = None
+      if step % config.log_every == 0 or step == config.num_steps:
+        record = {"step": step, "meta_loss": objective, "train_loss": float(mean_loss),
+                  "meta_grad_norm": norm, "nonfinite_skips": int(self.nonfinite_skips),
+                  "diverged_trajectories": int(self.diverged_trajectories)}
+      if step % config.validation_every == 0 or step == config.num_steps:
+        record = record or {"step": step, "meta_loss": objective}
+        record["validation_loss"] = self._validation_round(step)
+        record["best_validation_loss"] = float(self.best_validation)
+      if record is not None:
+        self.metrics.write(record)
+        with writer.as_default(step=step):
+          for key, value in record.items():
+            if key != "step" and value is not None:
+              tf.summary.scalar(key, value)
+      if step % config.checkpoint_every == 0 or step == config.num_steps:
+        self.manager.save(checkpoint_number=step)
+      progress.update(step, meta_loss=objective,
+                      validation_loss=record.get("validation_loss") if record else None)
+    self.manager.save(checkpoint_number=step)
+    writer.flush()
+    if not math.isfinite(float(self.best_validation)):
+      for best, current in zip(tf.nest.flatten(self.best_vars), self._flat_meta):
+        best.assign(current)
+    base.export_optimizer(self.save_dir, "final", self.rule, self.meta_vars,
+                          config.learning_rate)
+    base.export_optimizer(self.save_dir, "best", self.rule, self.best_vars, config.learning_rate)
+    records = self.metrics.read()
+    validation = [r["validation_loss"] for r in records if r.get("validation_loss") is not None]
+    return {"steps": step, "first_validation_loss": validation[0] if validation else None,
+            "last_validation_loss": validation[-1] if validation else None,
+            "best_validation_loss": float(self.best_validation),
+            "nonfinite_skips": int(self.nonfinite_skips),
+            "diverged_trajectories": int(self.diverged_trajectories),
+            "stopped_early": bool(self.stopped_early)}
+
+  def _run_config(self) -> dict:
+    return {"format": base.RUN_FORMAT, "trainer": "bptt",
+            "rule": rules_lib.serialize(self.rule),
+            "problem_family": {"class": type(self.family).__name__,
+                               "config": self.family.get_config()},
+            "bptt": dataclasses.asdict(self.config), "versions": base.versions(),
+            **self._extra_config}
