@@ -28,6 +28,7 @@ setuptools.setup(
         "console_scripts": [
             "keras-l2o-benchmark=scripts.benchmark:run",
             "keras-l2o-export=scripts.export_saved_model:run",
+            "keras-l2o-meta-train=scripts.meta_train:run",
         ],
     },
 )

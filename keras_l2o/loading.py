@@ -1,22 +1,55 @@
 """`keras_l2o.load`: one entry point for every saved form of a learned optimizer."""
 
+import json
+import os
+
 from keras_l2o import export as export_lib
+
+RUN_CONFIG = "config.json"
+RUN_FORMAT = "keras_l2o.meta_train"
+
+
+def _run_format(path):
+  config = os.path.join(path, RUN_CONFIG)
+  if not os.path.isfile(config):
+    return None
+  with open(config, encoding="utf-8") as f:
+    try:
+      return json.load(f).get("format")
+    except json.JSONDecodeError:
+      return None
 
 
 def load(path, which: str = "final"):
   """Loads a learned optimizer as a `keras_l2o.LearnedOptimizer`.
 
   Args:
-    path: a SavedModel written by `LearnedOptimizer.export` /
-      `keras-l2o-export`.
-    which: reserved for meta-training directories (`"final"` or `"best"`).
+    path: a SavedModel written by `LearnedOptimizer.export` / `keras-l2o-export`,
+      or a meta-training directory written by `keras-l2o-meta-train`.
+    which: for a meta-training directory, `"final"` (the meta-parameters at
+      the end of training) or `"best"` (those with the best validation loss).
 
   Returns:
     A `LearnedOptimizer`, ready for `model.compile`.
 
   Raises:
     ValueError: if `path` holds nothing keras_l2o wrote, or `which` is unknown.
+
+  Example:
+
+  >>> import tempfile, keras_l2o
+  >>> path = keras_l2o.LearnedOptimizer("mlp").export(tempfile.mkdtemp())
+  >>> keras_l2o.load(path).rule.name
+  'mlp'
   """
   if which not in ("final", "best"):
     raise ValueError(f"Argument `which` must be 'final' or 'best'. Received: which={which!r}")
+  path = os.fspath(path)
+  if _run_format(path) == RUN_FORMAT:
+    exported = os.path.join(path, which)
+    if not export_lib.is_export(exported):
+      raise ValueError(f"The meta-training run in {path!r} has no {which!r} optimizer yet (it is "
+                       "still running, or stopped before finishing: continue it with "
+                       "`keras-l2o-meta-train --resume --save_dir=...`).")
+    return export_lib.load_export(exported)
   return export_lib.load_export(path)

@@ -120,6 +120,7 @@ def lstm(config):
     out = x @ meta["output"]["kernel"] + meta["output"]["bias"]
     return (scale * out[:, 0]).reshape(g.shape), tuple(new_state)
 
+
   return step, lambda shape: (np.zeros(tuple(shape) + (hidden,)),) * (2 * layers)
 
 

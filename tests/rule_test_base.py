@@ -147,7 +147,9 @@ class RuleTestBase(tf.test.TestCase):
     tf.nest.map_structure(self.assertAllEqual, first, again)
     other = keras_l2o.rules.base.to_numpy_meta_params(self.rule.init_meta_params(6))
     leaves = zip(tf.nest.flatten(first), tf.nest.flatten(other))
-    if self.rule.is_learned:
+    if self.rule.get_config().get("init") == "zeros":
+      self.assertTrue(all(not a.any() and not b.any() for a, b in leaves))
+    elif self.rule.is_learned:
       self.assertTrue(any(not np.array_equal(a, b) for a, b in leaves))
     else:
       self.assertEqual(first, {})

@@ -27,6 +27,15 @@ class LSTMRawGradientTest(rule_test_base.RuleTestBase):
   LEARNING_RATE = 1.0
 
 
+class LSTMNoLayersTest(rule_test_base.RuleTestBase):
+  """The public code's test configuration: a linear layer on the raw gradient."""
+  RULE_NAME = "lstm"
+  CONFIG = {"preprocessing": "none", "output_scale": 1.0, "num_layers": 0, "init": "zeros"}
+  LEARNING_RATE = 1.0
+  # All weights zero: the rule does nothing.
+  HAND_STEP = ([1.0, -2.0], [0.5, 0.25], 1.0, [1.0, -2.0])
+
+
 class MLPTest(rule_test_base.RuleTestBase):
   RULE_NAME = "mlp"
   LEARNING_RATE = 10.0

@@ -38,7 +38,7 @@ PRESETS = {
                 "output_scale": 0.01},
 }
 PREPROCESSINGS = ("log_sign", "log_sign_clamped", "none")
-INITS = ("sign_momentum", "random")
+INITS = ("sign_momentum", "random", "zeros")
 
 
 @functools.lru_cache(maxsize=None)
@@ -80,7 +80,9 @@ class LSTMRule(base.Rule):
     preset: `"paper"` (default) or `"dm_code"`; sets the defaults of
       `preprocessing`, `preprocess_constant` and `output_scale`.
     hidden_size: units per LSTM layer (20 in the paper).
-    num_layers: number of stacked LSTM layers (2 in the paper).
+    num_layers: number of stacked LSTM layers (2 in the paper); 0 leaves only
+      the linear output layer on the preprocessed gradient (the public code's
+      test configuration).
     preprocessing: `"log_sign"` (paper), `"log_sign_clamped"` (public code) or
       `"none"` (the raw gradient as the single input).
     preprocess_constant: p for `log_sign`, k for `log_sign_clamped`.
@@ -89,7 +91,8 @@ class LSTMRule(base.Rule):
       both layers wired so that, before meta-training, the rule takes steps of
       about `init_step` in the direction of minus the sign of a momentum of
       the gradient, so it already trains models; `"random"`: random weights
-      only, as in the paper.
+      only, as in the paper; `"zeros"`: every weight zero (the public code's
+      test configuration: the rule starts by doing nothing).
     init_step: size of the initial steps for `init="sign_momentum"`.
 
   Example:
@@ -116,9 +119,14 @@ class LSTMRule(base.Rule):
                        f"Received: preprocessing={preprocessing!r}")
     if init not in INITS:
       raise ValueError(f"Argument `init` must be one of {list(INITS)}. Received: init={init!r}")
-    for arg, value in (("hidden_size", hidden_size), ("num_layers", num_layers)):
-      if not isinstance(value, int) or value < 1:
-        raise ValueError(f"Argument `{arg}` must be a positive integer. Received: {arg}={value!r}")
+    if not isinstance(hidden_size, int) or hidden_size < 1:
+      raise ValueError(f"Argument `hidden_size` must be a positive integer. Received: "
+                       f"hidden_size={hidden_size!r}")
+    if not isinstance(num_layers, int) or num_layers < 0:
+      raise ValueError(f"Argument `num_layers` must be a non-negative integer. Received: "
+                       f"num_layers={num_layers!r}")
+    if init == "sign_momentum" and num_layers == 0:
+      init = "random"  # nothing to wire without layers
     if preprocess_constant is None:
       preprocess_constant = defaults["preprocess_constant"]
     if output_scale is None:
@@ -160,10 +168,13 @@ class LSTMRule(base.Rule):
       bias[hidden:2 * hidden] = 1.0  # forget gates start open
       params[f"layer{layer}"] = {"kernel": kernel, "bias": bias}
       fan_in = hidden
-    out_kernel = rng.normal(0.0, 0.01, size=(hidden, 1))
+    out_kernel = rng.normal(0.0, 0.01, size=(fan_in, 1))
     out_bias = np.zeros(1)
     if self.init == "sign_momentum":
       out_kernel = self._wire_sign_momentum_path(params, out_kernel)
+    elif self.init == "zeros":
+      params = tf.nest.map_structure(np.zeros_like, params)
+      out_kernel = np.zeros_like(out_kernel)
     params["output"] = {"kernel": out_kernel, "bias": out_bias}
     return tf.nest.map_structure(lambda a: tf.constant(a, tf.float32), params)
 

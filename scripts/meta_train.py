@@ -1,0 +1,187 @@
+r"""Meta-trains a learned optimizer.
+
+Usage:
+  keras-l2o-meta-train --trainer=bptt --rule=lstm --problem=quadratic --save_dir=/tmp/l2l_quad
+  keras-l2o-meta-train --trainer=bptt --rule=lstm --problem=mnist_mlp --save_dir=/tmp/l2l_mnist
+  keras-l2o-meta-train --save_dir=/tmp/l2l_quad --resume      # continue a stopped / killed run
+
+Unset flags take the defaults of the chosen problem (see `PROBLEM_DEFAULTS`).
+The run directory gets `config.json`, `metrics.jsonl`, `checkpoints/`,
+`tensorboard/`, and the `final/` and `best/` optimizers, which
+`keras_l2o.load(save_dir)` / `keras_l2o.load(save_dir, which="best")` return.
+"""
+
+import json
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+
+TRAINERS = ("bptt",)
+
+# Per-problem defaults for flags the user did not set.
+PROBLEM_DEFAULTS = {
+    "quadratic": {"problem_config": {"num_quadratics": 128}, "num_steps": 1000,
+                  "validation_every": 100, "validation_problems": 4},
+    "mnist_mlp": {"num_steps": 1000, "validation_every": 100, "validation_problems": 4},
+    "digits_mlp": {"num_steps": 1000, "validation_every": 100, "validation_problems": 4},
+    "conv": {"num_steps": 500, "validation_every": 100, "validation_problems": 4},
+}
+
+
+def define_flags():
+  """Defines this script's flags."""
+  flags.DEFINE_string("trainer", "bptt", f"Meta-training method: {', '.join(TRAINERS)}.")
+  flags.DEFINE_string("rule", "lstm", "Rule to meta-train (see keras_l2o.rules.names()).")
+  flags.DEFINE_string("rule_config", "{}", "JSON object of rule configuration.")
+  flags.DEFINE_string("problem", "quadratic", "Problem family (see keras_l2o.problems.names()).")
+  flags.DEFINE_string("problem_config", None, "JSON object of problem-family configuration "
+                      "(default: the problem's defaults).")
+  flags.DEFINE_string("data_path", None, "A local dataset file for data-based problems (e.g. a "
+                      "full MNIST .npz, CIFAR batches).")
+  flags.DEFINE_integer("num_steps", None, "Meta-gradient steps (truncations).")
+  flags.DEFINE_integer("unroll_length", 20, "Optimizer steps per truncation.")
+  flags.DEFINE_integer("horizon", None, "Optimizer steps per problem (a multiple of "
+                       "--unroll_length; default: the problem's horizon).")
+  flags.DEFINE_float("meta_learning_rate", 1e-3, "Adam learning rate of the meta-parameters.")
+  flags.DEFINE_float("meta_clipnorm", 1.0, "Global-norm clip of the meta-gradient (0: off).")
+  flags.DEFINE_bool("second_derivatives", False, "Keep second derivatives (exact meta-gradient).")
+  flags.DEFINE_enum("meta_objective", "sum", ["sum", "log_ratio"], "Meta-loss form.")
+  flags.DEFINE_enum("time_weights", "uniform", ["uniform", "increasing", "final"],
+                    "Weights of the losses in a truncation.")
+  flags.DEFINE_integer("validation_every", None, "Meta-steps between validations.")
+  flags.DEFINE_integer("validation_problems", None, "Held-out problems per validation.")
+  flags.DEFINE_integer("patience", None, "Stop after this many validations without improvement.")
+  flags.DEFINE_integer("checkpoint_every", 50, "Meta-steps between checkpoints.")
+  flags.DEFINE_integer("log_every", 10, "Meta-steps between metrics records.")
+  flags.DEFINE_float("learning_rate", 1.0, "Multiplier of the rule's output during meta-training.")
+  flags.DEFINE_integer("seed", 0, "Seed of the meta-parameters and of the problem family.")
+  flags.DEFINE_string("save_dir", None, "Run directory (required).")
+  flags.DEFINE_bool("resume", False, "Continue the run in --save_dir from its last checkpoint.")
+
+
+define_flags()
+FLAGS = flags.FLAGS
+
+
+def _json_flag(name):
+  value = FLAGS[name].value
+  if value is None:
+    return None
+  try:
+    parsed = json.loads(value)
+  except json.JSONDecodeError as e:
+    raise app.UsageError(f"--{name} is not valid JSON ({e}). Received: {value!r}") from e
+  if not isinstance(parsed, dict):
+    raise app.UsageError(f"--{name} must be a JSON object. Received: {value!r}")
+  return parsed
+
+
+def resolve_settings() -> dict:
+  """Validates the flags and fills per-problem defaults; raises app.UsageError."""
+  import keras_l2o  # pylint: disable=g-import-not-at-top
+  from keras_l2o import problems  # pylint: disable=g-import-not-at-top
+  if not FLAGS.save_dir:
+    raise app.UsageError("--save_dir is required.")
+  if FLAGS.trainer not in TRAINERS:
+    raise app.UsageError(f"--trainer={FLAGS.trainer!r} is not available. Valid trainers: "
+                         f"{', '.join(TRAINERS)}.")
+  if FLAGS.rule not in keras_l2o.rules.names():
+    raise app.UsageError(f"--rule={FLAGS.rule!r} is not a rule. Valid rules: "
+                         f"{', '.join(keras_l2o.rules.names())}.")
+  if FLAGS.problem not in problems.names():
+    raise app.UsageError(f"--problem={FLAGS.problem!r} is not a problem. Valid problems: "
+                         f"{', '.join(problems.names())}.")
+  defaults = PROBLEM_DEFAULTS.get(FLAGS.problem, {})
+  problem_config = _json_flag("problem_config")
+  if problem_config is None:
+    problem_config = dict(defaults.get("problem_config", {}))
+  if FLAGS.data_path:
+    problem_config["data_path"] = FLAGS.data_path
+  problem_config.setdefault("seed", FLAGS.seed)
+  settings = {"rule": FLAGS.rule, "rule_config": _json_flag("rule_config"),
+              "problem": FLAGS.problem, "problem_config": problem_config}
+  for name in ("num_steps", "validation_every", "validation_problems"):
+    value = FLAGS[name].value
+    settings[name] = value if value is not None else defaults.get(name, FLAGS[name].default or 1)
+  try:
+    rule = keras_l2o.rules.get(FLAGS.rule, **settings["rule_config"])
+    family = problems.get(FLAGS.problem, **problem_config)
+  except (ValueError, TypeError) as e:
+    raise app.UsageError(str(e)) from e
+  if not rule.is_learned:
+    raise app.UsageError(f"--rule={FLAGS.rule!r} is hand-designed: it has no meta-parameters "
+                         "to train. Learned rules: "
+                         f"{', '.join(n for n in keras_l2o.rules.names() if keras_l2o.rules.get(n).is_learned)}.")
+  settings["horizon"] = FLAGS.horizon or family.default_horizon
+  settings["objects"] = (rule, family)
+  return settings
+
+
+def check_save_dir(save_dir, resume):
+  """Refuses to overwrite a run; returns whether there is a run to resume."""
+  from trainers import base  # pylint: disable=g-import-not-at-top
+  has_run = os.path.exists(os.path.join(save_dir, base.CONFIG_FILE))
+  if has_run and not resume:
+    raise app.UsageError(f"--save_dir={save_dir} already holds a meta-training run. Pass --resume "
+                         "to continue it, or choose another --save_dir (nothing was overwritten).")
+  if not has_run and os.path.isdir(save_dir) and os.listdir(save_dir):
+    raise app.UsageError(f"--save_dir={save_dir} exists, is not empty and holds no run; choose "
+                         "an empty or new directory.")
+  return has_run
+
+
+def main(argv):
+  import logging as std_logging  # pylint: disable=g-import-not-at-top
+  std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)  # SavedModel chatter
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  has_run = check_save_dir(FLAGS.save_dir, FLAGS.resume)
+  if has_run:
+    from trainers import base  # pylint: disable=g-import-not-at-top
+    saved = base.read_config(FLAGS.save_dir)["settings"]
+    logging.info("Resuming the run in %s with its saved settings.", FLAGS.save_dir)
+    for name, value in saved.items():
+      # Flags given on this command line win (e.g. a larger --num_steps to train longer).
+      if name in FLAGS and name not in ("save_dir", "resume") and not FLAGS[name].present:
+        FLAGS[name].value = json.dumps(value) if isinstance(value, dict) else value
+  settings = resolve_settings()
+  rule, family = settings.pop("objects")
+  from trainers import bptt  # pylint: disable=g-import-not-at-top
+  config = bptt.BPTTConfig(
+      num_steps=settings["num_steps"], unroll_length=FLAGS.unroll_length,
+      horizon=settings["horizon"], meta_learning_rate=FLAGS.meta_learning_rate,
+      meta_clipnorm=FLAGS.meta_clipnorm or None, second_derivatives=FLAGS.second_derivatives,
+      meta_objective=FLAGS.meta_objective, time_weights=FLAGS.time_weights,
+      validation_every=settings["validation_every"],
+      validation_problems=settings["validation_problems"], patience=FLAGS.patience,
+      checkpoint_every=FLAGS.checkpoint_every, log_every=FLAGS.log_every,
+      learning_rate=FLAGS.learning_rate, seed=FLAGS.seed)
+  try:
+    config.validate()
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
+  flag_values = {name: FLAGS[name].value for name in (
+      "trainer", "rule", "rule_config", "problem", "problem_config", "data_path", "num_steps",
+      "unroll_length", "horizon", "meta_learning_rate", "meta_clipnorm", "second_derivatives",
+      "meta_objective", "time_weights", "validation_every", "validation_problems", "patience",
+      "checkpoint_every", "log_every", "learning_rate", "seed")}
+  flag_values["problem_config"] = settings["problem_config"]
+  flag_values["num_steps"] = settings["num_steps"]
+  trainer = bptt.BPTTTrainer(rule, family, config, FLAGS.save_dir,
+                             extra_config={"settings": flag_values,
+                                           "problem": {"name": FLAGS.problem,
+                                                       "config": settings["problem_config"]}})
+  result = trainer.run()
+  logging.info("Finished: %s", result)
+  print(json.dumps(result))
+
+
+def run():
+  """Console-script entry point."""
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()
