@@ -23,6 +23,10 @@ class ReadmeTest(tf.test.TestCase):
       if "history" in namespace:
         losses = namespace["history"].history["loss"]
         self.assertLess(losses[-1], 0.8 * losses[0])
+      if "summary" in namespace:  # the meta-training example ran all its steps
+        self.assertEqual(namespace["summary"]["steps"], 20)
+        self.assertTrue(all(v is not None for v in (namespace["summary"]["first_validation_loss"],
+                                                    namespace["summary"]["last_validation_loss"])))
       if "optimizer" in namespace:
         self.assertEqual(namespace["optimizer"].rule.name, "mlp")
 
