@@ -58,7 +58,8 @@ def unroll(rule, meta_params, family, tensors, state: UnrollState, num_steps: in
     tensors: the problem's tensors (`Problem.tensors`).
     state: where the trajectory is (`init_state` for a fresh one).
     num_steps: number of steps (a Python int).
-    learning_rate: scalar multiplying the rule's output.
+    learning_rate: scalar multiplying the rule's output, or a callable of the
+      step count (e.g. a `keras.optimizers.schedules.LearningRateSchedule`).
     second_derivatives: keep the dependence of the optimizee gradient on the
       meta-parameters (exact meta-gradient; slower).
 
@@ -74,9 +75,11 @@ def unroll(rule, meta_params, family, tensors, state: UnrollState, num_steps: in
     loss, grads = _losses_and_grads(family, tensors, params, step)
     if not second_derivatives:
       grads = [tf.stop_gradient(g) for g in grads]
+    # A schedule is evaluated at the number of steps taken, as Keras does.
+    lr = learning_rate(step) if callable(learning_rate) else learning_rate
     new_params, new_rule_state = [], []
     for g, p, s in zip(grads, params, rule_state):
-      p, s = step_lib.functional_step(rule, meta_params, g, p, s, step + 1, learning_rate)
+      p, s = step_lib.functional_step(rule, meta_params, g, p, s, step + 1, lr)
       new_params.append(p)
       new_rule_state.append(s)
     return i + 1, new_params, new_rule_state, history.write(i, loss)
