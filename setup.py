@@ -29,6 +29,7 @@ setuptools.setup(
             "keras-l2o-benchmark=scripts.benchmark:run",
             "keras-l2o-export=scripts.export_saved_model:run",
             "keras-l2o-meta-train=scripts.meta_train:run",
+            "keras-l2o-evaluate=scripts.evaluate:run",
         ],
     },
 )

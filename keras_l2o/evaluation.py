@@ -33,7 +33,7 @@ from keras_l2o import rules as rules_lib
 from keras_l2o import unroll as unroll_lib
 
 BASELINES = ("sgd", "momentum", "nag", "rmsprop", "adam")
-DEFAULT_GRID = tuple(float(v) for v in np.logspace(-4, 1, 11))  # 1e-4 .. 10, half decades
+DEFAULT_GRID = tuple(float(v) for v in np.logspace(-4, 1, 21))  # 1e-4 .. 10, 4 per decade
 
 
 @dataclasses.dataclass
