@@ -195,7 +195,11 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
           else:
             g = tf.debugging.check_numerics(g, msg)
         checked.append(g)
-      return super().apply(checked, trainable_variables)
+      # In a graph nothing would order the update (and `iterations`) after the checks.
+      checks = [g.values if isinstance(g, tf.IndexedSlices) else g for g in checked
+                if g is not None]
+      with tf.control_dependencies(checks):
+        return super().apply(checked, trainable_variables)
     return self._apply_skipping_nonfinite(grads, trainable_variables)
 
   def _apply_skipping_nonfinite(self, grads, trainable_variables):

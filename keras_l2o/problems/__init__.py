@@ -25,6 +25,7 @@ from keras_l2o.problems.conv import ConvFamily
 from keras_l2o.problems.keras_model import KerasModelFamily
 from keras_l2o.problems.mlp import ClassifierFamily
 from keras_l2o.problems.mlp import MLPFamily
+from keras_l2o.problems.mixture import MixtureFamily
 from keras_l2o.problems.quadratic import Quadratic
 
 _REGISTRY = {}
