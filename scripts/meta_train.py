@@ -35,9 +35,11 @@ def define_flags():
   flags.DEFINE_string("trainer", "bptt", f"Meta-training method: {', '.join(TRAINERS)}.")
   flags.DEFINE_string("rule", "lstm", "Rule to meta-train (see keras_l2o.rules.names()).")
   flags.DEFINE_string("rule_config", "{}", "JSON object of rule configuration.")
-  flags.DEFINE_string("problem", "quadratic", "Problem family (see keras_l2o.problems.names()).")
+  flags.DEFINE_string("problem", "quadratic", "Problem family (see keras_l2o.problems.names()); "
+                      "a comma list meta-trains across several (a mixture).")
   flags.DEFINE_string("problem_config", None, "JSON object of problem-family configuration "
-                      "(default: the problem's defaults).")
+                      "(default: the problem's defaults); for a mixture, an object mapping "
+                      "component names to their configs.")
   flags.DEFINE_string("data_path", None, "A local dataset file for data-based problems (e.g. a "
                       "full MNIST .npz, CIFAR batches).")
   flags.DEFINE_integer("num_steps", None, "Meta-gradient steps (truncations).")
@@ -90,26 +92,39 @@ def resolve_settings() -> dict:
   if FLAGS.rule not in keras_l2o.rules.names():
     raise app.UsageError(f"--rule={FLAGS.rule!r} is not a rule. Valid rules: "
                          f"{', '.join(keras_l2o.rules.names())}.")
-  if FLAGS.problem not in problems.names():
-    raise app.UsageError(f"--problem={FLAGS.problem!r} is not a problem. Valid problems: "
-                         f"{', '.join(problems.names())}.")
-  defaults = PROBLEM_DEFAULTS.get(FLAGS.problem, {})
-  problem_config = _json_flag("problem_config")
-  if problem_config is None:
-    problem_config = dict(defaults.get("problem_config", {}))
-  if FLAGS.data_path:
-    problem_config["data_path"] = FLAGS.data_path
-  problem_config.setdefault("seed", FLAGS.seed)
+  names = [n.strip() for n in FLAGS.problem.split(",") if n.strip()]
+  unknown = [n for n in names if n not in problems.names()]
+  if not names or unknown:
+    raise app.UsageError(f"--problem={FLAGS.problem!r}: {unknown or 'empty'} is not a problem. "
+                         f"Valid problems: {', '.join(problems.names())} (a comma list trains "
+                         "across several).")
+  given = _json_flag("problem_config")
+  configs = {}
+  for name in names:
+    if len(names) == 1:
+      config = dict(given) if given is not None else dict(
+          PROBLEM_DEFAULTS.get(name, {}).get("problem_config", {}))
+    else:  # a mixture: --problem_config maps component names to their configs
+      config = dict(PROBLEM_DEFAULTS.get(name, {}).get("problem_config", {}))
+      config.update((given or {}).get(name, {}))
+    if FLAGS.data_path:
+      config["data_path"] = FLAGS.data_path
+    config.setdefault("seed", FLAGS.seed)
+    configs[name] = config
+  problem_config = configs[names[0]] if len(names) == 1 else configs
   settings = {"rule": FLAGS.rule, "rule_config": _json_flag("rule_config"),
               "problem": FLAGS.problem, "problem_config": problem_config}
   for name in ("num_steps", "validation_every", "validation_problems"):
     value = FLAGS[name].value
-    settings[name] = value if value is not None else defaults.get(name, FLAGS[name].default or 1)
+    settings[name] = value if value is not None else max(
+        PROBLEM_DEFAULTS.get(n, {}).get(name, FLAGS[name].default or 1) for n in names)
   try:
     rule = keras_l2o.rules.get(FLAGS.rule, **settings["rule_config"])
-    family = problems.get(FLAGS.problem, **problem_config)
+    components = [problems.get(n, **configs[n]) for n in names]
   except (ValueError, TypeError) as e:
     raise app.UsageError(str(e)) from e
+  family = components[0] if len(components) == 1 else problems.MixtureFamily(components,
+                                                                             seed=FLAGS.seed)
   if not rule.is_learned:
     raise app.UsageError(f"--rule={FLAGS.rule!r} is hand-designed: it has no meta-parameters "
                          "to train. Learned rules: "

@@ -218,13 +218,13 @@ class TrainerTest(tf.test.TestCase):
     save_dir = os.path.join(self.get_temp_dir(), "nan")
     trainer = self._trainer(save_dir, num_steps=3)
     before = [v.numpy() for v in tf.nest.flatten(trainer.meta_vars)]
-    original = trainer._meta_step_fn  # pylint: disable=protected-access
+    original = trainer._meta_step_fns[0]  # pylint: disable=protected-access
 
     def poisoned(tensors, state):
       objective, grads, norm, mean_loss, new_state = original(tensors, state)
       return objective, [g * np.nan for g in grads], norm * np.nan, mean_loss, new_state
 
-    trainer._meta_step_fn = poisoned  # pylint: disable=protected-access
+    trainer._meta_step_fns[0] = poisoned  # pylint: disable=protected-access
     result = trainer.run()
     self.assertEqual(result["nonfinite_skips"], 3)
     for a, b in zip(before, tf.nest.flatten(trainer.meta_vars)):
@@ -241,6 +241,31 @@ class TrainerTest(tf.test.TestCase):
       self.assertAllEqual(a.numpy(), b.numpy())
     steps = [r["step"] for r in trainers_base.MetricsLog(split).read()]
     self.assertEqual(steps, sorted(set(steps)))
+
+  def test_mixture_of_families_with_different_shapes_trains_and_resumes(self):
+    def mixture():
+      return problems.MixtureFamily([problems.get("quadratic", seed=1, dims=3, num_quadratics=4),
+                                     problems.get("quadratic", seed=2, dims=7, num_quadratics=2)])
+
+    def trainer(save_dir, steps):
+      return bptt.BPTTTrainer(keras_l2o.rules.get("mlp", hidden_size=4), mixture(),
+                              self._config(num_steps=steps, meta_objective="log_ratio"), save_dir)
+
+    straight = os.path.join(self.get_temp_dir(), "mix_straight")
+    result = trainer(straight, 12).run()
+    self.assertEqual(result["steps"], 12)
+    self.assertEqual(result["diverged_trajectories"], 0)
+    split = os.path.join(self.get_temp_dir(), "mix_split")
+    trainer(split, 7).run()  # stops mid-trajectory, on the second component
+    trainer(split, 12).run()
+    for a, b in zip(tf.nest.flatten(keras_l2o.load(straight).meta_params),
+                    tf.nest.flatten(keras_l2o.load(split).meta_params)):
+      self.assertAllEqual(a.numpy(), b.numpy())
+    # The initial mlp rule is Adam: meta-training moved it.
+    initial = keras_l2o.rules.get("mlp", hidden_size=4).init_meta_params(0)
+    moved = [np.abs(a.numpy() - b.numpy()).max() for a, b in zip(
+        tf.nest.flatten(keras_l2o.load(straight).meta_params), tf.nest.flatten(initial))]
+    self.assertGreater(max(moved), 1e-4)
 
   def test_config_is_validated(self):
     with self.assertRaisesRegex(ValueError, r"`horizon` must be a multiple of `unroll_length`\. "

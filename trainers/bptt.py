@@ -21,6 +21,7 @@ meta-parameters as an uninterrupted run.
 """
 
 import dataclasses
+import functools
 import math
 import os
 from typing import Optional
@@ -130,7 +131,8 @@ class BPTTTrainer:
 
   Args:
     rule: a `keras_l2o.rules.Rule` (or name).
-    family: a `keras_l2o.problems.ProblemFamily`.
+    family: a `keras_l2o.problems.ProblemFamily`; a `MixtureFamily` trains one
+      rule across its components (trajectories cycle through them).
     config: a `BPTTConfig`.
     save_dir: run directory (see `trainers.base`); created if missing.
     initial_meta_params: starting meta-parameters (default:
@@ -180,12 +182,18 @@ class BPTTTrainer:
     self.best_validation = tf.Variable(np.inf, dtype=tf.float64, trainable=False)
     self.rounds_without_improvement = tf.Variable(0, dtype=tf.int64, trainable=False)
     self.stopped_early = tf.Variable(False, trainable=False)
-    problem = family.sample("train", 0)
-    start = unroll_lib.init_state(self.rule, family, problem.tensors)
-    self.trajectory_vars = base.variables_like(
-        {"params": start.params, "rule_state": [tuple(s) for s in start.rule_state]}, "trajectory")
+    # One trajectory store per component family (a MixtureFamily has several,
+    # with different parameter shapes); a plain family is its own only component.
+    self.components = list(getattr(family, "components", [family]))
+    trajectories, self._state_types = {}, []
+    for k, component in enumerate(self.components):
+      problem = component.sample("train", 0)
+      start = unroll_lib.init_state(self.rule, component, problem.tensors)
+      trajectories[str(k)] = {"params": start.params,
+                              "rule_state": [tuple(s) for s in start.rule_state]}
+      self._state_types.append([type(s) for s in start.rule_state])
+    self.trajectory_vars = base.variables_like(trajectories, "trajectory")
     self.trajectory_step = tf.Variable(0, dtype=tf.int64, trainable=False)
-    self._state_types = [type(s) for s in start.rule_state]
     self.checkpoint = tf.train.Checkpoint(
         meta=self.meta_vars, best=self.best_vars, meta_optimizer=self.meta_optimizer,
         trajectory=self.trajectory_vars, trajectory_step=self.trajectory_step,
@@ -200,8 +208,10 @@ class BPTTTrainer:
     self._weights = time_weights(config.time_weights, config.unroll_length)
     self._extra_config = extra_config or {}
     self._problem_cache = {}
-    self._meta_step_fn = tf.function(self._meta_step)
-    self._evaluate_fn = tf.function(self._evaluate_problem)
+    self._meta_step_fns = [tf.function(functools.partial(self._meta_step, c))
+                           for c in self.components]
+    self._evaluate_fns = [tf.function(functools.partial(self._evaluate_problem, c))
+                          for c in self.components]
 
   # ------------------------------------------------------------ problems --
   def _problem(self, split, index):
@@ -212,29 +222,35 @@ class BPTTTrainer:
       self._problem_cache[key] = self.family.sample(split, int(index))
     return self._problem_cache[key]
 
-  def _read_trajectory(self):
-    params = [tf.convert_to_tensor(v) for v in self.trajectory_vars["params"]]
+  def _component(self, index) -> int:
+    return self.family.component_of(index) if len(self.components) > 1 else 0
+
+  def _read_trajectory(self, k):
+    store = self.trajectory_vars[str(k)]
+    params = [tf.convert_to_tensor(v) for v in store["params"]]
     states = [t(*[tf.convert_to_tensor(v) for v in s])
-              for t, s in zip(self._state_types, self.trajectory_vars["rule_state"])]
+              for t, s in zip(self._state_types[k], store["rule_state"])]
     return unroll_lib.UnrollState(params, states, tf.convert_to_tensor(self.trajectory_step))
 
-  def _write_trajectory(self, state):
-    for var, value in zip(tf.nest.flatten(self.trajectory_vars),
-                          tf.nest.flatten({"params": state.params,
-                                           "rule_state": [tuple(s) for s in state.rule_state]})):
+  def _write_trajectory(self, k, state):
+    values = {"params": state.params, "rule_state": [tuple(s) for s in state.rule_state]}
+    for var, value in zip(tf.nest.flatten(self.trajectory_vars[str(k)]), tf.nest.flatten(values)):
       var.assign(value)
     self.trajectory_step.assign(state.step)
 
   def _start_trajectory(self):
-    problem = self._problem("train", int(self.trajectory_index))
-    self._write_trajectory(unroll_lib.init_state(self.rule, self.family, problem.tensors))
+    index = int(self.trajectory_index)
+    k = self._component(index)
+    problem = self._problem("train", index)
+    self._write_trajectory(k, unroll_lib.init_state(self.rule, self.components[k],
+                                                    problem.tensors))
 
   # ---------------------------------------------------------- meta-step --
-  def _meta_step(self, tensors, state):
+  def _meta_step(self, family, tensors, state):
     with tf.GradientTape(watch_accessed_variables=False) as tape:
       tape.watch(self._flat_meta)  # the meta variables are non-trainable: watch them
       losses, final_loss, new_state = unroll_lib.unroll(
-          self.rule, self.meta_vars, self.family, tensors, state, self.config.unroll_length,
+          self.rule, self.meta_vars, family, tensors, state, self.config.unroll_length,
           learning_rate=self.config.learning_rate,
           second_derivatives=self.config.second_derivatives)
       objective = meta_loss(losses, final_loss, self._weights, self.config.meta_objective)
@@ -243,8 +259,8 @@ class BPTTTrainer:
     norm = tf.linalg.global_norm(grads)
     return objective, grads, norm, tf.reduce_mean(losses), new_state
 
-  def _evaluate_problem(self, tensors, state):
-    losses, final_loss, _ = unroll_lib.unroll(self.rule, self.meta_vars, self.family, tensors,
+  def _evaluate_problem(self, family, tensors, state):
+    losses, final_loss, _ = unroll_lib.unroll(self.rule, self.meta_vars, family, tensors,
                                               state, self.config.horizon,
                                               learning_rate=self.config.learning_rate)
     return tf.reduce_mean(tf.concat([losses[1:], final_loss[None]], 0))
@@ -253,9 +269,10 @@ class BPTTTrainer:
     """Mean loss over the horizon (after each update) on the validation problems."""
     values = []
     for index in range(self.config.validation_problems):
+      k = self._component(index)
       problem = self._problem("validation", index)
-      state = unroll_lib.init_state(self.rule, self.family, problem.tensors)
-      values.append(float(self._evaluate_fn(problem.tensors, state)))
+      state = unroll_lib.init_state(self.rule, self.components[k], problem.tensors)
+      values.append(float(self._evaluate_fns[k](problem.tensors, state)))
     value = float(np.mean(values))
     return value if math.isfinite(value) else float("inf")
 
@@ -300,9 +317,10 @@ class BPTTTrainer:
     progress = base.Progress(config.num_steps, start=step)
     steps_per_trajectory = config.horizon // config.unroll_length
     while step < config.num_steps and not bool(self.stopped_early):
+      k = self._component(int(self.trajectory_index))
       problem = self._problem("train", int(self.trajectory_index))
-      objective, grads, norm, mean_loss, new_state = self._meta_step_fn(
-          problem.tensors, self._read_trajectory())
+      objective, grads, norm, mean_loss, new_state = self._meta_step_fns[k](
+          problem.tensors, self._read_trajectory(k))
       objective, norm = float(objective), float(norm)
       if math.isfinite(norm) and math.isfinite(objective):
         self.meta_optimizer.apply(grads, self._flat_meta)
@@ -316,7 +334,7 @@ class BPTTTrainer:
         self.trajectory_index.assign_add(1)
         self._start_trajectory()
       else:
-        self._write_trajectory(new_state)
+        self._write_trajectory(k, new_state)
       step += 1
       self.global_step.assign(step)
       record = None
