@@ -157,13 +157,18 @@ def define_benchmark_flags():
           "(internal) Where the subprocess writes its JSON result.")
 
 
-DEMO_FLAGS = ("epochs", "output_dir", "seed")
+DEMO_FLAGS = ("epochs", "output_dir", "seed", "meta_steps", "num_problems")
 
 
 def define_demo_flags():
   """Flags of `scripts.demo` (`make demo`)."""
   define_common_flags()
-  _define(flags.DEFINE_integer, "epochs", 15, "Training epochs per optimizer.", lower_bound=1)
+  _define(flags.DEFINE_integer, "epochs", 15, "Digits training epochs per optimizer.",
+          lower_bound=1)
+  _define(flags.DEFINE_integer, "meta_steps", 300, "Meta-training steps of the demo's lstm "
+          "optimizer on quadratics.", lower_bound=1)
+  _define(flags.DEFINE_integer, "num_problems", 100, "Held-out quadratics it is evaluated on.",
+          lower_bound=2)
 
 
 def explicit_flags(names) -> list:

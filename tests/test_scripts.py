@@ -112,30 +112,32 @@ class BenchmarkScriptTest(tf.test.TestCase):
 
 class DemoScriptTest(tf.test.TestCase):
 
-  def test_one_epoch(self):
+  def test_tiny_demo_runs_all_three_stages(self):
     out = _temp_dir(self)
-    stdout = _run_main(demo, ["demo", "--epochs=1", f"--output_dir={out}", "--seed=0"])
-
-    rows = [line for line in stdout.splitlines()
-            if line.startswith("| ") and not line.startswith("| optimizer")]
-    self.assertLen(rows, 3)
-    for row in rows:
-      name, loss, accuracy, seconds = [c.strip() for c in row.strip("|").split("|")]
-      self.assertTrue(math.isfinite(float(loss)) and float(loss) > 0, row)
-      self.assertBetween(float(accuracy), 0.0, 1.0)
-      self.assertGreater(float(seconds), 0.0)
-    self.assertIn('LearnedOptimizer("lstm")', stdout)
-    self.assertIn('LearnedOptimizer("mlp")', stdout)
-
-    self.assertTrue(os.path.exists(os.path.join(out, "curves.png")))
-    self.assertGreater(os.path.getsize(os.path.join(out, "curves.png")), 10_000)
-    with open(os.path.join(out, "results.json"), encoding="utf-8") as f:
-      results = json.load(f)["results"]
-    for r in results:
+    stdout = _run_main(demo, ["demo", "--epochs=1", "--meta_steps=3", "--num_problems=4",
+                              f"--output_dir={out}", "--seed=0"])
+    self.assertIn("1. Meta-trained an lstm optimizer on quadratics for 3 steps", stdout)
+    # Stage 2: the quadratic table with the learned optimizer and the five tuned baselines.
+    with open(os.path.join(out, "quadratic", "results.json"), encoding="utf-8") as f:
+      quad = json.load(f)
+    self.assertEqual(quad["num_problems"], 4)
+    self.assertEqual(set(quad["optimizers"]), {"lstm (meta-trained by the demo)", "sgd",
+                                               "momentum", "nag", "rmsprop", "adam"})
+    for name, entry in quad["optimizers"].items():
+      self.assertTrue(math.isfinite(entry["sum_loss_mean"]), name)
+      self.assertIn(f"| {name} |", stdout)
+    self.assertGreater(os.path.getsize(os.path.join(out, "quadratic", "curves.png")), 10_000)
+    # Stage 3: digits, tuned Adam next to the pretrained (or untrained mlp) optimizer.
+    with open(os.path.join(out, "digits", "results.json"), encoding="utf-8") as f:
+      digits = json.load(f)
+    self.assertLen(digits["results"], 2)
+    self.assertIn(digits["results"][0]["optimizer"].split(" ")[0].split("(")[1].rstrip(")"),
+                  [f"{lr:g}" for lr in digits["adam_grid"]])
+    for r in digits["results"]:
       self.assertLen(r["train_loss_per_epoch"], 2)
-      # One epoch of any of the three optimizers lowers the loss from chance level.
       self.assertLess(r["final_train_loss"], r["initial_train_loss"])
       self.assertBetween(r["test_accuracy"], 0.0, 1.0)
+    self.assertTrue(os.path.exists(os.path.join(out, "digits", "curves.png")))
 
 
 if __name__ == "__main__":
