@@ -1,0 +1,75 @@
+"""The shipped pretrained optimizers: registry, cards, and use in model.compile."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # pylint: disable=g-import-not-at-top
+import numpy as np  # pylint: disable=g-import-not-at-top
+import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+import keras_l2o  # pylint: disable=g-import-not-at-top
+from keras_l2o import datasets  # pylint: disable=g-import-not-at-top
+from keras_l2o import problems  # pylint: disable=g-import-not-at-top
+
+SHIPPED = ("l2l-mnist", "l2l-quadratic", "l2o-mlp-general")
+
+
+class PretrainedTest(tf.test.TestCase):
+
+  def test_names_list_the_shipped_optimizers(self):
+    self.assertEqual(keras_l2o.pretrained.names(), sorted(SHIPPED))
+    self.assertEqual(keras_l2o.pretrained.DEFAULT, "l2o-mlp-general")
+
+  def test_cards_say_what_how_long_and_where_weak(self):
+    for name in SHIPPED:
+      card = keras_l2o.pretrained.card(name)
+      self.assertEqual(card["name"], name)
+      self.assertGreater(card["meta_training"]["steps"], 0)
+      self.assertIn(card["trained_on"]["problem"].split(",")[0],
+                    problems.names())
+      self.assertGreater(len(card["weaknesses"]), 40)
+      self.assertTrue(card["command"].startswith("keras-l2o-meta-train "))
+      self.assertIn("--seed=0", card["command"])
+      # Meta-training improved on the initial meta-parameters.
+      self.assertLess(card["meta_training"]["best_validation_loss"],
+                      card["meta_training"]["first_validation_loss"])
+
+  def test_meta_params_differ_from_the_initial_ones(self):
+    for name in SHIPPED:
+      optimizer = keras_l2o.pretrained.get(name)
+      initial = optimizer.rule.init_meta_params(0)
+      moved = max(np.abs(a.numpy() - np.asarray(b)).max() for a, b in zip(
+          tf.nest.flatten(optimizer.meta_params), tf.nest.flatten(initial)))
+      self.assertGreater(moved, 1e-3, msg=name)
+
+  def test_default_trains_a_digits_model_in_model_compile(self):
+    data = datasets.digits()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"),
+                              keras.layers.Dense(10)])
+    model.compile(optimizer=keras_l2o.pretrained.get(),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = model.fit(data.x[:1024], data.y[:1024], batch_size=64, epochs=3, verbose=0)
+    losses = history.history["loss"]
+    self.assertTrue(all(np.isfinite(losses)))
+    self.assertLess(losses[-1], 0.7 * losses[0])
+
+  def test_get_accepts_keras_options_and_exports(self):
+    optimizer = keras_l2o.pretrained.get("l2l-quadratic", clipnorm=1.0, learning_rate=0.5)
+    self.assertEqual(optimizer.clipnorm, 1.0)
+    self.assertAllClose(optimizer.learning_rate, 0.5)
+    path = optimizer.export(os.path.join(self.get_temp_dir(), "exported"))
+    loaded = keras_l2o.load(path)
+    tf.nest.map_structure(lambda a, b: self.assertAllEqual(a.numpy(), b.numpy()),
+                          loaded.meta_params, optimizer.meta_params)
+
+  def test_unknown_name_lists_the_shipped_ones(self):
+    with self.assertRaises(ValueError) as ctx:
+      keras_l2o.pretrained.get("l2l-cifar")
+    self.assertEqual(str(ctx.exception), "Unknown pretrained optimizer 'l2l-cifar'. Shipped: "
+                     + ", ".join(sorted(SHIPPED)) + ".")
+
+
+if __name__ == "__main__":
+  tf.test.main()
