@@ -1,7 +1,7 @@
 r"""`make demo`: the main job of keras_l2o on an embedded default, offline.
 
 1. Meta-trains a coordinatewise LSTM optimizer (Andrychowicz et al.) on random
-   10-d quadratics by truncated BPTT (`--meta_steps`, default 300, ~1 minute).
+   10-d quadratics by truncated BPTT (`--meta_steps`, default 1000, ~2 minutes).
 2. Evaluates it against SGD, momentum, NAG, RMSprop and Adam, each with its
    learning rate tuned on validation quadratics, on `--num_problems` (100)
    held-out quadratics; prints the table and writes `quadratic/curves.png`,
@@ -215,6 +215,8 @@ def digits_comparison(output_dir: str, *, epochs: int, seed: int) -> list:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
+  import logging as std_logging  # pylint: disable=g-import-not-at-top
+  std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)  # SavedModel chatter
   from keras_l2o import evaluation  # pylint: disable=g-import-not-at-top
   output_dir = FLAGS.output_dir or script_flags.DEMO_OUTPUT_DIR
   os.makedirs(output_dir, exist_ok=True)

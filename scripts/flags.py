@@ -165,7 +165,7 @@ def define_demo_flags():
   define_common_flags()
   _define(flags.DEFINE_integer, "epochs", 15, "Digits training epochs per optimizer.",
           lower_bound=1)
-  _define(flags.DEFINE_integer, "meta_steps", 300, "Meta-training steps of the demo's lstm "
+  _define(flags.DEFINE_integer, "meta_steps", 1000, "Meta-training steps of the demo's lstm "
           "optimizer on quadratics.", lower_bound=1)
   _define(flags.DEFINE_integer, "num_problems", 100, "Held-out quadratics it is evaluated on.",
           lower_bound=2)

@@ -1,0 +1,73 @@
+"""The evaluate and meta-train command lines, run as users run them (subprocesses)."""
+
+import json
+import os
+import subprocess
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(module, *args):
+  return subprocess.run([sys.executable, "-m", module, *args], cwd=_REPO, capture_output=True,
+                        text=True, timeout=600, check=False)
+
+
+class EvaluateCommandTest(tf.test.TestCase):
+
+  def test_tiny_evaluation_writes_the_schema(self):
+    out = os.path.join(self.get_temp_dir(), "eval")
+    result = _run("scripts.evaluate", "--problem=quadratic",
+                  "--optimizers=pretrained:l2l-quadratic,adam@0.1,sgd", "--num_problems=3",
+                  "--horizon=5", "--tuning_problems=2", "--grid=0.01,0.1",
+                  "--speedup_horizon_factor=2", f"--output_dir={out}")
+    self.assertEqual(result.returncode, 0, msg=result.stderr[-3000:])
+    with open(os.path.join(out, "results.json"), encoding="utf-8") as f:
+      data = json.load(f)
+    self.assertEqual((data["problem"], data["num_problems"], data["horizon"]), ("quadratic", 3, 5))
+    self.assertEqual(list(data["optimizers"]), ["pretrained:l2l-quadratic", "adam@0.1", "sgd"])
+    self.assertEqual(data["optimizers"]["adam@0.1"]["learning_rate"], 0.1)
+    self.assertIn(data["optimizers"]["sgd"]["learning_rate"], (0.01, 0.1))
+    self.assertIsNone(data["optimizers"]["pretrained:l2l-quadratic"]["learning_rate"])
+    self.assertIn("| pretrained:l2l-quadratic | learned |", result.stdout)
+    self.assertTrue(os.path.exists(os.path.join(out, "curves.png")))
+
+  def test_unknown_optimizer_entry_is_explained(self):
+    result = _run("scripts.evaluate", "--optimizers=adamw", "--output_dir=/tmp/unused")
+    self.assertNotEqual(result.returncode, 0)
+    self.assertIn("--optimizers entry 'adamw' is neither a baseline (sgd, momentum, nag, rmsprop, "
+                  "adam[@LEARNING_RATE]), pretrained:NAME (NAME in: l2l-mnist, l2l-quadratic, "
+                  "l2o-mlp-general), nor an existing meta-training directory or export.",
+                  result.stderr)
+
+
+class MetaTrainCommandTest(tf.test.TestCase):
+
+  def test_existing_run_is_refused_without_resume_and_bad_flags_are_explained(self):
+    save_dir = os.path.join(self.get_temp_dir(), "run")
+    common = ["--rule=mlp", '--rule_config={"hidden_size": 2}', "--problem=quadratic",
+              '--problem_config={"num_quadratics": 2}', "--num_steps=2", "--unroll_length=5",
+              "--horizon=10", "--validation_every=2", "--validation_problems=1",
+              f"--save_dir={save_dir}"]
+    first = _run("scripts.meta_train", *common)
+    self.assertEqual(first.returncode, 0, msg=first.stderr[-3000:])
+    self.assertEqual(json.loads(first.stdout.strip().splitlines()[-1])["steps"], 2)
+    again = _run("scripts.meta_train", *common)
+    self.assertNotEqual(again.returncode, 0)
+    self.assertIn(f"--save_dir={save_dir} already holds a meta-training run. Pass --resume to "
+                  "continue it, or choose another --save_dir (nothing was overwritten).",
+                  again.stderr)
+    bad = _run("scripts.meta_train", "--rule=adam", f"--save_dir={save_dir}_2")
+    self.assertIn("--rule='adam' is hand-designed: it has no meta-parameters to train. Learned "
+                  "rules: lstm, mlp.", bad.stderr)
+    bad = _run("scripts.meta_train", "--problem=cifar", f"--save_dir={save_dir}_3")
+    self.assertIn("is not a problem. Valid problems: conv, digits_mlp, mnist_mlp, quadratic",
+                  bad.stderr)
+
+
+if __name__ == "__main__":
+  tf.test.main()
