@@ -9,6 +9,7 @@ meta-trained on a class of problems. keras_l2o makes it a Keras optimizer:
 True
 """
 
+from keras_l2o import distribute
 from keras_l2o import pretrained
 from keras_l2o import rules
 from keras_l2o.export import export_optimizer
@@ -17,4 +18,4 @@ from keras_l2o.optimizer import LearnedOptimizer
 
 __version__ = "0.1.0"
 
-__all__ = ["LearnedOptimizer", "export_optimizer", "load", "pretrained", "rules"]
+__all__ = ["LearnedOptimizer", "distribute", "export_optimizer", "load", "pretrained", "rules"]
