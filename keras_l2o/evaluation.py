@@ -82,16 +82,19 @@ class Runner:
     self.horizon = int(horizon)
     self._functions = {}
 
-  def _function(self, rule, horizon):
-    key = (id(rule), horizon)
+  def _function(self, rule, horizon, schedule=None):
+    """One traced unroll per (rule, horizon, schedule); a constant rate is an argument."""
+    key = (id(rule), horizon, id(schedule))
     if key not in self._functions:
       def run(meta_params, tensors, learning_rate):
+        if schedule is not None:
+          learning_rate = lambda step: tf.cast(schedule(step), tf.float32)  # pylint: disable=unnecessary-lambda-assignment
         state = unroll_lib.init_state(rule, self.family, tensors)
         losses, final, _ = unroll_lib.unroll(rule, meta_params, self.family, tensors, state,
                                              horizon, learning_rate=learning_rate)
         return tf.concat([losses, final[None]], 0)
-      self._functions[key] = (rule, tf.function(run, reduce_retracing=True))
-    return self._functions[key][1]
+      self._functions[key] = (rule, schedule, tf.function(run, reduce_retracing=True))
+    return self._functions[key][-1]
 
   def curves(self, spec: OptimizerSpec, problems, learning_rate=None, horizon=None) -> np.ndarray:
     """`[len(problems), horizon + 1]` loss curves (non-finite values as inf)."""
@@ -99,28 +102,13 @@ class Runner:
     lr = spec.learning_rate if learning_rate is None else learning_rate
     if lr is None:
       raise ValueError(f"{spec.name}: no learning rate (tune it first).")
-    if callable(lr):
-      fn = self._function_schedule(spec.rule, horizon, lr)
-      out = [fn(spec.meta_params, p.tensors).numpy() for p in problems]
-    else:
-      fn = self._function(spec.rule, horizon)
-      run_lr = tf.constant(float(lr), tf.float32)
-      out = [fn(spec.meta_params, p.tensors, run_lr).numpy() for p in problems]
-    curves = np.asarray(out, np.float64)
+    schedule = lr if callable(lr) else None
+    fn = self._function(spec.rule, horizon, schedule)
+    run_lr = tf.constant(0.0 if schedule else float(lr), tf.float32)
+    curves = np.asarray([fn(spec.meta_params, p.tensors, run_lr).numpy() for p in problems],
+                        np.float64)
     curves[~np.isfinite(curves)] = np.inf
     return curves
-
-  def _function_schedule(self, rule, horizon, schedule):
-    key = (id(rule), horizon, id(schedule))
-    if key not in self._functions:
-      def run(meta_params, tensors):
-        state = unroll_lib.init_state(rule, self.family, tensors)
-        losses, final, _ = unroll_lib.unroll(
-            rule, meta_params, self.family, tensors, state, horizon,
-            learning_rate=lambda step: tf.cast(schedule(step), tf.float32))
-        return tf.concat([losses, final[None]], 0)
-      self._functions[key] = (rule, tf.function(run))
-    return self._functions[key][1]
 
 
 def sum_loss(curves: np.ndarray) -> np.ndarray:

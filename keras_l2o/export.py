@@ -57,10 +57,9 @@ class _ExportedOptimizer(tf.Module):
         "state_fields": list(self._rule.init_state(tf.zeros([1]))._fields),
     }
     self.keras_l2o_metadata = tf.Variable(json.dumps(metadata), trainable=False)
-    extra = self._rule.state_extra_dims or (None,) * len(self._rule.state_fields)
     self._state_spec = {
         field: tf.TensorSpec([None, e] if e else [None], tf.float32, name=field)
-        for field, e in zip(self._rule.state_fields, extra)
+        for field, e in zip(self._rule.state_fields, self._rule.trailing_state_dims())
     }
     vector = tf.TensorSpec([None], tf.float32)
     iteration = tf.TensorSpec([], tf.int64)

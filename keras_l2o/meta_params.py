@@ -75,8 +75,12 @@ def validate(rule, meta_params) -> dict:
   return unflatten_paths(out)
 
 
+def to_numpy(meta_params) -> dict:
+  """Nested dict of arrays / tensors / variables -> nested dict of numpy arrays."""
+  return tf.nest.map_structure(lambda t: np.asarray(t.numpy() if hasattr(t, "numpy") else t),
+                               meta_params)
+
+
 def to_lists(meta_params) -> dict:
   """Nested dict of arrays/tensors -> nested dict of nested Python lists (for JSON)."""
-  return tf.nest.map_structure(
-      lambda t: np.asarray(t.numpy() if hasattr(t, "numpy") else t, np.float32).tolist(),
-      meta_params)
+  return tf.nest.map_structure(lambda a: a.astype(np.float32).tolist(), to_numpy(meta_params))

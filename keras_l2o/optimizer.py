@@ -12,6 +12,11 @@ from keras_l2o import step as step_lib
 NONFINITE_MODES = ("skip", "zero", "raise")
 
 
+def _values(gradient):
+  """The tensor holding a gradient's numbers (the values of IndexedSlices)."""
+  return gradient.values if isinstance(gradient, tf.IndexedSlices) else gradient
+
+
 def _dense(gradient):
   if isinstance(gradient, tf.IndexedSlices):
     return tf.convert_to_tensor(gradient)
@@ -29,8 +34,7 @@ def _zero_nonfinite(gradient):
 
 
 def _all_finite(grads):
-  flags = [tf.reduce_all(tf.math.is_finite(g.values if isinstance(g, tf.IndexedSlices) else g))
-           for g in grads if g is not None]
+  flags = [tf.reduce_all(tf.math.is_finite(_values(g))) for g in grads if g is not None]
   return tf.reduce_all(tf.stack(flags)) if flags else tf.constant(True)
 
 
@@ -196,9 +200,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             g = tf.debugging.check_numerics(g, msg)
         checked.append(g)
       # In a graph nothing would order the update (and `iterations`) after the checks.
-      checks = [g.values if isinstance(g, tf.IndexedSlices) else g for g in checked
-                if g is not None]
-      with tf.control_dependencies(checks):
+      with tf.control_dependencies([_values(g) for g in checked if g is not None]):
         return super().apply(checked, trainable_variables)
     return self._apply_skipping_nonfinite(grads, trainable_variables)
 

@@ -37,6 +37,11 @@ def init_state(rule, family, tensors, dtype=tf.float32) -> UnrollState:
   return UnrollState(params, [rule.init_state(p) for p in params], tf.constant(0, tf.int64))
 
 
+def losses_after_updates(losses, final_loss):
+  """`[f(theta_1), ..., f(theta_T)]` from `unroll`'s outputs (drops f(theta_0))."""
+  return tf.concat([losses[1:], final_loss[None]], axis=0)
+
+
 def _losses_and_grads(family, tensors, params, step):
   batch = family.batch(tensors, step)
   with tf.GradientTape() as tape:

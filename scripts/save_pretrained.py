@@ -84,15 +84,10 @@ def main(argv):
       "results": FLAGS.results,
       "versions": config.get("versions"),
   }
-  meta = tf_nest_numpy(optimizer.meta_params)
   kwargs = {"directory": FLAGS.output_dir} if FLAGS.output_dir else {}
-  info = keras_l2o.pretrained.save(FLAGS.name, optimizer.rule, meta, card, **kwargs)
+  info = keras_l2o.pretrained.save(FLAGS.name, optimizer.rule, optimizer.meta_params, card,
+                                  **kwargs)
   print(json.dumps(info, indent=2))
-
-
-def tf_nest_numpy(nested):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  return tf.nest.map_structure(lambda v: v.numpy(), nested)
 
 
 def run():

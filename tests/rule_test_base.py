@@ -15,6 +15,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
 import keras_l2o  # pylint: disable=g-import-not-at-top
+from keras_l2o import meta_params as meta_params_lib  # pylint: disable=g-import-not-at-top
 from keras_l2o import step as step_lib  # pylint: disable=g-import-not-at-top
 from tests import reference_rules  # pylint: disable=g-import-not-at-top
 
@@ -49,7 +50,7 @@ class RuleTestBase(tf.test.TestCase):
   # ------------------------------------------------------------ helpers --
   def meta_params(self, dtype=np.float32):
     """Initial meta-parameters with a seeded perturbation, so every weight matters."""
-    params = keras_l2o.rules.base.to_numpy_meta_params(self.rule.init_meta_params(1))
+    params = meta_params_lib.to_numpy(self.rule.init_meta_params(1))
     rng = np.random.default_rng(7)
     return tf.nest.map_structure(lambda a: (a + 0.1 * rng.normal(size=a.shape)).astype(dtype),
                                  params)
@@ -142,10 +143,10 @@ class RuleTestBase(tf.test.TestCase):
     self.assertEqual(keras_l2o.rules.deserialize(keras_l2o.rules.serialize(self.rule)), self.rule)
 
   def test_meta_params_are_seeded(self):
-    first = keras_l2o.rules.base.to_numpy_meta_params(self.rule.init_meta_params(5))
-    again = keras_l2o.rules.base.to_numpy_meta_params(self.rule.init_meta_params(5))
+    first = meta_params_lib.to_numpy(self.rule.init_meta_params(5))
+    again = meta_params_lib.to_numpy(self.rule.init_meta_params(5))
     tf.nest.map_structure(self.assertAllEqual, first, again)
-    other = keras_l2o.rules.base.to_numpy_meta_params(self.rule.init_meta_params(6))
+    other = meta_params_lib.to_numpy(self.rule.init_meta_params(6))
     leaves = zip(tf.nest.flatten(first), tf.nest.flatten(other))
     if self.rule.get_config().get("init") == "zeros":
       self.assertTrue(all(not a.any() and not b.any() for a, b in leaves))

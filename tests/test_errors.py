@@ -8,6 +8,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
 import keras_l2o  # pylint: disable=g-import-not-at-top
+from keras_l2o import meta_params as meta_params_lib  # pylint: disable=g-import-not-at-top
 
 _VALID = "adam, lstm, mlp, momentum, nag, rmsprop, sgd"
 
@@ -35,7 +36,7 @@ class ErrorsTest(tf.test.TestCase):
 
   def test_meta_params_of_the_wrong_shape_name_the_entry(self):
     rule = keras_l2o.rules.get("lstm")
-    params = keras_l2o.rules.base.to_numpy_meta_params(rule.init_meta_params(0))
+    params = meta_params_lib.to_numpy(rule.init_meta_params(0))
     params["layer1"]["kernel"] = np.zeros((3, 80))
     with self.assertRaises(ValueError) as ctx:
       keras_l2o.LearnedOptimizer(rule, meta_params=params)
@@ -44,12 +45,12 @@ class ErrorsTest(tf.test.TestCase):
 
   def test_meta_params_of_the_wrong_structure_name_the_entry(self):
     rule = keras_l2o.rules.get("mlp")
-    params = keras_l2o.rules.base.to_numpy_meta_params(rule.init_meta_params(0))
+    params = meta_params_lib.to_numpy(rule.init_meta_params(0))
     del params["output"]["bias"]
     with self.assertRaisesRegex(ValueError, r"^meta_params\['output'\]\['bias'\] is missing; "
                                 r"rule 'mlp' expects entries \["):
       keras_l2o.LearnedOptimizer(rule, meta_params=params)
-    params = keras_l2o.rules.base.to_numpy_meta_params(rule.init_meta_params(0))
+    params = meta_params_lib.to_numpy(rule.init_meta_params(0))
     params["extra"] = np.zeros(3)
     with self.assertRaisesRegex(ValueError, r"^meta_params\['extra'\] is not a meta-parameter "
                                 r"of rule 'mlp'"):

@@ -114,6 +114,20 @@ class TuningTest(tf.test.TestCase):
       self.assertLessEqual(lo, entry["sum_loss_mean"])
       self.assertGreaterEqual(hi, entry["sum_loss_mean"])
 
+  def test_schedules_run_through_the_same_unroll(self):
+    import keras  # pylint: disable=g-import-not-at-top
+    family = Parabola(seed=2)
+    runner = evaluation.Runner(family, horizon=6)
+    problem_list = [family.sample("test", i) for i in range(3)]
+    sgd = evaluation.baseline("sgd")
+    fixed = runner.curves(sgd, problem_list, 0.2)
+    constant = keras.optimizers.schedules.ExponentialDecay(0.2, decay_steps=1, decay_rate=1.0)
+    self.assertAllClose(fixed, runner.curves(sgd, problem_list, constant), rtol=1e-6)
+    decaying = keras.optimizers.schedules.ExponentialDecay(0.2, decay_steps=1, decay_rate=0.5)
+    slow = runner.curves(sgd, problem_list, decaying)
+    self.assertAllClose(fixed[:, :2], slow[:, :2], rtol=1e-6)  # step 0 uses the initial rate
+    self.assertTrue(np.all(slow[:, -1] > fixed[:, -1]))  # smaller later steps: less progress
+
   def test_outputs_follow_the_schema(self):
     family = problems.get("quadratic", seed=0)
     learned = keras_l2o.LearnedOptimizer("lstm")

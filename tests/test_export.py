@@ -12,6 +12,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
 import keras_l2o  # pylint: disable=g-import-not-at-top
+from keras_l2o import meta_params as meta_params_lib  # pylint: disable=g-import-not-at-top
 
 # Runs in a fresh interpreter where importing keras_l2o is impossible.
 _STANDALONE = r"""
@@ -33,7 +34,7 @@ print(json.dumps({"x": x.numpy().tolist(), "lr": float(opt.learning_rate(tf.cons
 
 
 def _perturbed(rule, seed=3):
-  params = keras_l2o.rules.base.to_numpy_meta_params(rule.init_meta_params(seed))
+  params = meta_params_lib.to_numpy(rule.init_meta_params(seed))
   rng = np.random.default_rng(seed)
   return tf.nest.map_structure(lambda a: a + 0.05 * rng.normal(size=a.shape), params)
 

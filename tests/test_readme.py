@@ -33,8 +33,9 @@ class ReadmeTest(tf.test.TestCase):
   def test_readme_names_exactly_the_two_setup_commands(self):
     with open(_README, encoding="utf-8") as f:
       text = f.read()
-    self.assertIn("make demo", text)
-    self.assertIn("make test", text)
+    setup = text.split("## Set up", 1)[1].split("```", 2)[1]
+    commands = [line.split("#")[0].strip() for line in setup.splitlines() if line.strip()]
+    self.assertEqual(commands, ["make demo", "make test"])
 
 
 if __name__ == "__main__":

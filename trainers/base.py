@@ -111,7 +111,7 @@ def versions() -> dict:
 def export_optimizer(save_dir, which, rule, meta_params, learning_rate):
   """Writes `save_dir/which` as a keras_l2o export of `rule` with `meta_params`."""
   optimizer = keras_l2o.LearnedOptimizer(
-      rule, meta_params=tf.nest.map_structure(lambda v: v.numpy(), meta_params),
+      rule, meta_params=meta_params,
       learning_rate=float(learning_rate), name=f"meta_trained_{rule.name}_{which}")
   path = os.path.join(save_dir, which)
   tmp = path + ".tmp"

@@ -114,7 +114,7 @@ def meta_loss(losses, final_loss, weights, objective: str = "sum", eps: float = 
   Returns:
     A scalar.
   """
-  after = tf.concat([losses[1:], final_loss[None]], axis=0)
+  after = unroll_lib.losses_after_updates(losses, final_loss)
   weights = tf.cast(weights, after.dtype)
   if objective == "sum":
     values = after
@@ -263,7 +263,7 @@ class BPTTTrainer:
     losses, final_loss, _ = unroll_lib.unroll(self.rule, self.meta_vars, family, tensors,
                                               state, self.config.horizon,
                                               learning_rate=self.config.learning_rate)
-    return tf.reduce_mean(tf.concat([losses[1:], final_loss[None]], 0))
+    return tf.reduce_mean(unroll_lib.losses_after_updates(losses, final_loss))
 
   def validate(self) -> float:
     """Mean loss over the horizon (after each update) on the validation problems."""
@@ -315,7 +315,6 @@ class BPTTTrainer:
       self.metrics.write({"step": 0, "validation_loss": value})
       self.manager.save(checkpoint_number=0)
     progress = base.Progress(config.num_steps, start=step)
-    steps_per_trajectory = config.horizon // config.unroll_length
     while step < config.num_steps and not bool(self.stopped_early):
       k = self._component(int(self.trajectory_index))
       problem = self._problem("train", int(self.trajectory_index))
@@ -326,7 +325,7 @@ class BPTTTrainer:
         self.meta_optimizer.apply(grads, self._flat_meta)
       else:
         self.nonfinite_skips.assign_add(1)
-      finished = int(new_state.step) >= steps_per_trajectory * config.unroll_length
+      finished = int(new_state.step) >= config.horizon
       diverged = not all(np.all(np.isfinite(p.numpy())) for p in new_state.params)
       if diverged:
         self.diverged_trajectories.assign_add(1)

@@ -23,7 +23,6 @@ import copy
 import inspect
 from typing import Any, NamedTuple
 
-import numpy as np
 import tensorflow as tf
 
 
@@ -109,16 +108,13 @@ class Rule(abc.ABC):
       return tf.float32
     return var_dtype
 
-  def state_shapes(self, var_shape) -> tuple:
-    """The shape of every state field for a variable of shape `var_shape`."""
-    var_shape = tuple(var_shape)
-    extra = self.state_extra_dims or (None,) * len(self.state_fields)
-    return tuple(var_shape + ((e,) if e else ()) for e in extra)
+  def trailing_state_dims(self) -> tuple:
+    """Per state field: its extra trailing dimension, or None if shaped like the variable."""
+    return tuple(self.state_extra_dims) or (None,) * len(self.state_fields)
 
   def state_floats_per_parameter(self) -> int:
     """Floats of optimizer state kept for every parameter."""
-    extra = self.state_extra_dims or (None,) * len(self.state_fields)
-    return int(sum(e or 1 for e in extra))
+    return int(sum(e or 1 for e in self.trailing_state_dims()))
 
   @abc.abstractmethod
   def init_state(self, var) -> Any:
@@ -151,19 +147,13 @@ def zeros_state(rule: Rule, var, state_type):
   unknown length).
   """
   dtype = rule.state_dtype(var.dtype)
-  extra = rule.state_extra_dims or (None,) * len(rule.state_fields)
   shape = tf.shape(var)
   return state_type(*[
-      tf.zeros(tf.concat([shape, [e]], 0) if e else shape, dtype) for e in extra
+      tf.zeros(tf.concat([shape, [e]], 0) if e else shape, dtype)
+      for e in rule.trailing_state_dims()
   ])
 
 
 def cast_meta_params(meta_params, dtype):
   """Casts every meta-parameter to `dtype` (no-op when it already matches)."""
   return tf.nest.map_structure(lambda t: tf.cast(t, dtype), meta_params)
-
-
-def to_numpy_meta_params(meta_params) -> dict:
-  """Converts nested meta-parameters (tensors or variables) to numpy arrays."""
-  return tf.nest.map_structure(lambda t: np.asarray(t.numpy() if hasattr(t, "numpy") else t),
-                               meta_params)
