@@ -18,6 +18,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from scripts import strategy_flags
+
 TRAINERS = ("bptt",)
 
 # Per-problem defaults for flags the user did not set.
@@ -61,6 +63,9 @@ def define_flags():
   flags.DEFINE_integer("seed", 0, "Seed of the meta-parameters and of the problem family.")
   flags.DEFINE_string("save_dir", None, "Run directory (required).")
   flags.DEFINE_bool("resume", False, "Continue the run in --save_dir from its last checkpoint.")
+  flags.DEFINE_integer("problems_per_replica", 1, "Trajectories each replica unrolls per "
+                       "meta-step; the meta-batch is replicas x this.", lower_bound=1)
+  strategy_flags.define_strategy_flags()
 
 
 define_flags()
@@ -152,14 +157,28 @@ def main(argv):
   std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)  # SavedModel chatter
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  has_run = check_save_dir(FLAGS.save_dir, FLAGS.resume)
+  if strategy_flags.server_role() != "chief":
+    strategy_flags.serve_forever()  # a parameter-server cluster's worker or ps: serve only
+    return
+  try:  # first: it may split the CPU or join a cluster before TensorFlow initialises
+    strategy = strategy_flags.strategy_from_flags()
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
+  from trainers import base as trainers_base  # pylint: disable=g-import-not-at-top
+  chief = trainers_base.is_chief(strategy)
+  if chief:
+    has_run = check_save_dir(FLAGS.save_dir, FLAGS.resume)
+  else:  # other workers write nothing in --save_dir; they follow the chief's run
+    has_run = FLAGS.resume and os.path.exists(os.path.join(FLAGS.save_dir,
+                                                           trainers_base.CONFIG_FILE))
   if has_run:
     from trainers import base  # pylint: disable=g-import-not-at-top
     saved = base.read_config(FLAGS.save_dir)["settings"]
     logging.info("Resuming the run in %s with its saved settings.", FLAGS.save_dir)
     for name, value in saved.items():
       # Flags given on this command line win (e.g. a larger --num_steps to train longer).
-      if name in FLAGS and name not in ("save_dir", "resume") and not FLAGS[name].present:
+      if (name in FLAGS and name not in ("save_dir", "resume", "strategy", "num_cpu_devices")
+          and not FLAGS[name].present):
         FLAGS[name].value = json.dumps(value) if isinstance(value, dict) else value
   settings = resolve_settings()
   rule, family = settings.pop("objects")
@@ -172,7 +191,8 @@ def main(argv):
       validation_every=settings["validation_every"],
       validation_problems=settings["validation_problems"], patience=FLAGS.patience,
       checkpoint_every=FLAGS.checkpoint_every, log_every=FLAGS.log_every,
-      learning_rate=FLAGS.learning_rate, seed=FLAGS.seed)
+      learning_rate=FLAGS.learning_rate, seed=FLAGS.seed,
+      problems_per_replica=FLAGS.problems_per_replica)
   try:
     config.validate()
   except ValueError as e:
@@ -181,13 +201,22 @@ def main(argv):
       "trainer", "rule", "rule_config", "problem", "problem_config", "data_path", "num_steps",
       "unroll_length", "horizon", "meta_learning_rate", "meta_clipnorm", "second_derivatives",
       "meta_objective", "time_weights", "validation_every", "validation_problems", "patience",
-      "checkpoint_every", "log_every", "learning_rate", "seed")}
+      "checkpoint_every", "log_every", "learning_rate", "seed", "problems_per_replica",
+      "strategy", "num_cpu_devices")}
   flag_values["problem_config"] = settings["problem_config"]
   flag_values["num_steps"] = settings["num_steps"]
-  trainer = bptt.BPTTTrainer(rule, family, config, FLAGS.save_dir,
-                             extra_config={"settings": flag_values,
-                                           "problem": {"name": FLAGS.problem,
-                                                       "config": settings["problem_config"]}})
+  extra_config = {"settings": flag_values,
+                  "problem": {"name": FLAGS.problem, "config": settings["problem_config"]}}
+  try:
+    if FLAGS.strategy == "parameter_server":
+      from trainers import bptt_async  # pylint: disable=g-import-not-at-top
+      trainer = bptt_async.AsyncBPTTTrainer(rule, family, config, FLAGS.save_dir,
+                                            extra_config=extra_config, strategy=strategy)
+    else:
+      trainer = bptt.BPTTTrainer(rule, family, config, FLAGS.save_dir,
+                                 extra_config=extra_config, strategy=strategy)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
   result = trainer.run()
   logging.info("Finished: %s", result)
   print(json.dumps(result))

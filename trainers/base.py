@@ -13,6 +13,7 @@ A run directory `save_dir` holds:
   exports (`keras_l2o.load(save_dir)` / `keras_l2o.load(save_dir, which="best")`).
 """
 
+import hashlib
 import json
 import math
 import os
@@ -127,3 +128,29 @@ def export_optimizer(save_dir, which, rule, meta_params, learning_rate):
 def variables_like(nested, name):
   """Non-trainable float variables initialised from `nested` tensors."""
   return tf.nest.map_structure(lambda t: tf.Variable(t, trainable=False, name=name), nested)
+
+
+def is_chief(strategy) -> bool:
+  """Whether this process writes the run directory.
+
+  True except on the non-chief workers of a multi-worker cluster: the task
+  `chief`, or worker 0 when the cluster has no chief.
+
+  Args:
+    strategy: a `tf.distribute.Strategy`.
+  """
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or not resolver.task_type:
+    return True
+  if resolver.task_type == "chief":
+    return True
+  has_chief = "chief" in resolver.cluster_spec().as_dict()
+  return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def digest(meta_params) -> str:
+  """SHA-256 of the meta-parameters' bytes (in flattening order): equal runs, equal digests."""
+  sha = hashlib.sha256()
+  for value in tf.nest.flatten(meta_params):
+    sha.update(np.ascontiguousarray(tf.convert_to_tensor(value).numpy()).tobytes())
+  return sha.hexdigest()

@@ -24,6 +24,7 @@ import dataclasses
 import functools
 import math
 import os
+import tempfile
 from typing import Optional
 
 import keras
@@ -58,11 +59,12 @@ class BPTTConfig:
   log_every: int = 10
   learning_rate: float = 1.0
   seed: int = 0
+  problems_per_replica: int = 1
 
   def validate(self):
     """Raises ValueError naming the first bad field, with the allowed values."""
     positive = ("num_steps", "unroll_length", "horizon", "validation_every",
-                "validation_problems", "checkpoint_every", "log_every")
+                "validation_problems", "checkpoint_every", "log_every", "problems_per_replica")
     for name in positive:
       value = getattr(self, name)
       if not isinstance(value, (int, np.integer)) or value < 1:
@@ -157,7 +159,7 @@ class BPTTTrainer:
   """
 
   def __init__(self, rule, family, config: BPTTConfig, save_dir: str, initial_meta_params=None,
-               extra_config: Optional[dict] = None):
+               extra_config: Optional[dict] = None, strategy=None):
     config.validate()
     self.rule = rules_lib.get(rule)
     if not self.rule.is_learned:
@@ -165,46 +167,66 @@ class BPTTTrainer:
     self.family = family
     self.config = config
     self.save_dir = save_dir
+    self.strategy = strategy or tf.distribute.get_strategy()
+    self.num_replicas = int(self.strategy.num_replicas_in_sync)
+    # The meta-batch: every meta-step averages the meta-gradients of this many
+    # trajectories, `problems_per_replica` on each replica.
+    self.meta_batch = self._meta_batch_size()
+    # One trajectory store per component family (a MixtureFamily has several,
+    # with different parameter shapes); a plain family is its own only component.
+    self.components = list(getattr(family, "components", [family]))
+    if self.num_replicas > 1 and len(self.components) > 1:
+      raise ValueError(f"A mixture of {len(self.components)} problem families cannot be "
+                       f"meta-trained over {self.num_replicas} replicas (their parameter shapes "
+                       "differ between replicas). Use one family per run under a strategy, or "
+                       "raise problems_per_replica on one device.")
+    self.is_chief = base.is_chief(self.strategy)
     os.makedirs(save_dir, exist_ok=True)
     initial = (self.rule.init_meta_params(config.seed) if initial_meta_params is None else
                meta_params_lib.validate(self.rule, initial_meta_params))
-    self.meta_vars = base.variables_like(initial, "meta")
+    with self.strategy.scope():  # mirrored on every replica (or on the parameter servers)
+      self.meta_vars = base.variables_like(initial, "meta")
+      self._flat_meta = tf.nest.flatten(self.meta_vars)
+      self.meta_optimizer = self._make_meta_optimizer()
     self.best_vars = base.variables_like(initial, "best")
-    self._flat_meta = tf.nest.flatten(self.meta_vars)
-    self.meta_optimizer = keras.optimizers.Adam(config.meta_learning_rate,
-                                                global_clipnorm=config.meta_clipnorm)
-    self.meta_optimizer.build(self._flat_meta)
     # Counters and bookkeeping, all checkpointed.
     self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False)
-    self.trajectory_index = tf.Variable(0, dtype=tf.int64, trainable=False)
+    self.next_trajectory = tf.Variable(self.meta_batch, dtype=tf.int64, trainable=False)
     self.nonfinite_skips = tf.Variable(0, dtype=tf.int64, trainable=False)
     self.diverged_trajectories = tf.Variable(0, dtype=tf.int64, trainable=False)
     self.best_validation = tf.Variable(np.inf, dtype=tf.float64, trainable=False)
     self.rounds_without_improvement = tf.Variable(0, dtype=tf.int64, trainable=False)
     self.stopped_early = tf.Variable(False, trainable=False)
-    # One trajectory store per component family (a MixtureFamily has several,
-    # with different parameter shapes); a plain family is its own only component.
-    self.components = list(getattr(family, "components", [family]))
-    trajectories, self._state_types = {}, []
+    # Slot j of the meta-batch runs training problems trajectory_index[j]; a
+    # slot whose trajectory ends takes the next unused index (next_trajectory).
+    self.trajectory_index = tf.Variable(np.arange(self.meta_batch), dtype=tf.int64,
+                                        trainable=False)
+    self.trajectory_step = tf.Variable(np.zeros(self.meta_batch), dtype=tf.int64,
+                                       trainable=False)
+    stores, self._state_types = {}, []
     for k, component in enumerate(self.components):
       problem = component.sample("train", 0)
       start = unroll_lib.init_state(self.rule, component, problem.tensors)
-      trajectories[str(k)] = {"params": start.params,
-                              "rule_state": [tuple(s) for s in start.rule_state]}
+      stores[str(k)] = {"params": start.params,
+                        "rule_state": [tuple(s) for s in start.rule_state]}
       self._state_types.append([type(s) for s in start.rule_state])
-    self.trajectory_vars = base.variables_like(trajectories, "trajectory")
-    self.trajectory_step = tf.Variable(0, dtype=tf.int64, trainable=False)
+    self.trajectory_vars = base.variables_like(
+        {str(j): stores for j in range(self.meta_batch)}, "trajectory")
     self.checkpoint = tf.train.Checkpoint(
         meta=self.meta_vars, best=self.best_vars, meta_optimizer=self.meta_optimizer,
         trajectory=self.trajectory_vars, trajectory_step=self.trajectory_step,
         global_step=self.global_step, trajectory_index=self.trajectory_index,
+        next_trajectory=self.next_trajectory,
         nonfinite_skips=self.nonfinite_skips, diverged=self.diverged_trajectories,
         best_validation=self.best_validation, rounds=self.rounds_without_improvement,
         stopped_early=self.stopped_early)
     self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(save_dir,
                                                                           "checkpoints"),
                                               max_to_keep=3)
-    self.metrics = base.MetricsLog(save_dir)
+    # Only the chief writes the run directory; other workers of a multi-worker
+    # run log to a private temporary one (they restore from the chief's files).
+    self._write_dir = save_dir if self.is_chief else tempfile.mkdtemp(prefix="keras_l2o_worker_")
+    self.metrics = base.MetricsLog(self._write_dir)
     self._weights = time_weights(config.time_weights, config.unroll_length)
     self._extra_config = extra_config or {}
     self._problem_cache = {}
@@ -212,38 +234,57 @@ class BPTTTrainer:
                            for c in self.components]
     self._evaluate_fns = [tf.function(functools.partial(self._evaluate_problem, c))
                           for c in self.components]
+    self._batch_step_fns = {}
+
+  def _meta_batch_size(self) -> int:
+    """Trajectories per meta-step: replicas x problems per replica."""
+    return self.num_replicas * self.config.problems_per_replica
+
+  def _make_meta_optimizer(self):
+    """Keras Adam over the meta-parameters (created in the strategy's scope)."""
+    optimizer = keras.optimizers.Adam(self.config.meta_learning_rate,
+                                      global_clipnorm=self.config.meta_clipnorm)
+    optimizer.build(self._flat_meta)
+    return optimizer
 
   # ------------------------------------------------------------ problems --
   def _problem(self, split, index):
     key = (split, int(index))
     if key not in self._problem_cache:
-      if len(self._problem_cache) > 64:
+      if len(self._problem_cache) > 64 + 2 * self.meta_batch:
         self._problem_cache.clear()
       self._problem_cache[key] = self.family.sample(split, int(index))
     return self._problem_cache[key]
 
   def _component(self, index) -> int:
-    return self.family.component_of(index) if len(self.components) > 1 else 0
+    return self.family.component_of(int(index)) if len(self.components) > 1 else 0
 
-  def _read_trajectory(self, k):
-    store = self.trajectory_vars[str(k)]
+  def _slot_component(self, slot) -> int:
+    return self._component(self.trajectory_index[slot])
+
+  def _read_trajectory(self, slot):
+    k = self._slot_component(slot)
+    store = self.trajectory_vars[str(slot)][str(k)]
     params = [tf.convert_to_tensor(v) for v in store["params"]]
     states = [t(*[tf.convert_to_tensor(v) for v in s])
               for t, s in zip(self._state_types[k], store["rule_state"])]
-    return unroll_lib.UnrollState(params, states, tf.convert_to_tensor(self.trajectory_step))
+    return unroll_lib.UnrollState(params, states, tf.convert_to_tensor(
+        self.trajectory_step[slot]))
 
-  def _write_trajectory(self, k, state):
+  def _write_trajectory(self, slot, state):
+    k = self._slot_component(slot)
     values = {"params": state.params, "rule_state": [tuple(s) for s in state.rule_state]}
-    for var, value in zip(tf.nest.flatten(self.trajectory_vars[str(k)]), tf.nest.flatten(values)):
+    for var, value in zip(tf.nest.flatten(self.trajectory_vars[str(slot)][str(k)]),
+                          tf.nest.flatten(values)):
       var.assign(value)
-    self.trajectory_step.assign(state.step)
+    self.trajectory_step[slot].assign(state.step)
 
-  def _start_trajectory(self):
-    index = int(self.trajectory_index)
+  def _start_trajectory(self, slot):
+    index = int(self.trajectory_index[slot])
     k = self._component(index)
     problem = self._problem("train", index)
-    self._write_trajectory(k, unroll_lib.init_state(self.rule, self.components[k],
-                                                    problem.tensors))
+    self._write_trajectory(slot, unroll_lib.init_state(self.rule, self.components[k],
+                                                       problem.tensors))
 
   # ---------------------------------------------------------- meta-step --
   def _meta_step(self, family, tensors, state):
@@ -258,6 +299,81 @@ class BPTTTrainer:
     grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, self._flat_meta)]
     norm = tf.linalg.global_norm(grads)
     return objective, grads, norm, tf.reduce_mean(losses), new_state
+
+  def _replica_step(self, components, inputs):
+    """The slots of one replica: summed meta-gradients, per-slot results."""
+    grad_sum, outputs = None, []
+    for k, (tensors, state) in zip(components, inputs):
+      objective, grads, _, mean_loss, new_state = self._meta_step_fns[k](tensors, state)
+      grad_sum = grads if grad_sum is None else [a + b for a, b in zip(grad_sum, grads)]
+      outputs.append((objective, mean_loss, new_state))
+    return grad_sum, outputs
+
+  def _batch_step(self, components, inputs):
+    """One meta-batch over all replicas: mean meta-gradient, every slot's results.
+
+    Runs inside `tf.function`. Each replica unrolls its own problems; the
+    meta-gradients are summed across replicas and divided by the meta-batch,
+    and every slot's new trajectory state is gathered to every worker, so all
+    workers hold the same training state.
+    """
+    per_replica = self.config.problems_per_replica
+    if self.num_replicas == 1:
+      grad_sum, outputs = self.strategy.run(self._replica_step, args=(components, inputs))
+      grad_sum = self.strategy.experimental_local_results(grad_sum)[0]
+      outputs = self.strategy.experimental_local_results(outputs)[0]
+    else:
+      values = self.strategy.experimental_distribute_values_from_function(
+          lambda ctx: _stack_slots(inputs[ctx.replica_id_in_sync_group * per_replica:
+                                          (ctx.replica_id_in_sync_group + 1) * per_replica]))
+
+      def replica_fn(stacked):
+        grads, outs = self._replica_step(components[:per_replica],
+                                         _unstack_slots(stacked, per_replica))
+        return grads, _stack_slots(outs)
+
+      grad_sum, stacked = self.strategy.run(replica_fn, args=(values,))
+      grad_sum = [self.strategy.reduce(tf.distribute.ReduceOp.SUM, g, axis=None)
+                  for g in grad_sum]  # leaf by leaf: a list would be packed into one tensor
+      # (Strategy.gather of a whole nest returns only the first replica's
+      # values in TF 2.21; gathering leaf by leaf is right.)
+      stacked = tf.nest.map_structure(lambda value: self.strategy.gather(value, axis=0), stacked)
+      outputs = _unstack_slots(stacked, self.meta_batch)
+    grads = [g / self.meta_batch for g in grad_sum]
+    return grads, tf.linalg.global_norm(grads), outputs
+
+  def meta_gradient(self):
+    """The mean meta-gradient of the current meta-batch, without applying it.
+
+    Returns:
+      `(grads, norm, outputs)`: the meta-gradients (one per meta-parameter,
+      averaged over the `meta_batch` trajectories), their global norm, and
+      per slot `(meta_loss, mean_loss, new_trajectory_state)`.
+    """
+    components = tuple(self._slot_component(j) for j in range(self.meta_batch))
+    if components not in self._batch_step_fns:
+      self._batch_step_fns[components] = tf.function(functools.partial(self._batch_step,
+                                                                       components))
+    inputs = [(self._problem("train", int(self.trajectory_index[j])).tensors,
+               self._read_trajectory(j)) for j in range(self.meta_batch)]
+    return self._batch_step_fns[components](inputs)
+
+  def _train_step(self):
+    """One meta-step: the mean meta-gradient of the meta-batch, applied with Adam.
+
+    Returns:
+      `(meta_loss, train_loss, meta_grad_norm, outputs)`: means over the
+      meta-batch, and per slot `(meta_loss, mean_loss, new_trajectory_state)`.
+    """
+    grads, norm, outputs = self.meta_gradient()
+    objective = float(np.mean([float(o[0]) for o in outputs]))
+    mean_loss = float(np.mean([float(o[1]) for o in outputs]))
+    norm = float(norm)
+    if math.isfinite(norm) and math.isfinite(objective):
+      self.meta_optimizer.apply(grads, self._flat_meta)
+    else:
+      self.nonfinite_skips.assign_add(1)
+    return objective, mean_loss, norm, outputs
 
   def _evaluate_problem(self, family, tensors, state):
     losses, final_loss, _ = unroll_lib.unroll(self.rule, self.meta_vars, family, tensors,
@@ -292,11 +408,23 @@ class BPTTTrainer:
     return value
 
   # ---------------------------------------------------------------- run --
+  def _save(self, step):
+    if self.is_chief:
+      self.manager.save(checkpoint_number=step)
+
   def restore(self) -> bool:
     """Restores the latest checkpoint, if any. Returns whether it did."""
     latest = self.manager.latest_checkpoint
     if latest is None:
       return False
+    saved = base.read_config(self.save_dir).get("strategy", {}) if os.path.exists(
+        os.path.join(self.save_dir, base.CONFIG_FILE)) else {}
+    if saved.get("meta_batch", self.meta_batch) != self.meta_batch:
+      raise ValueError(
+          f"The run in {self.save_dir} meta-trains {saved['meta_batch']} trajectories per "
+          f"meta-step ({saved['num_replicas']} replicas); this trainer has {self.meta_batch} "
+          f"({self.num_replicas} replicas x {self.config.problems_per_replica} problems per "
+          "replica). Resume with the same strategy and problems_per_replica.")
     self.checkpoint.restore(latest).assert_existing_objects_matched()
     self.metrics.truncate_after(int(self.global_step))
     logging.info("Resumed from %s at meta-step %d.", latest, int(self.global_step))
@@ -306,39 +434,35 @@ class BPTTTrainer:
     """Meta-trains until `num_steps` (or early stopping); returns a summary dict."""
     config = self.config
     resumed = self.restore()
-    base.write_config(self.save_dir, self._run_config())
-    writer = tf.summary.create_file_writer(os.path.join(self.save_dir, "tensorboard"))
+    if self.is_chief:
+      base.write_config(self.save_dir, self._run_config())
+    writer = tf.summary.create_file_writer(os.path.join(self._write_dir, "tensorboard"))
     step = int(self.global_step)
     if step == 0 and not resumed:
-      self._start_trajectory()
+      for slot in range(self.meta_batch):
+        self._start_trajectory(slot)
       value = self._validation_round(0)
       self.metrics.write({"step": 0, "validation_loss": value})
-      self.manager.save(checkpoint_number=0)
+      self._save(0)
     progress = base.Progress(config.num_steps, start=step)
     while step < config.num_steps and not bool(self.stopped_early):
-      k = self._component(int(self.trajectory_index))
-      problem = self._problem("train", int(self.trajectory_index))
-      objective, grads, norm, mean_loss, new_state = self._meta_step_fns[k](
-          problem.tensors, self._read_trajectory(k))
-      objective, norm = float(objective), float(norm)
-      if math.isfinite(norm) and math.isfinite(objective):
-        self.meta_optimizer.apply(grads, self._flat_meta)
-      else:
-        self.nonfinite_skips.assign_add(1)
-      finished = int(new_state.step) >= config.horizon
-      diverged = not all(np.all(np.isfinite(p.numpy())) for p in new_state.params)
-      if diverged:
-        self.diverged_trajectories.assign_add(1)
-      if finished or diverged:
-        self.trajectory_index.assign_add(1)
-        self._start_trajectory()
-      else:
-        self._write_trajectory(k, new_state)
+      objective, mean_loss, norm, outputs = self._train_step()
+      for slot, (_, _, new_state) in enumerate(outputs):
+        finished = int(new_state.step) >= config.horizon
+        diverged = not all(np.all(np.isfinite(p.numpy())) for p in new_state.params)
+        if diverged:
+          self.diverged_trajectories.assign_add(1)
+        if finished or diverged:
+          self.trajectory_index[slot].assign(self.next_trajectory)
+          self.next_trajectory.assign_add(1)
+          self._start_trajectory(slot)
+        else:
+          self._write_trajectory(slot, new_state)
       step += 1
       self.global_step.assign(step)
       record = None
       if step % config.log_every == 0 or step == config.num_steps:
-        record = {"step": step, "meta_loss": objective, "train_loss": float(mean_loss),
+        record = {"step": step, "meta_loss": objective, "train_loss": mean_loss,
                   "meta_grad_norm": norm, "nonfinite_skips": int(self.nonfinite_skips),
                   "diverged_trajectories": int(self.diverged_trajectories)}
       if step % config.validation_every == 0 or step == config.num_steps:
@@ -352,17 +476,19 @@ class BPTTTrainer:
             if key != "step" and value is not None:
               tf.summary.scalar(key, value)
       if step % config.checkpoint_every == 0 or step == config.num_steps:
-        self.manager.save(checkpoint_number=step)
+        self._save(step)
       progress.update(step, meta_loss=objective,
                       validation_loss=record.get("validation_loss") if record else None)
-    self.manager.save(checkpoint_number=step)
+    self._save(step)
     writer.flush()
     if not math.isfinite(float(self.best_validation)):
       for best, current in zip(tf.nest.flatten(self.best_vars), self._flat_meta):
         best.assign(current)
-    base.export_optimizer(self.save_dir, "final", self.rule, self.meta_vars,
-                          config.learning_rate)
-    base.export_optimizer(self.save_dir, "best", self.rule, self.best_vars, config.learning_rate)
+    if self.is_chief:
+      base.export_optimizer(self.save_dir, "final", self.rule, self.meta_vars,
+                            config.learning_rate)
+      base.export_optimizer(self.save_dir, "best", self.rule, self.best_vars,
+                            config.learning_rate)
     records = self.metrics.read()
     validation = [r["validation_loss"] for r in records if r.get("validation_loss") is not None]
     return {"steps": step, "first_validation_loss": validation[0] if validation else None,
@@ -370,12 +496,25 @@ class BPTTTrainer:
             "best_validation_loss": float(self.best_validation),
             "nonfinite_skips": int(self.nonfinite_skips),
             "diverged_trajectories": int(self.diverged_trajectories),
-            "stopped_early": bool(self.stopped_early)}
+            "stopped_early": bool(self.stopped_early),
+            "meta_params_sha256": base.digest(self.meta_vars)}
 
   def _run_config(self) -> dict:
     return {"format": base.RUN_FORMAT, "trainer": "bptt",
+            "strategy": {"class": type(self.strategy).__name__,
+                         "num_replicas": self.num_replicas, "meta_batch": self.meta_batch},
             "rule": rules_lib.serialize(self.rule),
             "problem_family": {"class": type(self.family).__name__,
                                "config": self.family.get_config()},
             "bptt": dataclasses.asdict(self.config), "versions": base.versions(),
             **self._extra_config}
+
+
+def _stack_slots(slots):
+  """Stacks a list of equally structured slot values along a new first axis."""
+  return tf.nest.map_structure(lambda *values: tf.stack(values), *slots)
+
+
+def _unstack_slots(stacked, count):
+  """The inverse of `_stack_slots`: a list of `count` slot values."""
+  return [tf.nest.map_structure(lambda value, i=i: value[i], stacked) for i in range(count)]
