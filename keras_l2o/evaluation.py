@@ -17,6 +17,13 @@ The protocol (Andrychowicz et al. 2016, done carefully):
 The loss curve of a run is `f(theta_0), ..., f(theta_H)`: the mean loss of the
 problem at the parameters before the first update and after each of the H
 updates (on the batch of that step for stochastic problems).
+
+Conjugate gradient and L-BFGS (`scipy_baseline("cg")`, `scipy_baseline("lbfgs")`:
+`scipy.optimize.minimize` with method "CG" / "L-BFGS-B", float64, at most H
+iterations, no learning rate) run on families with a full-batch objective
+(`family.full_batch`); their curve holds the objective after each *iteration*
+(each may evaluate the objective several times, in its line search), the last
+value repeated when they stop before H iterations.
 """
 
 import dataclasses
@@ -33,20 +40,28 @@ from keras_l2o import rules as rules_lib
 from keras_l2o import unroll as unroll_lib
 
 BASELINES = ("sgd", "momentum", "nag", "rmsprop", "adam")
+# Names of the scipy baselines and their `scipy.optimize.minimize` methods.
+SCIPY_BASELINES = {"cg": "CG", "lbfgs": "L-BFGS-B"}
+# Run as long as they can within the horizon: no early stop on small progress.
+_SCIPY_OPTIONS = {"CG": {"gtol": 0.0}, "L-BFGS-B": {"ftol": 0.0, "gtol": 0.0}}
 DEFAULT_GRID = tuple(float(v) for v in np.logspace(-4, 1, 21))  # 1e-4 .. 10, 4 per decade
 
 
 @dataclasses.dataclass
 class OptimizerSpec:
-  """What to run: a rule, its meta-parameters and learning rate (None: tune it)."""
+  """What to run: a rule, its meta-parameters and learning rate (None: tune it).
+
+  A scipy baseline has `rule=None` and `scipy_method` set ("CG", "L-BFGS-B").
+  """
   name: str
   rule: object
   meta_params: dict
   learning_rate: Optional[object] = None  # float, schedule, or None for "tune"
+  scipy_method: Optional[str] = None
 
   @property
   def tuned(self) -> bool:
-    return self.learning_rate is None
+    return self.learning_rate is None and self.scipy_method is None
 
 
 def baseline(name: str, learning_rate=None) -> OptimizerSpec:
@@ -54,6 +69,24 @@ def baseline(name: str, learning_rate=None) -> OptimizerSpec:
   if name not in BASELINES:
     raise ValueError(f"Unknown baseline {name!r}. Valid baselines: {', '.join(BASELINES)}.")
   return OptimizerSpec(name, rules_lib.get(name), {}, learning_rate)
+
+
+def scipy_baseline(name: str) -> OptimizerSpec:
+  """Conjugate gradient (`"cg"`) or L-BFGS (`"lbfgs"`) by `scipy.optimize.minimize`."""
+  if name not in SCIPY_BASELINES:
+    raise ValueError(f"Unknown scipy baseline {name!r}. Valid scipy baselines: "
+                     f"{', '.join(SCIPY_BASELINES)}.")
+  return OptimizerSpec(name, None, {}, None, SCIPY_BASELINES[name])
+
+
+def check_full_batch(family):
+  """Raises ValueError unless `family` has a full-batch objective (what CG / L-BFGS need)."""
+  if not getattr(family, "full_batch", False):
+    raise ValueError(f"The scipy baselines ({', '.join(SCIPY_BASELINES)}) need a full-batch, "
+                     f"deterministic objective; problem family {family.name!r} has none "
+                     "(full_batch=False: its batches change from step to step). Families with "
+                     "one: quadratic, logistic_regression, robust_linear_regression, "
+                     "two_layer_net.")
 
 
 def from_optimizer(name: str, optimizer) -> OptimizerSpec:
@@ -75,12 +108,20 @@ def from_optimizer(name: str, optimizer) -> OptimizerSpec:
 
 
 class Runner:
-  """Runs specs on problems of one family with one traced unroll per (rule, horizon)."""
+  """Runs specs on problems of one family with one traced unroll per (rule, horizon).
 
-  def __init__(self, family, horizon: int):
+  Under a `tf.distribute` strategy with several replicas, each replica
+  unrolls a different problem (problems in groups of `num_replicas_in_sync`);
+  the curves are the ones a single device computes.
+  """
+
+  def __init__(self, family, horizon: int, strategy=None):
     self.family = family
     self.horizon = int(horizon)
+    self.strategy = strategy or tf.distribute.get_strategy()
     self._functions = {}
+    self._replicated = {}
+    self._objective = None
 
   def _function(self, rule, horizon, schedule=None):
     """One traced unroll per (rule, horizon, schedule); a constant rate is an argument."""
@@ -96,19 +137,96 @@ class Runner:
       self._functions[key] = (rule, schedule, tf.function(run, reduce_retracing=True))
     return self._functions[key][-1]
 
+  def _value_and_gradient(self):
+    """One traced `(tensors, x) -> (f(x), grad f(x))` over the flat float64 parameters."""
+    if self._objective is None:
+      family = self.family
+
+      def value_and_gradient(tensors, x):
+        shapes = [p.shape for p in family.init_params(tensors)]
+        with tf.GradientTape() as tape:
+          tape.watch(x)
+          parts = tf.split(x, [s.num_elements() for s in shapes])
+          params = [tf.reshape(p, s) for p, s in zip(parts, shapes)]
+          loss = family.loss(tensors, params, family.batch(tensors, tf.constant(0, tf.int64)))
+        return loss, tape.gradient(loss, x)
+
+      self._objective = tf.function(value_and_gradient, reduce_retracing=True)
+    return self._objective
+
+  def scipy_curves(self, spec: OptimizerSpec, problems, horizon=None) -> np.ndarray:
+    """`[len(problems), horizon + 1]` objective curves of a scipy baseline (non-finite as inf)."""
+    from scipy import optimize  # pylint: disable=g-import-not-at-top
+    check_full_batch(self.family)
+    horizon = horizon or self.horizon
+    value_and_gradient = self._value_and_gradient()
+    curves = []
+    for problem in problems:
+
+      def fun(x, tensors=problem.tensors):
+        loss, grad = value_and_gradient(tensors, tf.constant(x, tf.float64))
+        return float(loss), grad.numpy()
+
+      x0 = np.concatenate([np.ravel(p.numpy()) for p in self.family.init_params(problem.tensors)])
+      curve = [fun(x0.astype(np.float64))[0]]
+      with np.errstate(all="ignore"):
+        optimize.minimize(fun, x0.astype(np.float64), jac=True, method=spec.scipy_method,
+                          callback=_recorder(curve),
+                          options={"maxiter": horizon, **_SCIPY_OPTIONS[spec.scipy_method]})
+      curve = curve[:horizon + 1]
+      curves.append(curve + [curve[-1]] * (horizon + 1 - len(curve)))  # held after a stop
+    curves = np.asarray(curves, np.float64)
+    curves[~np.isfinite(curves)] = np.inf
+    return curves
+
   def curves(self, spec: OptimizerSpec, problems, learning_rate=None, horizon=None) -> np.ndarray:
     """`[len(problems), horizon + 1]` loss curves (non-finite values as inf)."""
     horizon = horizon or self.horizon
+    if spec.scipy_method is not None:
+      return self.scipy_curves(spec, problems, horizon)
     lr = spec.learning_rate if learning_rate is None else learning_rate
     if lr is None:
       raise ValueError(f"{spec.name}: no learning rate (tune it first).")
     schedule = lr if callable(lr) else None
     fn = self._function(spec.rule, horizon, schedule)
     run_lr = tf.constant(0.0 if schedule else float(lr), tf.float32)
-    curves = np.asarray([fn(spec.meta_params, p.tensors, run_lr).numpy() for p in problems],
-                        np.float64)
+    if self.strategy.num_replicas_in_sync > 1:
+      curves = self._distributed_curves(fn, spec.meta_params, problems, run_lr)
+    else:
+      curves = [fn(spec.meta_params, p.tensors, run_lr).numpy() for p in problems]
+    curves = np.asarray(curves, np.float64)
     curves[~np.isfinite(curves)] = np.inf
     return curves
+
+  def _distributed_curves(self, fn, meta_params, problems, learning_rate) -> list:
+    """Curves of `problems`, one problem per replica at a time (the last group padded)."""
+    replicas = self.strategy.num_replicas_in_sync
+    if fn not in self._replicated:
+      strategy = self.strategy
+
+      def replicated(meta_params, tensors, learning_rate):
+        curve = strategy.run(fn, args=(meta_params, tensors, learning_rate))
+        return strategy.gather(curve, axis=0)  # [replicas * (horizon + 1)]
+
+      self._replicated[fn] = tf.function(replicated)
+    curves = []
+    for start in range(0, len(problems), replicas):
+      group = list(problems[start:start + replicas])
+      padded = group + [group[-1]] * (replicas - len(group))
+      tensors = self.strategy.experimental_distribute_values_from_function(
+          lambda ctx, padded=padded: padded[ctx.replica_id_in_sync_group].tensors)
+      gathered = self._replicated[fn](meta_params, tensors, learning_rate).numpy()
+      curves.extend(gathered.reshape(replicas, -1)[:len(group)])
+    return curves
+
+
+def _recorder(curve: list):
+  """A `scipy.optimize.minimize` callback appending the objective after each iteration."""
+
+  def callback(intermediate_result):  # scipy passes an OptimizeResult for this name
+    curve.append(float(intermediate_result.fun))
+
+  return callback
 
 
 def sum_loss(curves: np.ndarray) -> np.ndarray:
@@ -132,6 +250,8 @@ def tune_learning_rate(runner: Runner, spec: OptimizerSpec, validation_problems,
   Raises:
     ValueError: if a problem is not from the validation split, or every rate diverges.
   """
+  if spec.scipy_method is not None:
+    raise ValueError(f"{spec.name} (scipy {spec.scipy_method}) has no learning rate to tune.")
   bad = [p for p in validation_problems if p.split != "validation"]
   if bad:
     raise ValueError(f"Learning rates are tuned on validation problems only; received a "
@@ -204,13 +324,14 @@ def _finite_or_none(value):
 
 def evaluate(family, specs, *, num_problems: int = 100, horizon: Optional[int] = None,
              tuning_problems: int = 10, grid=DEFAULT_GRID, speedup_horizon_factor: int = 5,
-             problem_name: Optional[str] = None) -> dict:
+             problem_name: Optional[str] = None, strategy=None) -> dict:
   """Evaluates optimizer specs on held-out test problems of `family`.
 
   Args:
     family: a `ProblemFamily`.
     specs: `OptimizerSpec`s; those with `learning_rate=None` are tuned on
-      `tuning_problems` validation problems over `grid`.
+      `tuning_problems` validation problems over `grid` (scipy baselines have
+      no learning rate: they are not tuned).
     num_problems: number of test problems.
     horizon: optimizer steps per problem (default: the family's).
     tuning_problems: validation problems used for tuning.
@@ -218,14 +339,22 @@ def evaluate(family, specs, *, num_problems: int = 100, horizon: Optional[int] =
     speedup_horizon_factor: tuned Adam runs this many horizons to measure
       speed-ups beyond 1.
     problem_name: the name recorded in the results (default: `family.name`).
+    strategy: a `tf.distribute.Strategy` whose replicas unroll different
+      problems (default: the current strategy, usually one device).
 
   Returns:
     The results dict (the schema of `results.json`), plus `"curves"`: the raw
     per-problem curves by optimizer name (numpy; not written to JSON) and
     `"tuning"`: the grid scores of tuned optimizers.
+
+  Raises:
+    ValueError: for a scipy baseline on a family without a full-batch
+      objective (before any run).
   """
   horizon = int(horizon or family.default_horizon)
-  runner = Runner(family, horizon)
+  if any(spec.scipy_method is not None for spec in specs):
+    check_full_batch(family)
+  runner = Runner(family, horizon, strategy)
   test = [family.sample("test", i) for i in range(num_problems)]
   validation = [family.sample("validation", i) for i in range(tuning_problems)]
   results = {"problem": problem_name or family.name, "num_problems": num_problems,
@@ -238,7 +367,8 @@ def evaluate(family, specs, *, num_problems: int = 100, horizon: Optional[int] =
       lr, tuning[spec.name] = tune_learning_rate(runner, spec, validation, grid)
       logging.info("%s: tuned learning rate %g", spec.name, lr)
     resolved.append((spec, lr))
-  adam_lr = next((lr for s, lr in resolved if s.rule.name == "adam" and s.tuned), None)
+  adam_lr = next((lr for s, lr in resolved
+                  if s.rule is not None and s.rule.name == "adam" and s.tuned), None)
   if adam_lr is None:
     adam_spec = baseline("adam")
     adam_lr, tuning["adam (for speed-up)"] = tune_learning_rate(runner, adam_spec, validation, grid)
@@ -248,9 +378,11 @@ def evaluate(family, specs, *, num_problems: int = 100, horizon: Optional[int] =
   for spec, lr in resolved:
     curves = runner.curves(spec, test, lr)
     raw[spec.name] = curves
-    shown_lr = None if spec.rule.is_learned or callable(lr) else float(lr)
+    shown_lr = None if lr is None or spec.rule.is_learned or callable(lr) else float(lr)
     results["optimizers"][spec.name] = summarize(spec.name, curves, shown_lr, horizon,
                                                  adam_long_mean)
+    if spec.scipy_method is not None:
+      results["optimizers"][spec.name]["scipy_method"] = spec.scipy_method
     logging.info("%s: sum of losses %.4g, final loss %.4g", spec.name,
                  results["optimizers"][spec.name]["sum_loss_mean"] or float("inf"),
                  results["optimizers"][spec.name]["final_loss_mean"] or float("inf"))
@@ -291,6 +423,8 @@ def report_markdown(results: dict, title: Optional[str] = None) -> str:
            "|---|---|---|---|---|---|"]
   for name, r in rows:
     lr = "learned" if r["learning_rate"] is None else f"{r['learning_rate']:.3g}"
+    if r.get("scipy_method"):
+      lr = f"none (scipy {r['scipy_method']})"
     speed = _fmt(r["speedup_over_adam"], 3) if r["speedup_over_adam"] is not None else (
         "Adam never reaches it" if r["final_loss_mean"] is not None else "—")
     lines.append(f"| {name} | {lr} | {_fmt(r['sum_loss_mean'])} [{_fmt(r['sum_loss_ci95'][0])}, "

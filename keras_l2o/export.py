@@ -9,6 +9,10 @@ without keras_l2o installed:
                    iteration=tf.constant(0, tf.int64))    # g, x: float32 [n]
     x, state = out["var"], out["state"]
 
+A rule that uses the objective value (`rule.uses_loss`, e.g. `gps_policy`)
+takes it as a fifth argument, `step(grad, var, state, iteration, loss)`, with
+`loss` the float32 objective at `var`.
+
 `iteration` counts the steps already taken (Keras's `optimizer.iterations`):
 the rule sees step `iteration + 1` and the learning rate is evaluated at
 `iteration`. The export also carries `learning_rate(iteration)` and a JSON
@@ -55,6 +59,7 @@ class _ExportedOptimizer(tf.Module):
         "optimizer_config": config,
         "meta_param_paths": self._paths,
         "state_fields": list(self._rule.init_state(tf.zeros([1]))._fields),
+        "uses_loss": bool(self._rule.uses_loss),
     }
     self.keras_l2o_metadata = tf.Variable(json.dumps(metadata), trainable=False)
     self._state_spec = {
@@ -65,8 +70,10 @@ class _ExportedOptimizer(tf.Module):
     iteration = tf.TensorSpec([], tf.int64)
     self.init_state = tf.function(self._init_state,
                                   input_signature=[tf.TensorSpec([], tf.int32)])
-    self.step = tf.function(self._step, input_signature=[vector, vector, self._state_spec,
-                                                         iteration])
+    step_signature = [vector, vector, self._state_spec, iteration]
+    if self._rule.uses_loss:
+      step_signature.append(tf.TensorSpec([], tf.float32, name="loss"))
+    self.step = tf.function(self._step, input_signature=step_signature)
     self.learning_rate = tf.function(self._learning_rate, input_signature=[iteration])
 
   def _meta(self):
@@ -81,12 +88,13 @@ class _ExportedOptimizer(tf.Module):
     state = self._rule.init_state(tf.zeros([n], tf.float32))
     return dict(state._asdict())
 
-  def _step(self, grad, var, state, iteration):
+  def _step(self, grad, var, state, iteration, loss=None):
     from keras_l2o import step as step_lib  # pylint: disable=g-import-not-at-top
     state_type = type(self._rule.init_state(tf.zeros([1], tf.float32)))
     rule_state = state_type(**{f: state[f] for f in state_type._fields})
     new_var, new_state = step_lib.functional_step(self._rule, self._meta(), grad, var, rule_state,
-                                                  iteration + 1, self._learning_rate(iteration))
+                                                  iteration + 1, self._learning_rate(iteration),
+                                                  loss=loss)
     return {"var": new_var, "state": dict(new_state._asdict())}
 
 

@@ -8,7 +8,7 @@ they produce identical parameters (a test asserts it bit for bit).
 import tensorflow as tf
 
 
-def rule_delta(rule, meta_params, grad, var, state, step, learning_rate):
+def rule_delta(rule, meta_params, grad, var, state, step, learning_rate, loss=None):
   """Applies `rule` once and returns the change of the variable and the new state.
 
   The rule computes in `rule.state_dtype(var.dtype)` (float32 for half-precision
@@ -22,21 +22,33 @@ def rule_delta(rule, meta_params, grad, var, state, step, learning_rate):
     state: the rule's state for this variable.
     step: 1-based index of the update.
     learning_rate: scalar multiplying the rule's output.
+    loss: the objective at `var` (scalar); passed on only to rules with
+      `uses_loss = True`, which require it.
 
   Returns:
     `(delta, new_state)` with `delta = learning_rate * update` in `var.dtype`.
+
+  Raises:
+    ValueError: if `rule.uses_loss` and `loss` is None.
   """
   compute_dtype = rule.state_dtype(var.dtype)
   grad = tf.cast(grad, compute_dtype)
   value = tf.cast(var, compute_dtype)
-  update, new_state = rule.apply(meta_params, grad, value, state, step)
+  if rule.uses_loss:
+    if loss is None:
+      raise ValueError(f"Rule {rule.name!r} uses the objective value: pass `loss=` (the "
+                       "objective at the current iterate). Received: loss=None")
+    update, new_state = rule.apply(meta_params, grad, value, state, step,
+                                   loss=tf.cast(loss, compute_dtype))
+  else:
+    update, new_state = rule.apply(meta_params, grad, value, state, step)
   if isinstance(learning_rate, (int, float)):
     learning_rate = tf.constant(learning_rate, compute_dtype)  # exact in float64 too
   delta = tf.cast(tf.cast(learning_rate, compute_dtype) * update, var.dtype)
   return delta, new_state
 
 
-def functional_step(rule, meta_params, grad, var, state, step, learning_rate):
+def functional_step(rule, meta_params, grad, var, state, step, learning_rate, loss=None):
   """`(var + delta, new_state)`: the pure form of one optimizer step."""
-  delta, new_state = rule_delta(rule, meta_params, grad, var, state, step, learning_rate)
+  delta, new_state = rule_delta(rule, meta_params, grad, var, state, step, learning_rate, loss)
   return var + delta, new_state

@@ -15,6 +15,8 @@ batch of step T, so a meta-loss can weigh every update's result.
 Everything is differentiable with respect to the meta-parameters. By default
 the optimizee gradient is a constant for the meta-gradient (second derivatives
 dropped, as in Andrychowicz et al.); `second_derivatives=True` keeps them.
+Rules that use the objective value (`rule.uses_loss`) get the mean loss at
+theta_t, treated like the gradient.
 """
 
 from typing import NamedTuple
@@ -78,13 +80,15 @@ def unroll(rule, meta_params, family, tensors, state: UnrollState, num_steps: in
   def body(i, params, rule_state, history):
     step = state.step + tf.cast(i, tf.int64)
     loss, grads = _losses_and_grads(family, tensors, params, step)
+    rule_loss = loss  # the objective at theta_t, for rules that use it (`rule.uses_loss`)
     if not second_derivatives:
       grads = [tf.stop_gradient(g) for g in grads]
+      rule_loss = tf.stop_gradient(loss)  # an input of the rule, like the gradient
     # A schedule is evaluated at the number of steps taken, as Keras does.
     lr = learning_rate(step) if callable(learning_rate) else learning_rate
     new_params, new_rule_state = [], []
     for g, p, s in zip(grads, params, rule_state):
-      p, s = step_lib.functional_step(rule, meta_params, g, p, s, step + 1, lr)
+      p, s = step_lib.functional_step(rule, meta_params, g, p, s, step + 1, lr, loss=rule_loss)
       new_params.append(p)
       new_rule_state.append(s)
     return i + 1, new_params, new_rule_state, history.write(i, loss)

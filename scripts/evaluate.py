@@ -8,6 +8,10 @@ Usage:
 `--optimizers` entries: a meta-training directory, a SavedModel export,
 `pretrained:NAME`, or a baseline (`sgd`, `momentum`, `nag`, `rmsprop`, `adam`),
 whose learning rate is tuned on validation problems unless given as `adam@0.01`.
+Problems with a full-batch objective (quadratic and the Li & Malik families
+logistic_regression, robust_linear_regression, two_layer_net) also take `cg`
+and `lbfgs`: scipy's conjugate gradient and L-BFGS-B, which have no learning
+rate (e.g. `--problem=logistic_regression --optimizers=cg,lbfgs,sgd,momentum,adam`).
 Writes `results.json`, `report.md` and `curves.png` to `--output_dir` and prints
 the table.
 """
@@ -18,6 +22,8 @@ import os
 from absl import app
 from absl import flags
 from absl import logging
+
+from scripts import strategy_flags
 
 
 def define_flags():
@@ -40,6 +46,7 @@ def define_flags():
 
 
 define_flags()
+strategy_flags.define_strategy_flags()
 FLAGS = flags.FLAGS
 
 
@@ -63,6 +70,11 @@ def parse_optimizers(text: str) -> list:
                              "rate.") from e
       spec = evaluation.baseline(name, lr)
       spec.name = item
+    elif name in evaluation.SCIPY_BASELINES:
+      if rate:
+        raise app.UsageError(f"--optimizers entry {item!r}: {name} (scipy "
+                             f"{evaluation.SCIPY_BASELINES[name]}) has no learning rate.")
+      spec = evaluation.scipy_baseline(name)
     elif item.startswith("pretrained:"):
       try:
         spec = evaluation.from_optimizer(item, keras_l2o.pretrained.get(item.split(":", 1)[1]))
@@ -78,7 +90,8 @@ def parse_optimizers(text: str) -> list:
           f"--optimizers entry {item!r} is neither a baseline ({', '.join(evaluation.BASELINES)}"
           f"[@LEARNING_RATE]), pretrained:NAME (NAME in: "
           f"{', '.join(keras_l2o.pretrained.names()) or 'none shipped'}), nor an existing "
-          "meta-training directory or export.")
+          "meta-training directory or export. Problems with a full-batch objective also take "
+          f"the scipy baselines {', '.join(evaluation.SCIPY_BASELINES)}.")
     specs.append(spec)
   return specs
 
@@ -117,6 +130,10 @@ def main(argv):
       raise app.UsageError(f"--{name} must be a positive integer. Received: {FLAGS[name].value}")
   if FLAGS.horizon is not None and FLAGS.horizon < 1:
     raise app.UsageError(f"--horizon must be a positive integer. Received: {FLAGS.horizon}")
+  try:  # first: it may split the CPU or join a cluster before TensorFlow initialises
+    strategy = strategy_flags.strategy_from_flags()
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
   from keras_l2o import evaluation  # pylint: disable=g-import-not-at-top
   grid = evaluation.DEFAULT_GRID
   if FLAGS.grid:
@@ -129,10 +146,15 @@ def main(argv):
       raise app.UsageError(f"--grid learning rates must be positive. Received: {FLAGS.grid!r}")
   family = build_family()
   specs = parse_optimizers(FLAGS.optimizers)
+  if any(spec.scipy_method is not None for spec in specs):
+    try:
+      evaluation.check_full_batch(family)
+    except ValueError as e:
+      raise app.UsageError(f"--problem={FLAGS.problem}: {e}") from e
   results = evaluation.evaluate(family, specs, num_problems=FLAGS.num_problems,
                                 horizon=FLAGS.horizon, tuning_problems=FLAGS.tuning_problems,
                                 grid=grid, speedup_horizon_factor=FLAGS.speedup_horizon_factor,
-                                problem_name=FLAGS.problem)
+                                problem_name=FLAGS.problem, strategy=strategy)
   paths = evaluation.write_results(results, FLAGS.output_dir, FLAGS.title)
   logging.info("Wrote %s", paths)
   print(evaluation.report_markdown(results, FLAGS.title))

@@ -4,6 +4,7 @@ Usage:
   keras-l2o-meta-train --trainer=bptt --rule=lstm --problem=quadratic --save_dir=/tmp/l2l_quad
   keras-l2o-meta-train --trainer=bptt --rule=lstm --problem=mnist_mlp --save_dir=/tmp/l2l_mnist
   keras-l2o-meta-train --save_dir=/tmp/l2l_quad --resume      # continue a stopped / killed run
+  keras-l2o-meta-train --trainer=gps --problem=logistic_regression --save_dir=/tmp/gps_logreg
 
 Unset flags take the defaults of the chosen problem (see `PROBLEM_DEFAULTS`).
 The run directory gets `config.json`, `metrics.jsonl`, `checkpoints/`,
@@ -20,7 +21,7 @@ from absl import logging
 
 from scripts import strategy_flags
 
-TRAINERS = ("bptt",)
+TRAINERS = ("bptt", "gps")
 
 # Per-problem defaults for flags the user did not set.
 PROBLEM_DEFAULTS = {
@@ -29,13 +30,22 @@ PROBLEM_DEFAULTS = {
     "mnist_mlp": {"num_steps": 1000, "validation_every": 100, "validation_problems": 4},
     "digits_mlp": {"num_steps": 1000, "validation_every": 100, "validation_problems": 4},
     "conv": {"num_steps": 500, "validation_every": 100, "validation_problems": 4},
+    # Li & Malik's problems; a trainer's own entry overrides (GPS counts iterations).
+    "logistic_regression": {"num_steps": 1000, "validation_every": 50, "validation_problems": 16,
+                            "gps": {"num_steps": 10, "validation_every": 1}},
+    "robust_linear_regression": {"num_steps": 1000, "validation_every": 50,
+                                 "validation_problems": 16,
+                                 "gps": {"num_steps": 10, "validation_every": 1}},
+    "two_layer_net": {"num_steps": 1000, "validation_every": 50, "validation_problems": 16,
+                      "gps": {"num_steps": 10, "validation_every": 1}},
 }
 
 
 def define_flags():
   """Defines this script's flags."""
   flags.DEFINE_string("trainer", "bptt", f"Meta-training method: {', '.join(TRAINERS)}.")
-  flags.DEFINE_string("rule", "lstm", "Rule to meta-train (see keras_l2o.rules.names()).")
+  flags.DEFINE_string("rule", "lstm", "Rule to meta-train (see keras_l2o.rules.names()); "
+                      "--trainer=gps trains gps_policy (the default with it).")
   flags.DEFINE_string("rule_config", "{}", "JSON object of rule configuration.")
   flags.DEFINE_string("problem", "quadratic", "Problem family (see keras_l2o.problems.names()); "
                       "a comma list meta-trains across several (a mixture).")
@@ -63,6 +73,8 @@ def define_flags():
   flags.DEFINE_integer("seed", 0, "Seed of the meta-parameters and of the problem family.")
   flags.DEFINE_string("save_dir", None, "Run directory (required).")
   flags.DEFINE_bool("resume", False, "Continue the run in --save_dir from its last checkpoint.")
+  flags.DEFINE_string("gps_config", "{}", "With --trainer=gps: JSON object of further "
+                      "trainers.gps.trainer.GPSConfig fields (e.g. num_conditions).")
   flags.DEFINE_integer("problems_per_replica", 1, "Trajectories each replica unrolls per "
                        "meta-step; the meta-batch is replicas x this.", lower_bound=1)
   strategy_flags.define_strategy_flags()
@@ -94,9 +106,15 @@ def resolve_settings() -> dict:
   if FLAGS.trainer not in TRAINERS:
     raise app.UsageError(f"--trainer={FLAGS.trainer!r} is not available. Valid trainers: "
                          f"{', '.join(TRAINERS)}.")
-  if FLAGS.rule not in keras_l2o.rules.names():
-    raise app.UsageError(f"--rule={FLAGS.rule!r} is not a rule. Valid rules: "
+  rule_name = FLAGS.rule
+  if FLAGS.trainer == "gps" and not FLAGS["rule"].present and rule_name == FLAGS["rule"].default:
+    rule_name = "gps_policy"
+  if rule_name not in keras_l2o.rules.names():
+    raise app.UsageError(f"--rule={rule_name!r} is not a rule. Valid rules: "
                          f"{', '.join(keras_l2o.rules.names())}.")
+  if FLAGS.trainer == "gps" and rule_name != "gps_policy":
+    raise app.UsageError(f"--trainer=gps meta-trains --rule=gps_policy; received "
+                         f"--rule={rule_name!r}.")
   names = [n.strip() for n in FLAGS.problem.split(",") if n.strip()]
   unknown = [n for n in names if n not in problems.names()]
   if not names or unknown:
@@ -117,17 +135,30 @@ def resolve_settings() -> dict:
     config.setdefault("seed", FLAGS.seed)
     configs[name] = config
   problem_config = configs[names[0]] if len(names) == 1 else configs
-  settings = {"rule": FLAGS.rule, "rule_config": _json_flag("rule_config"),
+  settings = {"rule": rule_name, "rule_config": _json_flag("rule_config"),
               "problem": FLAGS.problem, "problem_config": problem_config}
   for name in ("num_steps", "validation_every", "validation_problems"):
     value = FLAGS[name].value
     settings[name] = value if value is not None else max(
-        PROBLEM_DEFAULTS.get(n, {}).get(name, FLAGS[name].default or 1) for n in names)
+        PROBLEM_DEFAULTS.get(n, {}).get(FLAGS.trainer, {}).get(
+            name, PROBLEM_DEFAULTS.get(n, {}).get(name, FLAGS[name].default or 1))
+        for n in names)
   try:
-    rule = keras_l2o.rules.get(FLAGS.rule, **settings["rule_config"])
     components = [problems.get(n, **configs[n]) for n in names]
+    if FLAGS.trainer == "gps" and (len(components) > 1
+                                   or not getattr(components[0], "full_batch", False)):
+      full_batch = [n for n in problems.names() if getattr(problems.get(n), "full_batch", False)]
+      raise app.UsageError(f"--trainer=gps needs one full-batch problem whose parameters are one "
+                           f"flat vector ({', '.join(full_batch)}); received "
+                           f"--problem={FLAGS.problem!r}.")
+    if rule_name == "gps_policy" and len(components) == 1:
+      # The policy sees the problem's whole flat parameter vector: size it to fit.
+      settings["rule_config"].setdefault("dimension", components[0].num_parameters())
+    rule = keras_l2o.rules.get(rule_name, **settings["rule_config"])
   except (ValueError, TypeError) as e:
-    raise app.UsageError(str(e)) from e
+    context = (f"--rule=gps_policy with rule_config {settings['rule_config']} (the dimension is "
+               f"the problem's parameter count): " if rule_name == "gps_policy" else "")
+    raise app.UsageError(context + str(e)) from e
   family = components[0] if len(components) == 1 else problems.MixtureFamily(components,
                                                                              seed=FLAGS.seed)
   if not rule.is_learned:
@@ -150,6 +181,39 @@ def check_save_dir(save_dir, resume):
     raise app.UsageError(f"--save_dir={save_dir} exists, is not empty and holds no run; choose "
                          "an empty or new directory.")
   return has_run
+
+
+def _run_gps(settings, rule, family) -> dict:
+  """Builds and runs the GPS trainer from the flags; raises app.UsageError."""
+  from trainers.gps import trainer as gps_trainer  # pylint: disable=g-import-not-at-top
+  if FLAGS.strategy != "default":
+    raise app.UsageError(f"--trainer=gps runs on one device; received --strategy="
+                         f"{FLAGS.strategy!r} (use the default).")
+  fields = {"iterations": settings["num_steps"], "horizon": settings["horizon"],
+            "validation_every": settings["validation_every"],
+            "validation_problems": settings["validation_problems"],
+            "learning_rate": FLAGS.learning_rate, "seed": FLAGS.seed}
+  extra = _json_flag("gps_config")
+  clash = sorted(set(extra) & set(fields))
+  if clash:
+    raise app.UsageError(f"--gps_config sets {clash}; use the flags --num_steps (iterations), "
+                         "--horizon, --validation_every, --validation_problems, --learning_rate "
+                         "and --seed for these.")
+  try:
+    config = gps_trainer.GPSConfig(**extra, **fields)
+    config.validate()
+    flag_values = {name: FLAGS[name].value for name in (
+        "trainer", "rule_config", "problem", "data_path", "horizon", "validation_every",
+        "validation_problems", "learning_rate", "seed", "gps_config")}
+    flag_values.update(rule=settings["rule"], problem_config=settings["problem_config"],
+                       num_steps=settings["num_steps"])
+    extra_config = {"settings": flag_values,
+                    "problem": {"name": FLAGS.problem, "config": settings["problem_config"]}}
+    trainer = gps_trainer.GPSTrainer(rule, family, config, FLAGS.save_dir,
+                                     extra_config=extra_config)
+  except (TypeError, ValueError) as e:
+    raise app.UsageError(str(e)) from e
+  return trainer.run()
 
 
 def main(argv):
@@ -182,6 +246,11 @@ def main(argv):
         FLAGS[name].value = json.dumps(value) if isinstance(value, dict) else value
   settings = resolve_settings()
   rule, family = settings.pop("objects")
+  if FLAGS.trainer == "gps":
+    result = _run_gps(settings, rule, family)
+    logging.info("Finished: %s", result)
+    print(json.dumps(result))
+    return
   from trainers import bptt  # pylint: disable=g-import-not-at-top
   config = bptt.BPTTConfig(
       num_steps=settings["num_steps"], unroll_length=FLAGS.unroll_length,

@@ -7,8 +7,8 @@ dataset and a loss) is built directly, as it needs objects.
 Example:
 
 >>> from keras_l2o import problems
->>> problems.names()
-['conv', 'digits_mlp', 'mnist_mlp', 'quadratic']
+>>> problems.names()[:4]
+['conv', 'digits_mlp', 'logistic_regression', 'mnist_mlp']
 >>> family = problems.get("quadratic", seed=1)
 >>> family.sample("validation", 0).split
 'validation'
@@ -23,6 +23,9 @@ from keras_l2o.problems.base import ProblemFamily
 from keras_l2o.problems.base import SPLITS
 from keras_l2o.problems.conv import ConvFamily
 from keras_l2o.problems.keras_model import KerasModelFamily
+from keras_l2o.problems.li_malik import LogisticRegression
+from keras_l2o.problems.li_malik import RobustLinearRegression
+from keras_l2o.problems.li_malik import TwoLayerNet
 from keras_l2o.problems.mlp import ClassifierFamily
 from keras_l2o.problems.mlp import MLPFamily
 from keras_l2o.problems.mixture import MixtureFamily
@@ -104,7 +107,10 @@ register("quadratic", Quadratic)
 register("mnist_mlp", functools.partial(MLPFamily, dataset="mnist"))
 register("digits_mlp", functools.partial(MLPFamily, dataset="digits"))
 register("conv", ConvFamily)
+register("logistic_regression", LogisticRegression)
+register("robust_linear_regression", RobustLinearRegression)
+register("two_layer_net", TwoLayerNet)
 
-__all__ = ["ClassifierFamily", "ConvFamily", "KerasModelFamily", "MLPFamily", "Problem",
-           "ProblemFamily", "Quadratic", "SPLITS", "config_names", "get", "names",
-           "problem_seed", "register"]
+__all__ = ["ClassifierFamily", "ConvFamily", "KerasModelFamily", "LogisticRegression",
+           "MLPFamily", "Problem", "ProblemFamily", "Quadratic", "RobustLinearRegression",
+           "SPLITS", "TwoLayerNet", "config_names", "get", "names", "problem_seed", "register"]

@@ -55,10 +55,14 @@ class ProblemFamily(abc.ABC):
   Attributes:
     name: registry name.
     default_horizon: the number of optimizer steps a problem is meant for.
+    full_batch: whether `batch()` is the same at every step, so that `loss`
+      is one deterministic objective of the parameters (what the scipy
+      CG / L-BFGS baselines of `keras_l2o.evaluation` need).
   """
 
   name = ""
   default_horizon = 100
+  full_batch = False
 
   def __init__(self, seed: int = 0, **config):
     self.seed = int(seed)

@@ -39,6 +39,7 @@ class Quadratic(base.ProblemFamily):
   """
 
   name = "quadratic"
+  full_batch = True  # no minibatches: one deterministic objective
 
   def __init__(self, seed: int = 0, *, variant: str = "paper", dims: int = 10,
                num_quadratics: int = None, horizon: int = 100):

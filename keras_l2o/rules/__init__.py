@@ -12,13 +12,14 @@ from keras_l2o.rules.hand_designed import RMSprop
 from keras_l2o.rules.hand_designed import SGD
 from keras_l2o.rules.lstm import LSTMRule
 from keras_l2o.rules.mlp import MLPRule
+from keras_l2o.rules.policy import PolicyRule
 from keras_l2o.rules.registry import deserialize
 from keras_l2o.rules.registry import get
 from keras_l2o.rules.registry import names
 from keras_l2o.rules.registry import register
 from keras_l2o.rules.registry import serialize
 
-for _rule_class in (SGD, Momentum, NAG, RMSprop, Adam, LSTMRule, MLPRule):
+for _rule_class in (SGD, Momentum, NAG, RMSprop, Adam, LSTMRule, MLPRule, PolicyRule):
   register(_rule_class)
 del _rule_class
 

@@ -16,6 +16,12 @@ The protocol:
 
 `step` is the 1-based index of the update being computed (as Keras's Adam uses
 `iterations + 1`).
+
+Rules that also need the objective value (Li & Malik's policy) set the class
+attribute `uses_loss = True` and take `apply(..., loss=...)`: a scalar float
+tensor, the objective at the current iterate. `keras_l2o.step.rule_delta`
+passes it only to such rules; the unroll passes the loss it computed, and
+`LearnedOptimizer.set_loss` supplies it in a custom training loop.
 """
 
 import abc
@@ -48,6 +54,8 @@ class Rule(abc.ABC):
   # Extra trailing dimension of each state field, or None for "shaped like
   # the variable". Same length as `state_fields` when given.
   state_extra_dims: tuple = ()
+  # Whether `apply` takes `loss=` (the objective at the current iterate).
+  uses_loss: bool = False
 
   def __init__(self, **config):
     self._config = dict(config)
@@ -134,6 +142,8 @@ class Rule(abc.ABC):
       var: current value of the parameter.
       state: the rule's state for this parameter (NamedTuple).
       step: 1-based index of this update (scalar tensor or number).
+      (`loss`: only rules with `uses_loss = True` take this keyword argument,
+      the objective at `var`, a scalar tensor.)
 
     Returns:
       `(update, new_state)`: the variable becomes `var + learning_rate * update`.

@@ -23,7 +23,6 @@ import math
 
 from absl import logging
 import tensorflow as tf
-import tensorflow_probability as tfp
 
 _DTYPE = tf.float64
 
@@ -34,14 +33,25 @@ def _unshaped_variable(rank, name):
 
 
 def _log_densities(points, means, covariances):
-  """log N(points_n; mean_k, cov_k) as [..., N, K] via tfp (cov already regularised)."""
-  scale_tril = tf.linalg.cholesky(covariances)
-  # Batch shape [K, 1] against points [..., 1, N, D]: the N points ride along the
-  # last batch axis, which keeps the triangular solves batched per cluster.
-  components = tfp.distributions.MultivariateNormalTriL(
-      loc=means[:, tf.newaxis, :], scale_tril=scale_tril[:, tf.newaxis])
-  log_prob = components.log_prob(points[..., tf.newaxis, :, :])  # [..., K, N]
-  return tf.linalg.matrix_transpose(log_prob)
+  """log N(points_n; mean_k, cov_k) as [..., N, K] (cov already regularised).
+
+  One triangular solve per cluster with all points as its right-hand sides,
+  L_k^-1 [x_1 - mu_k, ..., x_P - mu_k]: memory O(K P D). (A tfp
+  `MultivariateNormalTriL` with the points along a batch axis broadcasts the
+  D x D scale to every point, O(K P D^2): gigabytes for GPS's 470-dimensional
+  dynamics points.)
+  """
+  scale_tril = tf.linalg.cholesky(covariances)  # [K, D, D]
+  dim = tf.shape(points)[-1]
+  flat = tf.reshape(points, [-1, dim])  # [P, D]
+  centred = tf.linalg.matrix_transpose(flat[tf.newaxis] - means[:, tf.newaxis, :])  # [K, D, P]
+  whitened = tf.linalg.triangular_solve(scale_tril, centred, lower=True)
+  mahalanobis = tf.reduce_sum(tf.square(whitened), axis=-2)  # [K, P]
+  half_log_det = tf.reduce_sum(tf.math.log(tf.linalg.diag_part(scale_tril)), axis=-1)  # [K]
+  log_prob = (-0.5 * mahalanobis - half_log_det[:, tf.newaxis]
+              - 0.5 * tf.cast(dim, _DTYPE) * math.log(2.0 * math.pi))
+  out_shape = tf.concat([tf.shape(points)[:-1], tf.shape(means)[:1]], axis=0)
+  return tf.reshape(tf.linalg.matrix_transpose(log_prob), out_shape)
 
 
 @tf.function(reduce_retracing=True)
@@ -65,7 +75,10 @@ def _m_step(points, resp, means, covariances, covariance_floor):
   safe_counts = tf.where(alive, counts, tf.ones_like(counts))
   new_means = tf.einsum("nk,nd->kd", resp, points) / safe_counts[:, tf.newaxis]
   diff = points[tf.newaxis] - new_means[:, tf.newaxis]  # [K, N, D]
-  new_covs = tf.einsum("nk,knd,kne->kde", resp, diff, diff) / safe_counts[:, tf.newaxis, tf.newaxis]
+  weighted = tf.linalg.matrix_transpose(resp)[:, :, tf.newaxis] * diff  # [K, N, D]
+  # (a three-operand einsum here can materialise [N, K, D, D]: gigabytes at D = 470)
+  new_covs = tf.linalg.matmul(weighted, diff, transpose_a=True) / safe_counts[:, tf.newaxis,
+                                                                                tf.newaxis]
   new_covs = 0.5 * (new_covs + tf.linalg.matrix_transpose(new_covs))
   new_covs += covariance_floor * tf.eye(tf.shape(points)[-1], dtype=_DTYPE)
   new_means = tf.where(alive[:, tf.newaxis], new_means, means)
