@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from keras_l2o import fast_apply as fast_apply_lib
 from keras_l2o import meta_params as meta_params_lib
 from keras_l2o import rules as rules_lib
 from keras_l2o import step as step_lib
@@ -53,6 +54,10 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
   and `tf.train.Checkpoint` carry them together with the rule's state and
   `iterations`.
 
+  Rules that read the objective value (`rule.uses_loss`, e.g. `gps_policy`)
+  get it from `set_loss(loss)`, which a custom training loop calls before
+  every `apply_gradients`.
+
   Args:
     rule: a rule name (`"lstm"`, `"mlp"`, `"adam"`, ...; see
       `keras_l2o.rules.names()`), a `keras_l2o.rules.Rule`, or a serialized
@@ -67,6 +72,13 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
       `iterations` stay untouched), `"zero"` (non-finite entries are replaced
       by 0) or `"raise"` (an `InvalidArgumentError`; needs `jit_compile=False`).
     seed: seed of the initial meta-parameters when `meta_params` is None.
+    jit_rule: how each variable's step is computed: `"auto"` (default) uses
+      the fast path of `keras_l2o.fast_apply` (the rule's fused form compiled
+      by XLA; rounding-level differences) for rules that ask for it (mlp) on
+      variables of at least `fast_apply.AUTO_MIN_SIZE` entries; `True` uses
+      it for every rule and variable; `False` always uses the reference
+      `keras_l2o.step.rule_delta`, bit-identical to the meta-trainers'
+      unroll.
     name: the optimizer's name.
     **kwargs: every keyword argument Keras optimizers accept: `weight_decay`,
       `clipnorm`, `clipvalue`, `global_clipnorm`, `use_ema`, `ema_momentum`,
@@ -75,7 +87,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
 
   Raises:
     ValueError: for an unknown rule, meta-parameters of the wrong structure or
-      shape, or an unknown `nonfinite` mode.
+      shape, or an unknown `nonfinite` or `jit_rule` mode.
 
   Example:
 
@@ -88,7 +100,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
   """
 
   def __init__(self, rule, meta_params=None, learning_rate=1.0, nonfinite="skip", seed=0,
-               name=None, **kwargs):
+               name=None, jit_rule="auto", **kwargs):
     if isinstance(rule, dict):
       rule = rules_lib.deserialize(rule)
     rule = rules_lib.get(rule)
@@ -106,6 +118,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     self.rule = rule
     self.nonfinite = nonfinite
     self.seed = seed
+    self.jit_rule = fast_apply_lib.check_mode(jit_rule)
     paths = meta_params_lib.flatten_with_paths(meta_values)
     self._meta_paths = [path for path, _ in paths]
     self._meta_variables = [
@@ -113,6 +126,32 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
                           dtype="float32", name="meta_" + path.replace("/", "_"))
         for path, value in paths
     ]
+    # Rules that use the objective value read it from this variable (`set_loss`).
+    self._loss_variable = None
+    self._loss_was_set = False
+    if rule.uses_loss:
+      self._loss_variable = self.add_variable(shape=(), initializer="zeros", dtype="float32",
+                                              name="objective_value")
+
+  # ---------------------------------------------------------------- loss --
+  def set_loss(self, loss):
+    """Gives a loss-using rule (`rule.uses_loss`) the objective at the current parameters.
+
+    Call it before every `apply_gradients` with the loss whose gradients are
+    applied; `model.fit` does not call it, so such rules need a custom
+    training loop.
+
+    Args:
+      loss: scalar, the objective at the current values of the variables.
+
+    Raises:
+      ValueError: if the rule does not use the objective value.
+    """
+    if self._loss_variable is None:
+      raise ValueError(f"Rule {self.rule.name!r} does not use the objective value; set_loss() "
+                       "is only for rules with `uses_loss = True`.")
+    self._loss_variable.assign(tf.cast(tf.reshape(loss, []), tf.float32))
+    self._loss_was_set = True
 
   # --------------------------------------------------------- meta-params --
   @property
@@ -177,14 +216,28 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     slots = self._state_variables[index]
     state = self._state_types[index](*[tf.convert_to_tensor(s) for s in slots])
     step = self.iterations + 1
-    delta, new_state = step_lib.rule_delta(self.rule, self._meta_values(), _dense(gradient),
-                                           tf.convert_to_tensor(variable), state, step,
-                                           learning_rate)
+    loss = None if self._loss_variable is None else self._loss_variable.value
+    fast = fast_apply_lib.use_fast_path(self.jit_rule, self.rule, variable)
+    if fast:  # var + delta computed in the compiled step (one pass over memory fewer)
+      new_value, new_state = fast_apply_lib.get(self.rule)(
+          self._meta_values(), _dense(gradient), tf.convert_to_tensor(variable), state, step,
+          learning_rate, add_to_var=True)
+    else:
+      delta, new_state = step_lib.rule_delta(self.rule, self._meta_values(), _dense(gradient),
+                                             tf.convert_to_tensor(variable), state, step,
+                                             learning_rate, loss=loss)
     for slot, value in zip(slots, new_state):
       self.assign(slot, value)
-    self.assign_add(variable, delta)
+    if fast:
+      self.assign(variable, new_value)
+    else:
+      self.assign_add(variable, delta)
 
   def apply(self, grads, trainable_variables=None):
+    if self._loss_variable is not None and not self._loss_was_set:
+      raise ValueError(f"Rule {self.rule.name!r} uses the objective value: call "
+                       "optimizer.set_loss(loss) before every apply_gradients (model.fit does "
+                       "not; use a custom training loop).")
     grads = list(grads)
     if self.nonfinite == "zero":
       return super().apply([_zero_nonfinite(g) for g in grads], trainable_variables)
@@ -250,6 +303,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         "meta_params": meta_params_lib.to_lists(self._meta_values()),
         "nonfinite": self.nonfinite,
         "seed": self.seed,
+        "jit_rule": self.jit_rule,
     })
     return config
 

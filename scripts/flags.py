@@ -59,9 +59,14 @@ def parse_sizes(text: str) -> list:
   return result
 
 
+def benchmark_rules() -> list:
+  """Registered rules that `model.fit` can run: all but those reading the objective value."""
+  return [n for n in keras_l2o.rules.names() if not keras_l2o.rules.get(n).uses_loss]
+
+
 def parse_rules(text: str) -> list:
-  """`"all"` or `"lstm,mlp"` -> a list of registered rule names (order kept)."""
-  valid = keras_l2o.rules.names()
+  """`"all"` or `"lstm,mlp"` -> a list of benchmarkable rule names (order kept)."""
+  valid = benchmark_rules()
   if text.strip().lower() == "all":
     return list(valid)
   names = [s.strip() for s in text.split(",") if s.strip()]
@@ -108,19 +113,19 @@ def define_common_flags():
 
 BENCHMARK_FLAGS = ("sizes", "rules", "steps", "warmup", "batch_size", "jit", "quick", "memory",
                    "update_params", "update_repeats", "max_seconds", "output_dir", "output_json",
-                   "seed")
+                   "seed", "conv", "flops", "bptt_steps", "bptt_warmup", "max_state_gb")
 
 
 def define_benchmark_flags():
   """Flags of `scripts.benchmark` (keras-l2o-benchmark)."""
   define_common_flags()
-  if _define(flags.DEFINE_string, "sizes", "10k,100k,1M",
+  if _define(flags.DEFINE_string, "sizes", "10k,100k,1M,10M",
              "Comma-separated approximate parameter counts of the benchmark MLPs "
              "(64-h-h-10 with h chosen to match): e.g. 10k,100k,1M,10M."):
     flags.register_validator("sizes", _validator(parse_sizes))
   if _define(flags.DEFINE_string, "rules", "all",
              f"Comma-separated rules to benchmark against keras.optimizers.Adam, or 'all' "
-             f"({', '.join(keras_l2o.rules.names())})."):
+             f"({', '.join(benchmark_rules())})."):
     flags.register_validator("rules", _validator(parse_rules))
   _define(flags.DEFINE_integer, "steps", 300, "Measured model.fit steps per configuration.",
           lower_bound=1)
@@ -129,14 +134,27 @@ def define_benchmark_flags():
           lower_bound=0)
   _define(flags.DEFINE_integer, "batch_size", 128, "Batch size of the synthetic data.",
           lower_bound=1)
-  _define(flags.DEFINE_boolean, "jit", False,
+  _define(flags.DEFINE_boolean, "jit", True,
           "Also measure with jit_compile=True (XLA), in addition to jit_compile=False.")
+  _define(flags.DEFINE_boolean, "conv", True, "Also time model.fit of a small conv net.")
+  _define(flags.DEFINE_boolean, "flops", True,
+          "Count every rule's flops per coordinate, measure the matmul rate, report flop bounds.")
+  _define(flags.DEFINE_integer, "bptt_steps", 100,
+          "Meta-steps timed per learned rule for BPTT throughput on quadratics (0: skip).",
+          lower_bound=0)
+  _define(flags.DEFINE_integer, "bptt_warmup", 5,
+          "Meta-steps run (and not timed) before the BPTT throughput measurement.",
+          lower_bound=1)
+  _define(flags.DEFINE_float, "max_state_gb", 2.0,
+          "Skip fit configurations whose optimizer state would exceed this many GB.",
+          lower_bound=0.0)
   _define(flags.DEFINE_boolean, "quick", False,
           "Tiny settings for tests and smoke runs: unless given explicitly, --sizes=10k "
-          "--steps=10 --warmup=2 --update_params=10k --update_repeats=5 --nomemory.")
+          "--steps=10 --warmup=2 --update_params=10k --update_repeats=5 --nomemory --nojit "
+          "--noconv --noflops --bptt_steps=0 --max_seconds=0.")
   _define(flags.DEFINE_boolean, "memory", True,
-          "Run every (optimizer, size) in its own subprocess and report its peak RSS "
-          "(ru_maxrss is process-wide and never decreases, so it needs a fresh process). "
+          "Run every jit-off (optimizer, size >= 1M) in its own subprocess and report its "
+          "peak RSS (ru_maxrss is process-wide and never decreases, so it needs a fresh process). "
           "--nomemory runs everything in this process and skips memory.")
   if _define(flags.DEFINE_string, "update_params", "1M",
              "Size of the single variable on which optimizer.apply alone is timed."):
@@ -144,7 +162,7 @@ def define_benchmark_flags():
   _define(flags.DEFINE_integer, "update_repeats", 30,
           "Timed calls of optimizer.apply (after 3 warm-up calls); the median is reported.",
           lower_bound=1)
-  _define(flags.DEFINE_float, "max_seconds", 0.0,
+  _define(flags.DEFINE_float, "max_seconds", 15.0,
           "If > 0, stop measuring a configuration after this many seconds of fit (with at "
           "least 5 measured steps); the number of measured steps is reported. 0: no limit.",
           lower_bound=0.0)

@@ -67,6 +67,8 @@ class MLPRule(base.Rule):
 
   name = "mlp"
   state_fields = MLPState._fields
+  # `LearnedOptimizer(jit_rule="auto")` applies `fast_apply` (docs/PERFORMANCE.md).
+  auto_fast_path = True
 
   def __init__(self, *, hidden_size: int = 16, beta_1: float = 0.9, beta_slow: float = 0.99,
                beta_2: float = 0.999, epsilon: float = 1e-8, step_scale: float = 1e-3):
@@ -111,3 +113,26 @@ class MLPRule(base.Rule):
         "output"]["bias"]
     update = tf.reshape(out[:, 0] * tf.constant(self.step_scale, dtype), tf.shape(grad))
     return update, new_state
+
+  def fast_apply(self, meta_params, grad, var, state, step):
+    """`apply` with the network written as fused elementwise terms (for XLA).
+
+    The same function: every hidden unit j is
+    `relu(f_0 W_1[0, j] + f_1 W_1[1, j] + f_2 W_1[2, j] + b_1[j])`, summed with
+    weights `W_2[j]`, instead of two skinny matmuls, so that XLA compiles the
+    whole rule into one pass over the coordinates (`keras_l2o.fast_apply`).
+    Differs from `apply` by rounding only; `apply` remains the definition.
+    """
+    del var
+    dtype = grad.dtype
+    mp = base.cast_meta_params(meta_params, dtype)
+    feats, new_state = mlp_features(grad, state, step, **self.betas)
+    f = tf.unstack(feats, axis=-1)
+    w_1, b_1 = mp["hidden"]["kernel"], mp["hidden"]["bias"]
+    w_2, skip = mp["output"]["kernel"][:, 0], mp["skip"][:, 0]
+    hidden_sum = None
+    for j in range(self.hidden_size):
+      term = tf.nn.relu(f[0] * w_1[0, j] + f[1] * w_1[1, j] + f[2] * w_1[2, j] + b_1[j]) * w_2[j]
+      hidden_sum = term if hidden_sum is None else hidden_sum + term
+    out = f[0] * skip[0] + f[1] * skip[1] + f[2] * skip[2] + hidden_sum + mp["output"]["bias"][0]
+    return out * tf.constant(self.step_scale, dtype), new_state

@@ -1,0 +1,127 @@
+"""A tiny run of every section of scripts/benchmark.py: the JSON and markdown carry the numbers."""
+
+import contextlib
+import io
+import json
+import math
+import os
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl.testing import flagsaver  # pylint: disable=g-import-not-at-top,wrong-import-position
+import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from scripts import benchmark  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+FLAGS = flags.FLAGS
+# 64-32-64-128 convolutions of 3x3 plus the 128 -> 10 dense layer, with biases.
+CONV_PARAMS = (9 * 1 * 32 + 32) + (9 * 32 * 64 + 64) + (9 * 64 * 128 + 128) + (128 * 10 + 10)
+# The mlp rule's matmuls per coordinate: features 3 -> hidden 16, 3 -> 1 (skip), 16 -> 1.
+MLP_MATMUL_FLOPS = 2 * (3 * 16 + 3 * 1 + 16 * 1)
+
+
+def _positive(x):
+  return isinstance(x, float) and math.isfinite(x) and x > 0
+
+
+class BenchmarkSectionsTest(tf.test.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls._tmp = tempfile.TemporaryDirectory()
+    stdout = io.StringIO()
+    argv = ["keras-l2o-benchmark", "--quick", "--rules=mlp", "--sizes=10k", "--steps=3",
+            "--warmup=1", "--conv", "--flops", "--bptt_steps=2", "--bptt_warmup=1",
+            "--update_repeats=2", "--max_state_gb=0.0001", f"--output_dir={cls._tmp.name}"]
+    with flagsaver.flagsaver():
+      remaining = FLAGS(argv)
+      with contextlib.redirect_stdout(stdout):
+        benchmark.main(remaining)
+    cls.stdout = stdout.getvalue()
+    with open(os.path.join(cls._tmp.name, "benchmark_results.json"), encoding="utf-8") as f:
+      cls.report = json.load(f)
+    with open(os.path.join(cls._tmp.name, "benchmark.md"), encoding="utf-8") as f:
+      cls.markdown = f.read()
+
+  @classmethod
+  def tearDownClass(cls):
+    cls._tmp.cleanup()
+    super().tearDownClass()
+
+  def test_state_limit_skips_and_conv_net_is_timed(self):
+    # mlp keeps 3 floats per parameter: 120 kB at 10k > 0.0001 GB; Adam's 80 kB fit.
+    self.assertEqual(self.report["skipped_fit_reasons"],
+                     [["mlp", "10k", False, "state 0.00012 GB > --max_state_gb=0.0001"]])
+    fit = {(r["optimizer"], r["size"]): r for r in self.report["fit"]}
+    self.assertCountEqual(fit, [("keras.Adam", "10k"), ("keras.Adam", "conv"), ("mlp", "conv")])
+    for (name, size), r in fit.items():
+      self.assertEqual(r["params"], CONV_PARAMS if size == "conv" else 10_015, name)
+      self.assertEqual(r["model"], "conv" if size == "conv" else "mlp")
+      self.assertEqual(r["steps_measured"], 3)
+      self.assertTrue(_positive(r["median_ms"]) and _positive(r["ratio_to_adam"]), r)
+    self.assertIn("| `mlp` | skipped | n/a |", self.markdown)
+
+  def test_update_alone_has_both_paths(self):
+    update = {r["optimizer"]: r for r in self.report["update"]}
+    self.assertCountEqual(update, ["keras.Adam", "mlp"])
+    self.assertEqual(update["mlp"]["jit_rule"], "auto")
+    (reference,) = self.report["update_reference_path"]
+    self.assertEqual((reference["optimizer"], reference["jit_rule"]), ("mlp", False))
+    for r in list(update.values()) + [reference]:
+      self.assertEqual(r["params"], 10_000)
+      self.assertTrue(_positive(r["median_ns_per_param"]), r)
+    self.assertTrue(self.report["optimizers"]["mlp"]["fast_path"])
+    self.assertFalse(self.report["optimizers"]["keras.Adam"]["fast_path"])
+
+  def test_flop_counts_and_bounds(self):
+    flops = self.report["flops"]
+    rate = flops["matmul"]["best_gflops"]
+    self.assertGreater(rate, 1.0)
+    self.assertGreaterEqual(rate, flops["matmul"]["median_gflops"])
+    entries = {e["optimizer"]: e for e in flops["rules"]}
+    self.assertEqual(entries["mlp"]["matmul_flops_per_coordinate"], MLP_MATMUL_FLOPS)
+    self.assertBetween(entries["mlp"]["flops_per_coordinate"], MLP_MATMUL_FLOPS + 20,
+                       MLP_MATMUL_FLOPS + 60)
+    # keras.Adam is counted as the adam rule: no matmul, about 11 arithmetic ops.
+    self.assertEqual(entries["keras.Adam"]["matmul_flops_per_coordinate"], 0)
+    self.assertBetween(entries["keras.Adam"]["flops_per_coordinate"], 8, 14)
+    for e in entries.values():
+      self.assertAlmostEqual(e["bound_ns_per_param"], e["flops_per_coordinate"] / rate)
+      self.assertAlmostEqual(e["times_bound"], e["update_ns_per_param"] / e["bound_ns_per_param"])
+
+  def test_bptt_throughput_against_the_previous_meta_update(self):
+    bptt = self.report["bptt"]
+    self.assertEqual(bptt["setup"]["unroll_length"], 20)
+    self.assertEqual(bptt["setup"]["problem_config"], {"num_quadratics": 128})
+    results = {r["eager_meta_update"]: r for r in bptt["results"]}
+    self.assertCountEqual(results, [False, True])
+    for r in results.values():
+      self.assertEqual(r["rule"], "mlp")
+      self.assertEqual(r["meta_steps"], 2)
+      self.assertAlmostEqual(r["inner_steps_per_second"], 20 * r["meta_steps_per_second"])
+      self.assertTrue(_positive(r["inner_steps_per_second"]), r)
+    self.assertAlmostEqual(results[False]["speedup_over_previous"],
+                           results[False]["inner_steps_per_second"]
+                           / results[True]["inner_steps_per_second"])
+    # The traced meta-update changes no number.
+    self.assertEqual(results[False]["meta_params_sha"], results[True]["meta_params_sha"])
+    self.assertTrue(bptt["identical_to_previous"])
+
+  def test_markdown_has_every_section(self):
+    self.assertIn(self.markdown.strip(), self.stdout)
+    for heading in ("## Targets of the performance issue, this run",
+                    "## model.fit step time, jit_compile=False",
+                    "## The update alone (`optimizer.apply` on one 10,000-parameter variable)",
+                    "## Flops per coordinate and the flop bound",
+                    "## BPTT meta-training throughput (quadratic setup)"):
+      self.assertIn(heading, self.markdown)
+    self.assertIn("| `mlp` update alone, ns / param | ≤ 10 | ", self.markdown)
+    self.assertIn("Meta-parameters after every run identical to the previous code's: True.",
+                  self.markdown)
+
+
+if __name__ == "__main__":
+  tf.test.main()
