@@ -28,11 +28,14 @@ from absl import flags
 from absl import logging
 import keras
 import numpy as np
+import tensorflow as tf
 
 import keras_l2o
 from scripts import flags as script_flags
+from scripts import strategy_flags
 
 script_flags.define_demo_flags()
+strategy_flags.define_strategy_flags()
 for _name in script_flags.DEMO_FLAGS:  # Listed by --helpshort.
   flags.declare_key_flag(_name)
 FLAGS = flags.FLAGS
@@ -65,14 +68,15 @@ def build_model(seed: int):
   ])
 
 
-def train_one(name, make_optimizer, data, *, epochs: int, seed: int) -> dict:
+def train_one(name, make_optimizer, data, *, epochs: int, seed: int, strategy=None) -> dict:
   """Trains one model; the loss curve is the full-train-set loss after each epoch."""
   x_train, x_test, y_train, y_test = data
   keras.backend.clear_session()
-  model = build_model(seed)
-  model.compile(optimizer=make_optimizer(),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                metrics=["accuracy"], jit_compile=False)
+  with (strategy or tf.distribute.get_strategy()).scope():
+    model = build_model(seed)
+    model.compile(optimizer=make_optimizer(),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"], jit_compile=False)
   initial_loss = float(model.evaluate(x_train, y_train, batch_size=512, verbose=0)[0])
   losses = [initial_loss]
   train_seconds = 0.0
@@ -133,7 +137,7 @@ def format_table(results) -> str:
   return "\n".join(lines)
 
 
-def meta_train_quadratic(output_dir: str, meta_steps: int, seed: int) -> str:
+def meta_train_quadratic(output_dir: str, meta_steps: int, seed: int, strategy=None) -> str:
   """Stage 1: meta-trains an lstm rule on quadratics; returns the run directory."""
   from keras_l2o import problems  # pylint: disable=g-import-not-at-top
   from trainers import bptt  # pylint: disable=g-import-not-at-top
@@ -146,14 +150,15 @@ def meta_train_quadratic(output_dir: str, meta_steps: int, seed: int) -> str:
   start = time.perf_counter()
   summary = bptt.BPTTTrainer(keras_l2o.rules.get("lstm"),
                              problems.get("quadratic", seed=seed, num_quadratics=128), config,
-                             save_dir).run()
+                             save_dir, strategy=strategy).run()
   logging.info("Meta-trained lstm on quadratics in %.0f s: validation loss %.4g -> %.4g",
                time.perf_counter() - start, summary["first_validation_loss"],
                summary["best_validation_loss"])
   return save_dir, summary
 
 
-def evaluate_quadratic(save_dir: str, output_dir: str, num_problems: int, seed: int) -> dict:
+def evaluate_quadratic(save_dir: str, output_dir: str, num_problems: int, seed: int,
+                       strategy=None) -> dict:
   """Stage 2: the meta-trained optimizer against tuned baselines on held-out quadratics."""
   from keras_l2o import evaluation  # pylint: disable=g-import-not-at-top
   from keras_l2o import problems  # pylint: disable=g-import-not-at-top
@@ -161,7 +166,7 @@ def evaluate_quadratic(save_dir: str, output_dir: str, num_problems: int, seed: 
                                      keras_l2o.load(save_dir, which="best"))]
   specs += [evaluation.baseline(name) for name in evaluation.BASELINES]
   results = evaluation.evaluate(problems.get("quadratic", seed=seed), specs,
-                                num_problems=num_problems, horizon=100)
+                                num_problems=num_problems, horizon=100, strategy=strategy)
   evaluation.write_results(results, os.path.join(output_dir, "quadratic"),
                            title="Held-out 10-d quadratics")
   return results
@@ -175,7 +180,7 @@ def pretrained_optimizer():
       keras_l2o.LearnedOptimizer("mlp"))
 
 
-def tune_adam(data, *, epochs: int, seed: int) -> float:
+def tune_adam(data, *, epochs: int, seed: int, strategy=None) -> float:
   """Adam's learning rate with the lowest validation loss after `epochs` (train split only)."""
   x_train, _, y_train, _ = data
   cut = int(len(x_train) * (1 - VALIDATION_FRACTION))
@@ -183,24 +188,25 @@ def tune_adam(data, *, epochs: int, seed: int) -> float:
   scores = {}
   for lr in ADAM_GRID:
     result = train_one(f"Adam({lr:g})", lambda lr=lr: keras.optimizers.Adam(lr), inner,
-                       epochs=epochs, seed=seed)
+                       epochs=epochs, seed=seed, strategy=strategy)
     scores[lr] = result["test_loss"] if math.isfinite(result["test_loss"]) else float("inf")
   best = min(scores, key=scores.get)
   logging.info("Adam learning rates tried on the validation split: %s -> %g", scores, best)
   return best
 
 
-def digits_comparison(output_dir: str, *, epochs: int, seed: int) -> list:
+def digits_comparison(output_dir: str, *, epochs: int, seed: int, strategy=None) -> list:
   """Stage 3: the pretrained default next to tuned Adam on digits."""
   os.makedirs(output_dir, exist_ok=True)
   data = load_data(seed)
   logging.info("digits: %d train / %d test examples; MLP 64-%d-10, batch %d, %d epochs.",
                len(data[0]), len(data[1]), HIDDEN, BATCH_SIZE, epochs)
-  adam_lr = tune_adam(data, epochs=epochs, seed=seed)
+  adam_lr = tune_adam(data, epochs=epochs, seed=seed, strategy=strategy)
   name, make = pretrained_optimizer()
   results = [train_one(f"keras.optimizers.Adam({adam_lr:g}) (tuned)",
-                       lambda: keras.optimizers.Adam(adam_lr), data, epochs=epochs, seed=seed),
-             train_one(name, make, data, epochs=epochs, seed=seed)]
+                       lambda: keras.optimizers.Adam(adam_lr), data, epochs=epochs, seed=seed,
+                       strategy=strategy),
+             train_one(name, make, data, epochs=epochs, seed=seed, strategy=strategy)]
   for r in results:
     if not (math.isfinite(r["final_train_loss"]) and 0.0 <= r["test_accuracy"] <= 1.0):
       logging.warning("%s ended with a non-finite loss or invalid accuracy.", r["optimizer"])
@@ -217,19 +223,25 @@ def main(argv):
     raise app.UsageError(f"Unexpected positional arguments: {argv[1:]}")
   import logging as std_logging  # pylint: disable=g-import-not-at-top
   std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)  # SavedModel chatter
+  try:  # first: it may split the CPU or join a cluster before TensorFlow initialises
+    strategy = strategy_flags.strategy_from_flags()
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
   from keras_l2o import evaluation  # pylint: disable=g-import-not-at-top
   output_dir = FLAGS.output_dir or script_flags.DEMO_OUTPUT_DIR
   os.makedirs(output_dir, exist_ok=True)
   start = time.perf_counter()
-  save_dir, summary = meta_train_quadratic(output_dir, FLAGS.meta_steps, FLAGS.seed)
+  save_dir, summary = meta_train_quadratic(output_dir, FLAGS.meta_steps, FLAGS.seed,
+                                           strategy)
   print(f"1. Meta-trained an lstm optimizer on quadratics for {summary['steps']} steps: "
         f"validation loss {summary['first_validation_loss']:.4g} -> "
         f"{summary['best_validation_loss']:.4g} (run: {save_dir})\n", flush=True)
-  results = evaluate_quadratic(save_dir, output_dir, FLAGS.num_problems, FLAGS.seed)
+  results = evaluate_quadratic(save_dir, output_dir, FLAGS.num_problems, FLAGS.seed,
+                               strategy)
   print("2. " + evaluation.report_markdown(results, "Held-out 10-d quadratics"), flush=True)
   print(f"   Curves: {os.path.join(output_dir, 'quadratic', 'curves.png')}\n", flush=True)
   digits = digits_comparison(os.path.join(output_dir, "digits"), epochs=FLAGS.epochs,
-                             seed=FLAGS.seed)
+                             seed=FLAGS.seed, strategy=strategy)
   print("3. Digits MLP, trained from the same initial weights:\n")
   print(format_table(digits))
   print(f"\n   Curves: {os.path.join(output_dir, 'digits', 'curves.png')}")

@@ -47,6 +47,32 @@ print(json.dumps({
 }))
 """
 
+# Evaluation with one problem per replica (5 problems: the last group is padded).
+_MIRRORED_EVALUATION = r"""
+import json
+import numpy as np
+from keras_l2o import distribute
+strategy = distribute.get_strategy("mirrored", num_cpu_devices=2)
+import tensorflow as tf
+from keras_l2o import evaluation, problems
+family = problems.get("quadratic", num_quadratics=8)
+specs = [evaluation.baseline("sgd"), evaluation.baseline("momentum", 0.01),
+         evaluation.from_optimizer("lstm", __import__("keras_l2o").LearnedOptimizer("lstm"))]
+kwargs = dict(num_problems=5, tuning_problems=3, grid=(0.01, 0.1), speedup_horizon_factor=1)
+mirrored = evaluation.evaluate(family, specs, strategy=strategy, **kwargs)
+single = evaluation.evaluate(family, specs, strategy=tf.distribute.OneDeviceStrategy("/cpu:0"),
+                             **kwargs)
+print(json.dumps({
+    "names": sorted(mirrored["curves"]),
+    "max_diff": max(float(np.abs(mirrored["curves"][n] - single["curves"][n]).max())
+                    for n in mirrored["curves"]),
+    "shapes": [list(mirrored["curves"][n].shape) for n in sorted(mirrored["curves"])],
+    "spread": min(float(np.ptp(mirrored["curves"][n][:, -1])) for n in mirrored["curves"]),
+    "tuned_rate": [mirrored["optimizers"]["sgd"]["learning_rate"],
+                   single["optimizers"]["sgd"]["learning_rate"]],
+}))
+"""
+
 
 class StrategyFactoryTest(tf.test.TestCase):
 
@@ -98,6 +124,21 @@ class MirroredFitTest(tf.test.TestCase):
       self.assertEqual(out["replica_diff"], 0.0, msg=rule)
       self.assertLess(out["max_diff"], 1e-5, msg=rule)
       self.assertGreater(out["moved"], 1e-3, msg=rule)  # it trained: the equality is not vacuous
+
+
+class MirroredEvaluationTest(tf.test.TestCase):
+
+  def test_replicas_evaluate_different_problems_with_single_device_results(self):
+    result = subprocess.run([sys.executable, "-c", _MIRRORED_EVALUATION], capture_output=True,
+                            text=True, timeout=300, check=False,
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    self.assertEqual(result.returncode, 0, msg=result.stderr[-3000:])
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    self.assertEqual(out["names"], ["lstm", "momentum", "sgd"])
+    self.assertEqual(out["shapes"], [[5, 101]] * 3)  # 5 problems: the padded copy is dropped
+    self.assertEqual(out["max_diff"], 0.0)
+    self.assertGreater(out["spread"], 1e-3)  # the problems differ: each replica ran its own
+    self.assertEqual(out["tuned_rate"][0], out["tuned_rate"][1])
 
 
 if __name__ == "__main__":
