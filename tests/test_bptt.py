@@ -268,6 +268,10 @@ class TrainerTest(tf.test.TestCase):
     self.assertGreater(max(moved), 1e-4)
 
   def test_config_is_validated(self):
+    for value in (0, True, 2.0):  # a bool or a float is not a count
+      with self.assertRaisesRegex(ValueError, r"^`problems_per_replica` must be a positive "
+                                  rf"integer\. Received: problems_per_replica={value!r}$"):
+        bptt.BPTTConfig(problems_per_replica=value).validate()
     with self.assertRaisesRegex(ValueError, r"`horizon` must be a multiple of `unroll_length`\. "
                                 r"Received: horizon=15, unroll_length=10"):
       bptt.BPTTConfig(horizon=15, unroll_length=10).validate()

@@ -154,3 +154,11 @@ def digest(meta_params) -> str:
   for value in tf.nest.flatten(meta_params):
     sha.update(np.ascontiguousarray(tf.convert_to_tensor(value).numpy()).tobytes())
   return sha.hexdigest()
+
+
+def check_positive_ints(config, names):
+  """Raises ValueError naming the first of `config`'s fields `names` that is not an int >= 1."""
+  for name in names:
+    value = getattr(config, name)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+      raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")

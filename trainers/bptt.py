@@ -65,10 +65,7 @@ class BPTTConfig:
     """Raises ValueError naming the first bad field, with the allowed values."""
     positive = ("num_steps", "unroll_length", "horizon", "validation_every",
                 "validation_problems", "checkpoint_every", "log_every", "problems_per_replica")
-    for name in positive:
-      value = getattr(self, name)
-      if not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+    base.check_positive_ints(self, positive)
     if self.horizon % self.unroll_length:
       raise ValueError(f"`horizon` must be a multiple of `unroll_length`. Received: horizon="
                        f"{self.horizon}, unroll_length={self.unroll_length}")

@@ -173,10 +173,7 @@ class GPSConfig:
                      "min_samples_per_cluster", "max_samples", "em_iterations",
                      "policy_batch_size", "policy_steps", "validation_every",
                      "validation_problems", "condition_batch")
-    for name in positive_ints:
-      value = getattr(self, name)
-      if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+    base.check_positive_ints(self, positive_ints)
     if self.horizon < 2:
       raise ValueError(f"`horizon` must be at least 2 (the dynamics fit needs a transition). "
                        f"Received: horizon={self.horizon}")
