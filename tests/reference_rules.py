@@ -74,6 +74,18 @@ def adam(config):
   return step, lambda shape: (np.zeros(shape),) * 3
 
 
+def adagrad(config):
+  a0 = config.get("initial_accumulator_value", 0.1)
+  eps = config.get("epsilon", 1e-7)
+
+  def step(meta, g, state, t):
+    (acc,) = state
+    acc = acc + g * g
+    return -g / np.sqrt(acc + eps), (acc,)
+
+  return step, lambda shape: (np.full(shape, a0),)
+
+
 def _sigmoid(a):
   return 1.0 / (1.0 + np.exp(-a))
 
@@ -147,5 +159,6 @@ def mlp(config):
 
 REFERENCES = {
     "sgd": sgd, "momentum": momentum, "nag": nag, "rmsprop": rmsprop, "adam": adam,
+    "adagrad": adagrad,
     "lstm": lstm, "mlp": mlp,
 }

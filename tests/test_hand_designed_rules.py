@@ -76,7 +76,8 @@ class HandDesignedConfigErrorsTest(tf.test.TestCase):
   def test_state_sizes(self):
     sizes = {n: keras_l2o.rules.get(n).state_floats_per_parameter()
              for n in keras_l2o.rules.HAND_DESIGNED}
-    self.assertEqual(sizes, {"sgd": 0, "momentum": 1, "nag": 1, "rmsprop": 1, "adam": 2})
+    self.assertEqual(sizes, {"sgd": 0, "momentum": 1, "nag": 1, "rmsprop": 1, "adam": 2,
+                             "adagrad": 1})
     self.assertEqual(keras_l2o.rules.get("adam", amsgrad=True).state_floats_per_parameter(), 3)
     self.assertEqual(
         keras_l2o.rules.get("rmsprop", momentum=0.9, centered=True).state_floats_per_parameter(),

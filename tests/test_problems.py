@@ -418,7 +418,7 @@ class ErrorsTest(tf.test.TestCase):
     self.assertEqual(str(ctx.exception),
                      "Problem 'digits_mlp' got unexpected config ['hidden']. Allowed: ['seed', "
                      "'dataset', 'data_path', 'hidden_sizes', 'activation', 'batch_size', "
-                     "'init_scale', 'horizon'].")
+                     "'init_scale', 'horizon', 'projection_dim'].")
 
   def test_bad_activation(self):
     with self.assertRaises(ValueError) as ctx:
@@ -440,9 +440,9 @@ class ErrorsTest(tf.test.TestCase):
         ("digits_mlp", {"batch_size": 0}, "Argument `batch_size` must be a positive integer. "
          "Received: batch_size=0"),
         ("digits_mlp", {"init_scale": -1.0}, "Argument `init_scale` must be a non-negative "
-         "number. Received: init_scale=-1.0"),
+         "number or 'glorot'. Received: init_scale=-1.0"),
         ("digits_mlp", {"dataset": "svhn"}, "Argument `dataset` must be one of ['mnist', "
-         "'digits']. Received: dataset='svhn'"),
+         "'digits', 'breast_cancer', 'wine', 'iris']. Received: dataset='svhn'"),
         ("conv", {"channels": ()}, "Argument `channels` must be a non-empty tuple of positive "
          "integers. Received: channels=()"),
         ("conv", {"data_path": "/x.npz"}, "Argument `data_path` must be None for dataset "

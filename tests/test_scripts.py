@@ -117,12 +117,13 @@ class DemoScriptTest(tf.test.TestCase):
     stdout = _run_main(demo, ["demo", "--epochs=1", "--meta_steps=3", "--num_problems=4",
                               f"--output_dir={out}", "--seed=0"])
     self.assertIn("1. Meta-trained an lstm optimizer on quadratics for 3 steps", stdout)
-    # Stage 2: the quadratic table with the learned optimizer and the five tuned baselines.
+    # Stage 2: the quadratic table with the learned optimizer and the six tuned baselines.
     with open(os.path.join(out, "quadratic", "results.json"), encoding="utf-8") as f:
       quad = json.load(f)
     self.assertEqual(quad["num_problems"], 4)
     self.assertEqual(set(quad["optimizers"]), {"lstm (meta-trained by the demo)", "sgd",
-                                               "momentum", "nag", "rmsprop", "adam"})
+                                               "momentum", "nag", "rmsprop", "adam",
+                                               "adagrad"})
     for name, entry in quad["optimizers"].items():
       self.assertTrue(math.isfinite(entry["sum_loss_mean"]), name)
       self.assertIn(f"| {name} |", stdout)

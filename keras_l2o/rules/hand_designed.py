@@ -2,9 +2,9 @@
 
 They are the baselines of every evaluation and the oracles that prove the
 machinery exact: `LearnedOptimizer(rules.get("adam"), learning_rate=1e-3)`
-reproduces `keras.optimizers.Adam(1e-3)`, and likewise SGD, momentum, NAG and
-RMSprop reproduce Keras's `SGD`, `SGD(momentum=m)`, `SGD(momentum=m,
-nesterov=True)` and `RMSprop`, with a constant learning rate.
+reproduces `keras.optimizers.Adam(1e-3)`, and likewise SGD, momentum, NAG,
+RMSprop and Adagrad reproduce Keras's `SGD`, `SGD(momentum=m)`, `SGD(momentum=m,
+nesterov=True)`, `RMSprop` and `Adagrad`, with a constant learning rate.
 
 With a learning-rate *schedule* the momentum rules differ slightly from Keras:
 Keras folds the learning rate into the momentum buffer, while a rule's output is
@@ -174,3 +174,35 @@ class Adam(base.Rule):
       v = new["velocity_hat"] = tf.maximum(state.velocity_hat, v)
     update = -(m * alpha) / (tf.sqrt(v) + tf.constant(self.epsilon, dtype))
     return update, type(state)(**new)
+
+
+class Adagrad(base.Rule):
+  """Adagrad (Duchi et al. 2011) exactly as Keras computes it.
+
+      a <- a + g^2  (a starts at initial_accumulator_value)
+      update = -g / sqrt(a + epsilon)
+
+  Args:
+    initial_accumulator_value: starting value of the accumulator, >= 0.
+    epsilon: added inside the square root, > 0.
+  """
+
+  name = "adagrad"
+  state_fields = ("accumulator",)
+
+  def __init__(self, *, initial_accumulator_value: float = 0.1, epsilon: float = 1e-7):
+    _check_range("initial_accumulator_value", initial_accumulator_value, 0.0, float("inf"))
+    _check_range("epsilon", epsilon, 0.0, float("inf"), low_open=True)
+    super().__init__(initial_accumulator_value=initial_accumulator_value, epsilon=epsilon)
+    self.initial_accumulator_value, self.epsilon = initial_accumulator_value, epsilon
+
+  def init_state(self, var):
+    zeros = base.zeros_state(self, var, _state_type("AdagradState", self.state_fields))
+    return type(zeros)(zeros.accumulator + tf.constant(self.initial_accumulator_value,
+                                                       zeros.accumulator.dtype))
+
+  def apply(self, meta_params, grad, var, state, step):
+    del meta_params, var, step
+    accumulator = state.accumulator + tf.square(grad)
+    update = -grad / tf.sqrt(accumulator + tf.constant(self.epsilon, grad.dtype))
+    return update, type(state)(accumulator)
