@@ -55,8 +55,9 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
   `iterations`.
 
   Rules that read the objective value (`rule.uses_loss`, e.g. `gps_policy`)
-  get it from `set_loss(loss)`, which a custom training loop calls before
-  every `apply_gradients`.
+  get it from `set_loss(loss)`: `model.fit` supplies it (through
+  `scale_loss`), a custom training loop calls it before every
+  `apply_gradients`.
 
   Args:
     rule: a rule name (`"lstm"`, `"mlp"`, `"adam"`, ...; see
@@ -130,16 +131,17 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     self._loss_variable = None
     self._loss_was_set = False
     if rule.uses_loss:
+      # "mean": under a strategy each replica records its loss in `scale_loss`.
       self._loss_variable = self.add_variable(shape=(), initializer="zeros", dtype="float32",
-                                              name="objective_value")
+                                              aggregation="mean", name="objective_value")
 
   # ---------------------------------------------------------------- loss --
   def set_loss(self, loss):
     """Gives a loss-using rule (`rule.uses_loss`) the objective at the current parameters.
 
     Call it before every `apply_gradients` with the loss whose gradients are
-    applied; `model.fit` does not call it, so such rules need a custom
-    training loop.
+    applied. `model.fit` needs no call: Keras passes the loss to
+    `scale_loss`, which records it.
 
     Args:
       loss: scalar, the objective at the current values of the variables.
@@ -152,6 +154,19 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
                        "is only for rules with `uses_loss = True`.")
     self._loss_variable.assign(tf.cast(tf.reshape(loss, []), tf.float32))
     self._loss_was_set = True
+
+  def scale_loss(self, loss):
+    """Records the loss for loss-using rules, then scales it as Keras does.
+
+    Keras's `train_step` calls this with the batch loss at the current
+    parameters, before it computes the gradients, so `model.fit` feeds rules
+    such as `gps_lstm` without a custom loop. Under a strategy each replica's
+    share of the loss is recorded and averaged; the rules use only relative
+    changes of the loss, which that scaling leaves unchanged.
+    """
+    if self._loss_variable is not None:
+      self.set_loss(loss)
+    return super().scale_loss(loss)
 
   # --------------------------------------------------------- meta-params --
   @property
@@ -236,8 +251,8 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
   def apply(self, grads, trainable_variables=None):
     if self._loss_variable is not None and not self._loss_was_set:
       raise ValueError(f"Rule {self.rule.name!r} uses the objective value: call "
-                       "optimizer.set_loss(loss) before every apply_gradients (model.fit does "
-                       "not; use a custom training loop).")
+                       "optimizer.set_loss(loss) before every apply_gradients in a custom "
+                       "training loop (model.fit does it through scale_loss).")
     grads = list(grads)
     if self.nonfinite == "zero":
       return super().apply([_zero_nonfinite(g) for g in grads], trainable_variables)

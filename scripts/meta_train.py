@@ -5,6 +5,7 @@ Usage:
   keras-l2o-meta-train --trainer=bptt --rule=lstm --problem=mnist_mlp --save_dir=/tmp/l2l_mnist
   keras-l2o-meta-train --save_dir=/tmp/l2l_quad --resume      # continue a stopped / killed run
   keras-l2o-meta-train --trainer=gps --problem=logistic_regression --save_dir=/tmp/gps_logreg
+  keras-l2o-meta-train --trainer=gps --rule=gps_lstm --problem=mnist_mlp --save_dir=/tmp/gps_mnist
 
 Unset flags take the defaults of the chosen problem (see `PROBLEM_DEFAULTS`).
 The run directory gets `config.json`, `metrics.jsonl`, `checkpoints/`,
@@ -22,12 +23,18 @@ from absl import logging
 from scripts import strategy_flags
 
 TRAINERS = ("bptt", "gps")
+GPS_RULES = ("gps_policy", "gps_lstm")
 
 # Per-problem defaults for flags the user did not set.
 PROBLEM_DEFAULTS = {
     "quadratic": {"problem_config": {"num_quadratics": 128}, "num_steps": 1000,
                   "validation_every": 100, "validation_problems": 4},
-    "mnist_mlp": {"num_steps": 1000, "validation_every": 100, "validation_problems": 4},
+    # With --trainer=gps (rule gps_lstm): Li & Malik's P2 net, 48-48-10 ReLU on MNIST
+    # projected to 48 dimensions, batch 64, horizon 400.
+    "mnist_mlp": {"num_steps": 1000, "validation_every": 100, "validation_problems": 4,
+                  "gps": {"num_steps": 20, "validation_every": 1, "problem_config": {
+                      "hidden_sizes": [48, 48], "activation": "relu", "batch_size": 64,
+                      "horizon": 400, "projection_dim": 48, "init_scale": "glorot"}}},
     "digits_mlp": {"num_steps": 1000, "validation_every": 100, "validation_problems": 4},
     "conv": {"num_steps": 500, "validation_every": 100, "validation_problems": 4},
     # Li & Malik's problems; a trainer's own entry overrides (GPS counts iterations).
@@ -45,7 +52,8 @@ def define_flags():
   """Defines this script's flags."""
   flags.DEFINE_string("trainer", "bptt", f"Meta-training method: {', '.join(TRAINERS)}.")
   flags.DEFINE_string("rule", "lstm", "Rule to meta-train (see keras_l2o.rules.names()); "
-                      "--trainer=gps trains gps_policy (the default with it).")
+                      "--trainer=gps trains gps_policy (the default with it: one flat "
+                      "full-batch problem) or gps_lstm (any net, by coordinate groups).")
   flags.DEFINE_string("rule_config", "{}", "JSON object of rule configuration.")
   flags.DEFINE_string("problem", "quadratic", "Problem family (see keras_l2o.problems.names()); "
                       "a comma list meta-trains across several (a mixture).")
@@ -74,7 +82,8 @@ def define_flags():
   flags.DEFINE_string("save_dir", None, "Run directory (required).")
   flags.DEFINE_bool("resume", False, "Continue the run in --save_dir from its last checkpoint.")
   flags.DEFINE_string("gps_config", "{}", "With --trainer=gps: JSON object of further "
-                      "trainers.gps.trainer.GPSConfig fields (e.g. num_conditions).")
+                      "trainers.gps.trainer.GPSConfig fields (e.g. num_conditions), or "
+                      "trainers.gps.group_trainer.GroupGPSConfig fields with --rule=gps_lstm.")
   flags.DEFINE_integer("problems_per_replica", 1, "Trajectories each replica unrolls per "
                        "meta-step; the meta-batch is replicas x this.", lower_bound=1)
   strategy_flags.define_strategy_flags()
@@ -112,9 +121,9 @@ def resolve_settings() -> dict:
   if rule_name not in keras_l2o.rules.names():
     raise app.UsageError(f"--rule={rule_name!r} is not a rule. Valid rules: "
                          f"{', '.join(keras_l2o.rules.names())}.")
-  if FLAGS.trainer == "gps" and rule_name != "gps_policy":
-    raise app.UsageError(f"--trainer=gps meta-trains --rule=gps_policy; received "
-                         f"--rule={rule_name!r}.")
+  if FLAGS.trainer == "gps" and rule_name not in GPS_RULES:
+    raise app.UsageError(f"--trainer=gps meta-trains --rule=gps_policy or --rule=gps_lstm; "
+                         f"received --rule={rule_name!r}.")
   names = [n.strip() for n in FLAGS.problem.split(",") if n.strip()]
   unknown = [n for n in names if n not in problems.names()]
   if not names or unknown:
@@ -124,9 +133,10 @@ def resolve_settings() -> dict:
   given = _json_flag("problem_config")
   configs = {}
   for name in names:
+    defaults = PROBLEM_DEFAULTS.get(name, {})
     if len(names) == 1:
       config = dict(given) if given is not None else dict(
-          PROBLEM_DEFAULTS.get(name, {}).get("problem_config", {}))
+          defaults.get(FLAGS.trainer, {}).get("problem_config", defaults.get("problem_config", {})))
     else:  # a mixture: --problem_config maps component names to their configs
       config = dict(PROBLEM_DEFAULTS.get(name, {}).get("problem_config", {}))
       config.update((given or {}).get(name, {}))
@@ -145,11 +155,15 @@ def resolve_settings() -> dict:
         for n in names)
   try:
     components = [problems.get(n, **configs[n]) for n in names]
-    if FLAGS.trainer == "gps" and (len(components) > 1
-                                   or not getattr(components[0], "full_batch", False)):
+    if rule_name == "gps_policy" and FLAGS.trainer == "gps" and (
+        len(components) > 1 or not getattr(components[0], "full_batch", False)):
       full_batch = [n for n in problems.names() if getattr(problems.get(n), "full_batch", False)]
       raise app.UsageError(f"--trainer=gps needs one full-batch problem whose parameters are one "
                            f"flat vector ({', '.join(full_batch)}); received "
+                           f"--problem={FLAGS.problem!r} (--rule=gps_lstm trains on any one "
+                           "problem family).")
+    if FLAGS.trainer == "gps" and len(components) > 1:
+      raise app.UsageError(f"--trainer=gps trains on one problem family; received "
                            f"--problem={FLAGS.problem!r}.")
     if rule_name == "gps_policy" and len(components) == 1:
       # The policy sees the problem's whole flat parameter vector: size it to fit.
@@ -185,7 +199,11 @@ def check_save_dir(save_dir, resume):
 
 def _run_gps(settings, rule, family) -> dict:
   """Builds and runs the GPS trainer from the flags; raises app.UsageError."""
+  from trainers.gps import group_trainer  # pylint: disable=g-import-not-at-top
   from trainers.gps import trainer as gps_trainer  # pylint: disable=g-import-not-at-top
+  groups = settings["rule"] == "gps_lstm"
+  config_class = group_trainer.GroupGPSConfig if groups else gps_trainer.GPSConfig
+  trainer_class = group_trainer.GroupGPSTrainer if groups else gps_trainer.GPSTrainer
   if FLAGS.strategy != "default":
     raise app.UsageError(f"--trainer=gps runs on one device; received --strategy="
                          f"{FLAGS.strategy!r} (use the default).")
@@ -200,7 +218,7 @@ def _run_gps(settings, rule, family) -> dict:
                          "--horizon, --validation_every, --validation_problems, --learning_rate "
                          "and --seed for these.")
   try:
-    config = gps_trainer.GPSConfig(**extra, **fields)
+    config = config_class(**extra, **fields)
     config.validate()
     flag_values = {name: FLAGS[name].value for name in (
         "trainer", "rule_config", "problem", "data_path", "horizon", "validation_every",
@@ -209,8 +227,7 @@ def _run_gps(settings, rule, family) -> dict:
                        num_steps=settings["num_steps"])
     extra_config = {"settings": flag_values,
                     "problem": {"name": FLAGS.problem, "config": settings["problem_config"]}}
-    trainer = gps_trainer.GPSTrainer(rule, family, config, FLAGS.save_dir,
-                                     extra_config=extra_config)
+    trainer = trainer_class(rule, family, config, FLAGS.save_dir, extra_config=extra_config)
   except (TypeError, ValueError) as e:
     raise app.UsageError(str(e)) from e
   return trainer.run()

@@ -5,6 +5,8 @@
 
 from keras_l2o.rules.base import EmptyState
 from keras_l2o.rules.base import Rule
+from keras_l2o.rules.coordinate_policy import CoordinatePolicyRule
+from keras_l2o.rules.hand_designed import Adagrad
 from keras_l2o.rules.hand_designed import Adam
 from keras_l2o.rules.hand_designed import Momentum
 from keras_l2o.rules.hand_designed import NAG
@@ -19,8 +21,9 @@ from keras_l2o.rules.registry import names
 from keras_l2o.rules.registry import register
 from keras_l2o.rules.registry import serialize
 
-for _rule_class in (SGD, Momentum, NAG, RMSprop, Adam, LSTMRule, MLPRule, PolicyRule):
+for _rule_class in (SGD, Momentum, NAG, RMSprop, Adam, Adagrad, LSTMRule, MLPRule, PolicyRule,
+                    CoordinatePolicyRule):
   register(_rule_class)
 del _rule_class
 
-HAND_DESIGNED = ("sgd", "momentum", "nag", "rmsprop", "adam")
+HAND_DESIGNED = ("sgd", "momentum", "nag", "rmsprop", "adam", "adagrad")

@@ -1,0 +1,519 @@
+"""Guided policy search over coordinate groups (GPS.md section 2; Li & Malik 2017).
+
+Trains the coordinatewise LSTM policy (`gps_lstm` rule) on a family of nets
+(e.g. the MNIST MLP 48-48-10 ReLU of P2). For M training problems
+("conditions") and the G variables ("groups") of the net, there are C = M G
+small LQG problems, one per (condition, group), each with action dimension 1
+and the per-coordinate state of `coordinate_groups` (size 6). Each tracks S
+coordinates of its group; N trajectories per condition give N S samples of its
+LQG per iteration. One iteration is the BADMM loop of `trainer.GPSTrainer`
+with these substitutions:
+
+* sampling: every coordinate follows its group's local controller
+  psi_{m,g,t}(u | s) = N(K s + k, G) (`coordinate_groups.rollout`);
+* dynamics: `fit_dynamics` per (condition, group, step) on the N S tracked
+  transitions and their sign-flipped copies (`_mirrored`; no GMM prior: each step has hundreds of samples for a
+  13-dimensional regression; a ridge `dynamics_regularization` in the LQR's
+  unit-spread coordinates keeps it well posed);
+* cost: `coordinate_groups.group_cost` (second-order change of the objective,
+  with the curvature measured along the sampled steps, weighted by the number
+  of later steps it affects);
+* the global policy's mean along a trajectory is the LSTM run over the
+  coordinate's observations (`CoordinatePolicyRule.sequence_mean`), so its
+  linearisation, the lambda and nu updates and KL(psi || pi) use the policy
+  exactly as the optimizer applies it;
+* the supervised fit trains the LSTM on whole tracked-coordinate sequences
+  toward mu_psi - G lambda / nu with weights nu_t / G_t (normalised), and
+  Sigma_pi is one variance per group (closed form, GPS.md 3.5).
+
+Initial local policy: per condition, the best of a grid of heavy-ball
+controllers (rates x momenta, momenta from the state's averages) on noiseless
+rollouts (lowest mean objective over the horizon); its trajectories fix the
+unit scales of the LQR and the initial noise is `init_noise` action units.
+
+All state (meta-parameters and Adam slots, psi, lambda, nu, eta, step_mult,
+scales, the per-group policy variances, counters) is in one
+`tf.train.Checkpoint` written after every iteration; noise is drawn from
+seeds keyed by (seed, iteration, condition, sample), so a resumed run ends
+exactly as an uninterrupted one.
+
+Example:
+
+  >>> import tempfile, keras_l2o
+  >>> from keras_l2o import problems
+  >>> from trainers.gps import group_trainer
+  >>> config = group_trainer.GroupGPSConfig(
+  ...     iterations=1, num_conditions=1, samples_per_condition=2, coordinates_per_group=8,
+  ...     horizon=5, policy_steps=2, validation_problems=1, momentum_rates=(0.1,),
+  ...     momentum_values=(0.0,))
+  >>> family = problems.get("digits_mlp", hidden_sizes=(4,), horizon=5)
+  >>> result = group_trainer.GroupGPSTrainer("gps_lstm", family, config,
+  ...                                        tempfile.mkdtemp()).run()
+  >>> result["iterations"]
+  1
+"""
+
+import dataclasses
+import os
+from typing import Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from keras_l2o import rules as rules_lib
+from trainers import base
+from trainers.gps import coordinate_groups as groups_lib
+from trainers.gps import dynamics as dynamics_lib
+from trainers.gps import lqr
+from trainers.gps import policy_update
+from trainers.gps import step_size
+from trainers.gps import trainer as gps_trainer
+from trainers.gps import types
+
+_F64 = tf.float64
+_SCALE_FLOOR = 1e-12
+
+
+@dataclasses.dataclass
+class GroupGPSConfig:
+  """Configuration of `GroupGPSTrainer`.
+
+  Attributes mean what they mean in `trainer.GPSConfig`, plus:
+    coordinates_per_group: S, coordinates of each group recorded per
+      trajectory (the LQG samples; the rest follow the same controller).
+    init_noise: the initial local policies' action standard deviation, in
+      units of the initial controller's step spread.
+    momentum_values: momenta of the initial controller's grid: 0 and the
+      gradient averages' decays (`coordinate_groups.GRADIENT_DECAYS`).
+    policy_batch_size: sequences per Adam step of the supervised fit.
+  """
+  iterations: int = 8
+  num_conditions: int = 2
+  samples_per_condition: int = 5
+  coordinates_per_group: int = 64
+  horizon: int = 400
+  inner_iterations: int = 3
+  kl_step: float = 0.2
+  min_step_mult: float = 0.01
+  max_step_mult: float = 10.0
+  init_pol_wt: float = 0.01
+  policy_dual_rate: float = 0.2
+  nu_mode: str = "lm"
+  min_eta: float = 1e-8
+  max_eta: float = 1e16
+  eta_iterations: int = 20
+  dynamics_regularization: float = 1e-3
+  policy_regularization: float = 1e-6
+  init_noise: float = 0.3
+  momentum_rates: tuple = (0.03, 0.1, 0.3, 1.0, 3.0)
+  momentum_values: tuple = (0.0, 0.5, 0.9)
+  policy_learning_rate: float = 3e-3
+  policy_batch_size: int = 64
+  policy_steps: int = 100
+  weight_decay: float = 1e-4
+  validation_every: int = 1
+  validation_problems: int = 4
+  learning_rate: float = 1.0
+  seed: int = 0
+
+  def validate(self):
+    """Raises ValueError naming the first bad field, with what is allowed."""
+    base.check_positive_ints(self, (
+        "iterations", "num_conditions", "samples_per_condition", "coordinates_per_group",
+        "horizon", "inner_iterations", "eta_iterations", "policy_batch_size", "policy_steps",
+        "validation_every", "validation_problems"))
+    if self.horizon < 2:
+      raise ValueError(f"`horizon` must be at least 2 (the dynamics fit needs a transition). "
+                       f"Received: horizon={self.horizon}")
+    for name in ("kl_step", "min_step_mult", "max_step_mult", "init_pol_wt", "policy_dual_rate",
+                 "min_eta", "max_eta", "init_noise", "policy_learning_rate", "learning_rate"):
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"`{name}` must be a positive number. Received: {name}={value!r}")
+    for name in ("dynamics_regularization", "policy_regularization", "weight_decay"):
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError(f"`{name}` must be a non-negative number. Received: {name}={value!r}")
+    if self.min_step_mult > self.max_step_mult or self.min_eta >= self.max_eta:
+      raise ValueError("Need min_step_mult <= max_step_mult and min_eta < max_eta. Received: "
+                       f"step_mult range [{self.min_step_mult}, {self.max_step_mult}], eta range "
+                       f"[{self.min_eta}, {self.max_eta}]")
+    if self.nu_mode not in gps_trainer.NU_MODES:
+      raise ValueError(f"`nu_mode` must be one of {list(gps_trainer.NU_MODES)}. Received: "
+                       f"nu_mode={self.nu_mode!r}")
+    if not self.momentum_rates or any(not r > 0 for r in self.momentum_rates):
+      raise ValueError("`momentum_rates` must be a non-empty tuple of positive numbers. "
+                       f"Received: momentum_rates={self.momentum_rates!r}")
+    allowed = (0.0,) + groups_lib.GRADIENT_DECAYS
+    if not self.momentum_values or any(m not in allowed for m in self.momentum_values):
+      raise ValueError(f"`momentum_values` must be a non-empty tuple of values in {list(allowed)}"
+                       f" (0 and the decays of the state's gradient averages). Received: "
+                       f"momentum_values={self.momentum_values!r}")
+    if not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+      raise ValueError(f"`seed` must be a non-negative integer. Received: seed={self.seed!r}")
+
+
+class GroupGPSTrainer(gps_trainer.GPSTrainer):
+  """Meta-trains the `gps_lstm` rule by GPS over the coordinate groups of a net.
+
+  Args:
+    rule: the `gps_lstm` rule (or its name).
+    family: a `ProblemFamily` (any number of variables of any shapes).
+    config: a `GroupGPSConfig`.
+    save_dir: run directory (see `trainers.base`); created if missing.
+    extra_config: more JSON-serialisable entries for `config.json`.
+
+  Raises:
+    ValueError: for a rule other than `gps_lstm` or an invalid config.
+  """
+
+  # pylint: disable=super-init-not-called
+  def __init__(self, rule, family, config: GroupGPSConfig, save_dir: str,
+               extra_config: Optional[dict] = None):
+    config.validate()
+    self.rule = rules_lib.get(rule)
+    if self.rule.name != "gps_lstm":
+      raise ValueError(f"Coordinate-group GPS meta-trains the rule 'gps_lstm' (the coordinatewise "
+                       f"LSTM policy); received rule {self.rule.name!r}.")
+    self.family, self.config, self.save_dir = family, config, save_dir
+    os.makedirs(save_dir, exist_ok=True)
+    self._extra_config = extra_config or {}
+    self._problems = {}
+    shapes = [tuple(p.shape) for p in family.init_params(self._problem("train", 0).tensors)]
+    self.layout = groups_lib.group_layout(shapes, config.coordinates_per_group,
+                                          (config.seed, 104729))
+    m, g, t = config.num_conditions, len(shapes), config.horizon
+    self.num_groups, self.num_lqgs = g, m * g
+    self.d_x, self.d_u = groups_lib.STATE_SIZE, 1
+    c, d_x = self.num_lqgs, self.d_x
+
+    self.meta_vars = base.variables_like(self.rule.init_meta_params(config.seed), "meta")
+    self.best_vars = base.variables_like(self.rule.init_meta_params(config.seed), "best")
+    self._trainable = [v for path, v in gps_trainer._paths(self.meta_vars)  # pylint: disable=protected-access
+                       if path[0] in ("lstm", "output")]
+    self.policy_optimizer = keras.optimizers.Adam(config.policy_learning_rate)
+    self.policy_optimizer.build(self._trainable)
+
+    zeros = lambda *shape: tf.Variable(tf.zeros(shape, _F64), trainable=False)  # noqa: E731
+    self.psi_K = zeros(c, t, 1, d_x)  # pylint: disable=invalid-name
+    self.psi_k = zeros(c, t, 1)
+    self.psi_G = zeros(c, t, 1, 1)  # pylint: disable=invalid-name
+    self.lam = zeros(c, t, 1)
+    self.nu = tf.Variable(tf.fill([c, t], tf.constant(config.init_pol_wt, _F64)),
+                          trainable=False)
+    self.eta = tf.Variable(tf.ones([c], _F64), trainable=False)
+    self.step_mult = tf.Variable(tf.ones([c], _F64), trainable=False)
+    self.previous_objectives = zeros(c, 2)
+    self.state_scale = tf.Variable(tf.ones([c, d_x], _F64), trainable=False)
+    self.action_scale = tf.Variable(tf.ones([c], _F64), trainable=False)
+    self.cost_scale = tf.Variable(tf.ones([c], _F64), trainable=False)
+    self.policy_log_variance = zeros(g)  # raw units, one per group
+    self.has_previous = tf.Variable(False, trainable=False)
+    self.normalizer_frozen = tf.Variable(False, trainable=False)
+    self.initialized = tf.Variable(False, trainable=False)
+    self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False)
+    self.best_validation = tf.Variable(np.inf, dtype=_F64, trainable=False)
+    self.initial_momentum = zeros(m, 2)
+    self.checkpoint = tf.train.Checkpoint(
+        meta=self.meta_vars, best=self.best_vars, policy_optimizer=self.policy_optimizer,
+        psi_K=self.psi_K, psi_k=self.psi_k, psi_G=self.psi_G, lam=self.lam, nu=self.nu,
+        eta=self.eta, step_mult=self.step_mult, previous_objectives=self.previous_objectives,
+        state_scale=self.state_scale, action_scale=self.action_scale,
+        cost_scale=self.cost_scale, policy_log_variance=self.policy_log_variance,
+        has_previous=self.has_previous, normalizer_frozen=self.normalizer_frozen,
+        initialized=self.initialized, iteration=self.iteration,
+        best_validation=self.best_validation, initial_momentum=self.initial_momentum)
+    self.manager = tf.train.CheckpointManager(self.checkpoint,
+                                              os.path.join(save_dir, "checkpoints"),
+                                              max_to_keep=2)
+    self.metrics = base.MetricsLog(save_dir)
+    layout = self.layout
+    self._rollout_fn = tf.function(
+        lambda tensors, gains, offsets, stddevs, seeds: groups_lib.rollout(
+            family, tensors, layout, gains, offsets, stddevs, seeds))
+    self._sequence_mean_fn = tf.function(self.rule.sequence_mean)
+    self._train_policy_fn = tf.function(self._train_policy)
+    self._evaluate_fn = tf.function(self._evaluate_problem)
+    self._lqg_objective_fn = tf.function(step_size.lqg_objective)
+
+  # ------------------------------------------------------------- helpers --
+  def _to_raw(self, policy):
+    """Scaled psi [C, T, ...] -> raw-unit (gains [M, T, G, dS], offsets, stddevs [M, T, G])."""
+    m, g = self.config.num_conditions, self.num_groups
+    a = self.action_scale[:, None]
+    gains = policy.K[:, :, 0, :] * a[..., None] / self.state_scale[:, None, :]
+    offsets = policy.k[:, :, 0] * a
+    stddevs = tf.sqrt(policy.G[:, :, 0, 0]) * a
+
+    def by_condition(v):  # [C, T, ...] -> [M, T, G, ...]
+      v = tf.reshape(v, tf.concat([[m, g], tf.shape(v)[1:]], 0))
+      return tf.transpose(v, [0, 2, 1] + list(range(3, v.shape.rank)))
+
+    return by_condition(gains), by_condition(offsets), by_condition(stddevs)
+
+  def _by_lqg(self, value):
+    """[M, B, G, S, T, ...] -> [C = M G, B S, T, ...]."""
+    shape = tf.shape(value)
+    perm = [0, 2, 1, 3] + list(range(4, value.shape.rank))
+    value = tf.transpose(value, perm)
+    return tf.reshape(value, tf.concat([[shape[0] * shape[2], shape[1] * shape[3]], shape[4:]],
+                                       0))
+
+  def _samples(self, iteration, policy, noiseless=False):
+    """Rollouts of every condition under `policy` (scaled psi [C, ...]) -> float64 tensors."""
+    config = self.config
+    gains, offsets, stddevs = self._to_raw(policy)
+    outs = []
+    for m in range(config.num_conditions):
+      seeds = tf.constant([[config.seed, (iteration * 1009 + m) * 1009 + n]
+                           for n in range(config.samples_per_condition)], tf.int32)
+      std = tf.zeros_like(stddevs[m]) if noiseless else stddevs[m]
+      outs.append(self._rollout_fn(self._problem("train", m).tensors, gains[m], offsets[m], std,
+                                   seeds))
+    stacked = groups_lib.GroupRollout(*(tf.cast(tf.stack(v), _F64) for v in zip(*outs)))
+    states = self._by_lqg(stacked.states)
+    actions = self._by_lqg(stacked.actions[..., None])
+    observations = self._by_lqg(stacked.observations)
+    # Curvature along the steps, mean over a condition's samples, in each LQG's units.
+    curvature = tf.repeat(tf.reduce_mean(stacked.curvatures, axis=1), self.num_groups, axis=0)
+    curvature = tf.maximum(curvature, 0.0) * (self.action_scale / self.state_scale[:, 0])[:, None]
+    return states, actions, observations, stacked.losses, curvature  # losses [M, N, T + 1]
+
+  def _scaled(self, states, actions):
+    return (states / self.state_scale[:, None, None, :],
+            actions / self.action_scale[:, None, None, None])
+
+  # ------------------------------------------------------ initial policy --
+  def _initialize_local_policies(self):
+    """Best heavy-ball controller per condition; it also fixes the LQR's unit scales."""
+    config = self.config
+    t, g, d_x = config.horizon, self.num_groups, self.d_x
+    zeros = tf.zeros([t, g], tf.float32)
+    seeds = tf.constant([[config.seed, 0]], tf.int32)
+    chosen = []
+    for m in range(config.num_conditions):
+      tensors = self._problem("train", m).tensors
+      best = None
+      for rate in config.momentum_rates:
+        for momentum in config.momentum_values:
+          gain = np.tile(groups_lib.momentum_gain(rate, momentum), (t, g, 1))
+          out = self._rollout_fn(tensors, gain, zeros, zeros, seeds)
+          value = float(tf.reduce_mean(out.losses[0, 1:]))
+          if np.isfinite(value) and (best is None or value < best[0]):
+            best = (value, rate, momentum)
+      if best is None:
+        raise FloatingPointError(f"Condition {m}: every initial controller of the grid diverged "
+                                 f"(rates {config.momentum_rates}, momenta "
+                                 f"{config.momentum_values}).")
+      logging.info("Condition %d: initial controller rate=%g momentum=%g (mean objective %.5g)",
+                   m, best[1], best[2], best[0])
+      self.initial_momentum[m].assign([best[1], best[2]])
+      chosen.append(groups_lib.momentum_gain(best[1], best[2]))
+    # Raw gains per LQG, and unit scales from the chosen controllers' noiseless trajectories.
+    raw = np.repeat(np.stack(chosen), g, axis=0)  # [C, dS]
+    self.psi_K.assign(tf.tile(tf.constant(raw, _F64)[:, None, None, :], [1, t, 1, 1]))
+    self.psi_k.assign(tf.zeros_like(self.psi_k))
+    self.psi_G.assign(tf.zeros_like(self.psi_G))
+    states, actions, _, _, _ = self._samples(0, self.psi(), noiseless=True)
+    state_scale = tf.maximum(tf.math.reduce_std(states, axis=[1, 2]), _SCALE_FLOOR)
+    action_scale = tf.maximum(tf.math.reduce_std(actions, axis=[1, 2, 3]), _SCALE_FLOOR)
+    product = tf.abs(states[..., groups_lib.GRADIENT_INDEX] * actions[..., 0])  # [C, P, T]
+    weights = (t - tf.range(t, dtype=_F64)) / t
+    typical = tf.reduce_mean(product * weights, axis=[1, 2])
+    self.state_scale.assign(state_scale)
+    self.action_scale.assign(action_scale)
+    self.cost_scale.assign(tf.where(typical > 0, (state_scale[:, 0] * action_scale)
+                                    / tf.maximum(typical, _SCALE_FLOOR), tf.ones_like(typical)))
+    self.psi_K.assign(self.psi_K * self.state_scale[:, None, None, :]
+                      / self.action_scale[:, None, None, None])
+    self.psi_G.assign(tf.fill(tf.shape(self.psi_G), tf.constant(config.init_noise ** 2, _F64)))
+    variance = tf.reduce_mean(tf.reshape((config.init_noise * action_scale) ** 2,
+                                         [config.num_conditions, g]), axis=0)
+    self.policy_log_variance.assign(tf.math.log(variance))
+    self.initialized.assign(True)
+
+  # -------------------------------------------------------------- policy --
+  def _policy_means(self, observations):
+    """mu_pi along the tracked coordinates' trajectories, scaled: [C, P, T, 3] -> [C, P, T, 1]."""
+    shape = tf.shape(observations)
+    flat = tf.reshape(tf.cast(observations, tf.float32), [-1, shape[2], shape[3]])
+    means = tf.cast(self._sequence_mean_fn(self.meta_vars, flat), _F64)
+    means = tf.reshape(means, shape[:3])
+    return (means / self.action_scale[:, None, None])[..., None]
+
+  def _policy_variance_scaled(self):
+    """Sigma_pi per LQG in its action units, [C, 1]."""
+    variance = tf.tile(tf.exp(self.policy_log_variance), [self.config.num_conditions])
+    return (variance / self.action_scale ** 2)[:, None]
+
+  def _freeze_normalizer(self, observations):
+    """Standardises the observation with these statistics, keeping the policy's function.
+
+    With mean m and std s, z_old = s z_new + m: the LSTM input rows and the
+    skip weights are multiplied by s, and m times them moves into the biases.
+    """
+    flat = tf.reshape(tf.cast(observations, _F64), [-1, observations.shape[-1]])
+    mean = tf.reduce_mean(flat, axis=0)
+    std = tf.maximum(tf.math.reduce_std(flat, axis=0), 1e-3)
+    features = int(mean.shape[0])
+    lstm, out = self.meta_vars["lstm"], self.meta_vars["output"]
+    kernel = tf.cast(lstm["kernel"], _F64)
+    rows = kernel[:features]
+    lstm["bias"].assign(tf.cast(tf.cast(lstm["bias"], _F64)
+                                + tf.linalg.matvec(rows, mean, transpose_a=True), tf.float32))
+    lstm["kernel"].assign(tf.cast(tf.concat([std[:, None] * rows, kernel[features:]], 0),
+                                  tf.float32))
+    skip = tf.cast(out["skip"], _F64)
+    out["bias"].assign(tf.cast(tf.cast(out["bias"], _F64)
+                               + tf.linalg.matvec(skip, mean, transpose_a=True), tf.float32))
+    out["skip"].assign(tf.cast(std[:, None] * skip, tf.float32))
+    self.meta_vars["normalizer"]["mean"].assign(tf.cast(mean, tf.float32))
+    self.meta_vars["normalizer"]["std"].assign(tf.cast(std, tf.float32))
+    self.normalizer_frozen.assign(True)
+
+  def _train_policy(self, observations, targets, weights, indices):
+    """Adam steps on the weighted squared error (+ weight decay) over sequence minibatches."""
+    kernels = [self.meta_vars["lstm"]["kernel"], self.meta_vars["output"]["kernel"]]
+    total = tf.constant(0.0, tf.float32)
+    for i in tf.range(tf.shape(indices)[0]):
+      rows = indices[i]
+      with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch(self._trainable)
+        mean = self.rule.sequence_mean(self.meta_vars, tf.gather(observations, rows))
+        error = tf.gather(targets, rows) - mean
+        loss = 0.5 * tf.reduce_mean(tf.gather(weights, rows) * tf.square(error))
+        objective = loss + self.config.weight_decay * tf.add_n([tf.nn.l2_loss(k) for k in kernels])
+      grads = tape.gradient(objective, self._trainable)
+      self.policy_optimizer.apply(grads, self._trainable)
+      total += loss
+    return total / tf.cast(tf.shape(indices)[0], tf.float32)
+
+  def _policy_step(self, iteration, inner, observations, states, policy):
+    """The supervised theta step toward psi (GPS.md 3.5) over all LQGs; returns its loss."""
+    config = self.config
+    if not bool(self.normalizer_frozen):
+      self._freeze_normalizer(observations)
+    mu_psi = gps_trainer._local_means(policy, states)  # pylint: disable=protected-access
+    targets, precisions, weights = policy_update.policy_targets(mu_psi, policy.G, self.lam,
+                                                                self.nu)
+    weights = policy_update.normalise_weights(weights)  # [C, P, T]
+    action_scale = self.action_scale[:, None, None]
+    raw_targets = targets[..., 0] * action_scale  # [C, P, T]
+    raw_precision = precisions[..., 0, 0] / action_scale ** 2  # [C, P, T]
+    # Sigma_pi per group: sum w / sum w P over the group's (condition, sample, step) entries.
+    m, g = config.num_conditions, self.num_groups
+    w_groups = tf.reshape(weights, [m, g, -1])
+    p_groups = tf.reshape(raw_precision, [m, g, -1])
+    variance = tf.reduce_sum(w_groups, axis=[0, 2]) / tf.reduce_sum(w_groups * p_groups,
+                                                                    axis=[0, 2])
+    self.policy_log_variance.assign(tf.math.log(variance))
+    # Precisions relative to their mean, so the weight decay keeps its meaning across nets.
+    per_sequence = weights * raw_precision
+    per_sequence = per_sequence / tf.reduce_mean(per_sequence)
+    count = int(raw_targets.shape[0] * raw_targets.shape[1])
+    obs = tf.reshape(tf.cast(observations, tf.float32), [count, config.horizon, -1])
+    rng = np.random.default_rng([config.seed, iteration, inner])
+    indices = rng.integers(0, count, size=(config.policy_steps,
+                                           min(config.policy_batch_size, count)))
+    return float(self._train_policy_fn(
+        obs, tf.cast(tf.reshape(raw_targets, [count, -1]), tf.float32),
+        tf.cast(tf.reshape(per_sequence, [count, -1]), tf.float32),
+        tf.constant(indices, tf.int32)))
+
+  def _linearize_groups(self, states, policy_means):
+    return dynamics_lib.linearize_policy(*_mirrored(states, policy_means),
+                                         self._policy_variance_scaled(),
+                                         regularization=self.config.policy_regularization)
+
+  def _kl_to_policy_groups(self, policy, states, policy_means):
+    """KL(psi_t(.|s_i) || pi(.|o_i)) per sample (1-D Gaussians), [C, P, T]."""
+    mu_psi = gps_trainer._local_means(policy, states)[..., 0]  # pylint: disable=protected-access
+    var_psi = policy.G[:, None, :, 0, 0]
+    var_pi = self._policy_variance_scaled()[:, :, None]
+    return 0.5 * (tf.math.log(var_pi / var_psi) + (var_psi + tf.square(mu_psi
+                                                                         - policy_means[..., 0]))
+                  / var_pi - 1.0)
+
+  # ----------------------------------------------------------- iteration --
+  def _eta_search_groups(self, cost, dyn, sampled, pi_lin):
+    config = self.config
+    epsilon = config.horizon * config.kl_step * self.step_mult.numpy()
+    result = lqr.eta_search(cost, dyn, sampled, pi_lin, self.lam, self.nu, epsilon,
+                            self.eta.numpy(), min_eta=config.min_eta, max_eta=config.max_eta,
+                            max_iterations=config.eta_iterations)
+    self.eta.assign(result.eta)
+    return result.policy, result.kl
+
+  def _iteration(self, iteration) -> dict:
+    """One BADMM iteration over all (condition, group) LQGs; returns its metrics."""
+    config = self.config
+    sampled = self.psi()
+    raw_states, raw_actions, observations, losses, curvature = self._samples(iteration + 1,
+                                                                             sampled)
+    states, actions = self._scaled(raw_states, raw_actions)
+    dyn = dynamics_lib.fit_dynamics(*_mirrored(states, actions),
+                                    regularization=config.dynamics_regularization)
+    cost = groups_lib.group_cost(curvature, self.cost_scale, config.horizon)
+    policy_means = self._policy_means(observations)
+    pi_lin = self._linearize_groups(states, policy_means)
+    if bool(self.has_previous):
+      model = step_size.LQGModel(dyn, cost, pi_lin, tf.identity(self.nu))
+      current = self._lqg_objective_fn(sampled, model)
+      previous = self.previous_objectives[:, 0]
+      self.step_mult.assign(step_size.adjust_step_mult(
+          previous - self.previous_objectives[:, 1], previous - current, self.step_mult,
+          config.min_step_mult, config.max_step_mult))
+    theta_losses, policy, kl = [], sampled, None
+    for inner in range(config.inner_iterations):
+      if iteration > 0 or inner > 0:
+        theta_losses.append(self._policy_step(iteration, inner, observations, states, policy))
+        policy_means = self._policy_means(observations)
+        pi_lin = self._linearize_groups(states, policy_means)
+        self.lam.assign(policy_update.update_lambda(
+            self.lam, self.nu, policy.G, gps_trainer._local_means(policy, states),  # pylint: disable=protected-access
+            policy_means, config.policy_dual_rate))
+        if inner == config.inner_iterations - 1:
+          self.nu.assign(policy_update.update_nu(
+              self.nu, self._kl_to_policy_groups(policy, states, policy_means), config.nu_mode))
+      policy, kl = self._eta_search_groups(cost, dyn, sampled, pi_lin)
+    model = step_size.LQGModel(dyn, cost, pi_lin, tf.identity(self.nu))
+    self.previous_objectives.assign(tf.stack([self._lqg_objective_fn(sampled, model),
+                                              self._lqg_objective_fn(policy, model)], axis=1))
+    self.has_previous.assign(True)
+    self.psi_K.assign(policy.K)
+    self.psi_k.assign(policy.k)
+    self.psi_G.assign(policy.G)
+    kl_pi = self._kl_to_policy_groups(policy, states, self._policy_means(observations))
+    return {
+        "meta_loss": float(tf.reduce_mean(losses[..., 1:])),
+        "sample_final_loss": float(tf.reduce_mean(losses[..., -1])),
+        "theta_loss": float(np.mean(theta_losses)) if theta_losses else None,
+        "kl_to_sampled": float(np.mean(kl)), "kl_psi_pi": float(tf.reduce_mean(kl_pi)),
+        "eta_mean": float(np.exp(np.mean(np.log(self.eta.numpy())))),
+        "step_mult_mean": float(tf.reduce_mean(self.step_mult)),
+        "nu_mean": float(tf.reduce_mean(self.nu)),
+        "policy_std_mean": float(tf.reduce_mean(tf.exp(0.5 * self.policy_log_variance)))}
+
+  def _run_config(self) -> dict:
+    gps = dataclasses.asdict(self.config)
+    gps["momentum_rates"] = list(gps["momentum_rates"])
+    gps["momentum_values"] = list(gps["momentum_values"])
+    return {"format": base.RUN_FORMAT, "trainer": "gps",
+            "rule": rules_lib.serialize(self.rule),
+            "problem_family": {"class": type(self.family).__name__,
+                               "config": self.family.get_config()},
+            "gps": gps, "coordinate_groups": True, "versions": base.versions(),
+            **self._extra_config}
+
+
+def _mirrored(states, actions):
+  """The samples and their sign-flipped copies, [C, 2P, ...] (a symmetry prior).
+
+  Flipping the sign of a coordinate's gradient history flips the step a
+  sensible optimizer takes; fitting on both halves makes the tied dynamics
+  and the policy linearisation odd (no offsets), so the LQR cannot learn a
+  constant drift shared by all coordinates of a group.
+  """
+  return tf.concat([states, -states], axis=1), tf.concat([actions, -actions], axis=1)
