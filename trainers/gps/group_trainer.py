@@ -70,7 +70,6 @@ from trainers.gps import lqr
 from trainers.gps import policy_update
 from trainers.gps import step_size
 from trainers.gps import trainer as gps_trainer
-from trainers.gps import types
 
 _F64 = tf.float64
 _SCALE_FLOOR = 1e-12
@@ -335,7 +334,7 @@ class GroupGPSTrainer(gps_trainer.GPSTrainer):
     self.initialized.assign(True)
 
   # -------------------------------------------------------------- policy --
-  def _policy_means(self, observations):
+  def _policy_mean(self, observations):
     """mu_pi along the tracked coordinates' trajectories, scaled: [C, P, T, 3] -> [C, P, T, 1]."""
     shape = tf.shape(observations)
     flat = tf.reshape(tf.cast(observations, tf.float32), [-1, shape[2], shape[3]])
@@ -373,22 +372,11 @@ class GroupGPSTrainer(gps_trainer.GPSTrainer):
     self.meta_vars["normalizer"]["std"].assign(tf.cast(std, tf.float32))
     self.normalizer_frozen.assign(True)
 
-  def _train_policy(self, observations, targets, weights, indices):
-    """Adam steps on the weighted squared error (+ weight decay) over sequence minibatches."""
-    kernels = [self.meta_vars["lstm"]["kernel"], self.meta_vars["output"]["kernel"]]
-    total = tf.constant(0.0, tf.float32)
-    for i in tf.range(tf.shape(indices)[0]):
-      rows = indices[i]
-      with tf.GradientTape(watch_accessed_variables=False) as tape:
-        tape.watch(self._trainable)
-        mean = self.rule.sequence_mean(self.meta_vars, tf.gather(observations, rows))
-        error = tf.gather(targets, rows) - mean
-        loss = 0.5 * tf.reduce_mean(tf.gather(weights, rows) * tf.square(error))
-        objective = loss + self.config.weight_decay * tf.add_n([tf.nn.l2_loss(k) for k in kernels])
-      grads = tape.gradient(objective, self._trainable)
-      self.policy_optimizer.apply(grads, self._trainable)
-      total += loss
-    return total / tf.cast(tf.shape(indices)[0], tf.float32)
+  def _theta_loss(self, observations, targets, precisions, weights, batch):
+    """Weighted squared error of the LSTM's means along whole sequences [B, T]."""
+    del batch
+    error = targets - self.rule.sequence_mean(self.meta_vars, observations)
+    return 0.5 * tf.reduce_mean(weights * precisions * tf.square(error))
 
   def _policy_step(self, iteration, inner, observations, states, policy):
     """The supervised theta step toward psi (GPS.md 3.5) over all LQGs; returns its loss."""
@@ -409,7 +397,8 @@ class GroupGPSTrainer(gps_trainer.GPSTrainer):
     variance = tf.reduce_sum(w_groups, axis=[0, 2]) / tf.reduce_sum(w_groups * p_groups,
                                                                     axis=[0, 2])
     self.policy_log_variance.assign(tf.math.log(variance))
-    # Precisions relative to their mean, so the weight decay keeps its meaning across nets.
+    # Weighted precisions relative to their mean, so the weight decay keeps its meaning across
+    # nets (the fit's per-entry weights are then 1).
     per_sequence = weights * raw_precision
     per_sequence = per_sequence / tf.reduce_mean(per_sequence)
     count = int(raw_targets.shape[0] * raw_targets.shape[1])
@@ -417,17 +406,17 @@ class GroupGPSTrainer(gps_trainer.GPSTrainer):
     rng = np.random.default_rng([config.seed, iteration, inner])
     indices = rng.integers(0, count, size=(config.policy_steps,
                                            min(config.policy_batch_size, count)))
+    precisions = tf.cast(tf.reshape(per_sequence, [count, -1]), tf.float32)
     return float(self._train_policy_fn(
-        obs, tf.cast(tf.reshape(raw_targets, [count, -1]), tf.float32),
-        tf.cast(tf.reshape(per_sequence, [count, -1]), tf.float32),
-        tf.constant(indices, tf.int32)))
+        obs, tf.cast(tf.reshape(raw_targets, [count, -1]), tf.float32), precisions,
+        tf.ones_like(precisions), tf.constant(indices, tf.int32)))
 
-  def _linearize_groups(self, states, policy_means):
+  def _linearize(self, states, policy_means):
     return dynamics_lib.linearize_policy(*_mirrored(states, policy_means),
                                          self._policy_variance_scaled(),
                                          regularization=self.config.policy_regularization)
 
-  def _kl_to_policy_groups(self, policy, states, policy_means):
+  def _kl_to_policy(self, policy, states, policy_means):
     """KL(psi_t(.|s_i) || pi(.|o_i)) per sample (1-D Gaussians), [C, P, T]."""
     mu_psi = gps_trainer._local_means(policy, states)[..., 0]  # pylint: disable=protected-access
     var_psi = policy.G[:, None, :, 0, 0]
@@ -437,7 +426,7 @@ class GroupGPSTrainer(gps_trainer.GPSTrainer):
                   / var_pi - 1.0)
 
   # ----------------------------------------------------------- iteration --
-  def _eta_search_groups(self, cost, dyn, sampled, pi_lin):
+  def _eta_search(self, cost, dyn, sampled, pi_lin):
     config = self.config
     epsilon = config.horizon * config.kl_step * self.step_mult.numpy()
     result = lqr.eta_search(cost, dyn, sampled, pi_lin, self.lam, self.nu, epsilon,
@@ -446,55 +435,24 @@ class GroupGPSTrainer(gps_trainer.GPSTrainer):
     self.eta.assign(result.eta)
     return result.policy, result.kl
 
-  def _iteration(self, iteration) -> dict:
-    """One BADMM iteration over all (condition, group) LQGs; returns its metrics."""
+  def _lqg_objective(self, policy, model):
+    return self._lqg_objective_fn(policy, model)
+
+  def _policy_std_mean(self) -> float:
+    return float(tf.reduce_mean(tf.exp(0.5 * self.policy_log_variance)))
+
+  def _local_models(self, iteration, sampled):
+    """Group rollouts under psi; dynamics, cost and pi_lin per (condition, group) LQG."""
     config = self.config
-    sampled = self.psi()
     raw_states, raw_actions, observations, losses, curvature = self._samples(iteration + 1,
                                                                              sampled)
     states, actions = self._scaled(raw_states, raw_actions)
     dyn = dynamics_lib.fit_dynamics(*_mirrored(states, actions),
                                     regularization=config.dynamics_regularization)
     cost = groups_lib.group_cost(curvature, self.cost_scale, config.horizon)
-    policy_means = self._policy_means(observations)
-    pi_lin = self._linearize_groups(states, policy_means)
-    if bool(self.has_previous):
-      model = step_size.LQGModel(dyn, cost, pi_lin, tf.identity(self.nu))
-      current = self._lqg_objective_fn(sampled, model)
-      previous = self.previous_objectives[:, 0]
-      self.step_mult.assign(step_size.adjust_step_mult(
-          previous - self.previous_objectives[:, 1], previous - current, self.step_mult,
-          config.min_step_mult, config.max_step_mult))
-    theta_losses, policy, kl = [], sampled, None
-    for inner in range(config.inner_iterations):
-      if iteration > 0 or inner > 0:
-        theta_losses.append(self._policy_step(iteration, inner, observations, states, policy))
-        policy_means = self._policy_means(observations)
-        pi_lin = self._linearize_groups(states, policy_means)
-        self.lam.assign(policy_update.update_lambda(
-            self.lam, self.nu, policy.G, gps_trainer._local_means(policy, states),  # pylint: disable=protected-access
-            policy_means, config.policy_dual_rate))
-        if inner == config.inner_iterations - 1:
-          self.nu.assign(policy_update.update_nu(
-              self.nu, self._kl_to_policy_groups(policy, states, policy_means), config.nu_mode))
-      policy, kl = self._eta_search_groups(cost, dyn, sampled, pi_lin)
-    model = step_size.LQGModel(dyn, cost, pi_lin, tf.identity(self.nu))
-    self.previous_objectives.assign(tf.stack([self._lqg_objective_fn(sampled, model),
-                                              self._lqg_objective_fn(policy, model)], axis=1))
-    self.has_previous.assign(True)
-    self.psi_K.assign(policy.K)
-    self.psi_k.assign(policy.k)
-    self.psi_G.assign(policy.G)
-    kl_pi = self._kl_to_policy_groups(policy, states, self._policy_means(observations))
-    return {
-        "meta_loss": float(tf.reduce_mean(losses[..., 1:])),
-        "sample_final_loss": float(tf.reduce_mean(losses[..., -1])),
-        "theta_loss": float(np.mean(theta_losses)) if theta_losses else None,
-        "kl_to_sampled": float(np.mean(kl)), "kl_psi_pi": float(tf.reduce_mean(kl_pi)),
-        "eta_mean": float(np.exp(np.mean(np.log(self.eta.numpy())))),
-        "step_mult_mean": float(tf.reduce_mean(self.step_mult)),
-        "nu_mean": float(tf.reduce_mean(self.nu)),
-        "policy_std_mean": float(tf.reduce_mean(tf.exp(0.5 * self.policy_log_variance)))}
+    policy_means = self._policy_mean(observations)
+    pi_lin = self._linearize(states, policy_means)
+    return states, observations, dyn, cost, policy_means, pi_lin, losses
 
   def _run_config(self) -> dict:
     gps = dataclasses.asdict(self.config)

@@ -405,6 +405,11 @@ class GPSTrainer:
     self.meta_vars["normalizer"]["std"].assign(tf.cast(std, dtype))
     self.normalizer_frozen.assign(True)
 
+  def _theta_loss(self, observations, targets, precisions, weights, batch):
+    """The weighted Mahalanobis distance of the policy's means to the targets (GPS.md 3.5)."""
+    mean = self.rule.mean(self.meta_vars, observations)
+    return policy_update.theta_loss(targets, precisions, weights, mean, batch)
+
   def _train_policy(self, observations, targets, precisions, weights, indices):
     """Adam steps on theta_loss + weight decay over minibatches `indices` [S, B]."""
     kernels = [v for path, v in _paths(self.meta_vars) if path[-1] == "kernel"]
@@ -414,9 +419,8 @@ class GPSTrainer:
       rows = indices[i]
       with tf.GradientTape(watch_accessed_variables=False) as tape:
         tape.watch(self._trainable)
-        mean = self.rule.mean(self.meta_vars, tf.gather(observations, rows))
-        loss = policy_update.theta_loss(tf.gather(targets, rows), tf.gather(precisions, rows),
-                                        tf.gather(weights, rows), mean, batch)
+        loss = self._theta_loss(*(tf.gather(v, rows) for v in (observations, targets, precisions,
+                                                                weights)), batch)
         decay = tf.add_n([tf.nn.l2_loss(k) for k in kernels])
         objective = loss + self.config.weight_decay * decay
       grads = tape.gradient(objective, self._trainable)
@@ -493,10 +497,14 @@ class GPSTrainer:
     return tf.concat(values, axis=0)
 
   # ----------------------------------------------------------- iteration --
-  def _iteration(self, iteration) -> dict:
-    """One GPS iteration (module docstring); returns its metrics."""
+  def _local_models(self, iteration, sampled):
+    """Samples psi and fits the local models (GPS.md 3.1-3.4).
+
+    Returns:
+      `(states, observations, dynamics, cost, policy_means, pi_lin, losses)`
+      batched over the LQGs (here: the conditions); `losses` [M, N, T + 1].
+    """
     config = self.config
-    sampled = self.psi()
     samples = self._sample(iteration, sampled)
     states, actions = samples.states, samples.actions  # [M, N, T, dX], [M, N, T, dU]
     observations = states[..., self.layout.observation]
@@ -511,6 +519,17 @@ class GPSTrainer:
     for m in range(config.num_conditions):
       self.policy_priors[m].update(states[m], policy_means[m])
     pi_lin = self._linearize(states, policy_means)
+    return states, observations, dyn, cost, policy_means, pi_lin, samples.losses
+
+  def _policy_std_mean(self) -> float:
+    return float(tf.reduce_mean(tf.sqrt(self._policy_variance())))
+
+  def _iteration(self, iteration) -> dict:
+    """One GPS iteration (module docstring); returns its metrics."""
+    config = self.config
+    sampled = self.psi()
+    states, observations, dyn, cost, policy_means, pi_lin, losses = self._local_models(
+        iteration, sampled)
     record = {}
     if bool(self.has_previous):
       model = step_size.LQGModel(dyn, cost, pi_lin, tf.identity(self.nu))
@@ -543,14 +562,14 @@ class GPSTrainer:
     self.psi_G.assign(policy.G)
     kl_pi = self._kl_to_policy(policy, states, self._policy_mean(observations))
     record.update({
-        "meta_loss": float(tf.reduce_mean(samples.losses[..., 1:])),
-        "sample_final_loss": float(tf.reduce_mean(samples.losses[..., -1])),
+        "meta_loss": float(tf.reduce_mean(losses[..., 1:])),
+        "sample_final_loss": float(tf.reduce_mean(losses[..., -1])),
         "theta_loss": float(np.mean(theta_losses)) if theta_losses else None,
         "kl_to_sampled": float(np.mean(kl)), "kl_psi_pi": float(tf.reduce_mean(kl_pi)),
         "eta_mean": float(np.exp(np.mean(np.log(self.eta.numpy())))),
         "step_mult_mean": float(tf.reduce_mean(self.step_mult)),
         "nu_mean": float(tf.reduce_mean(self.nu)),
-        "policy_std_mean": float(tf.reduce_mean(tf.sqrt(self._policy_variance())))})
+        "policy_std_mean": self._policy_std_mean()})
     return record
 
   # ---------------------------------------------------------- validation --
