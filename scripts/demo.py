@@ -8,8 +8,9 @@ r"""`make demo`: the main job of keras_l2o on an embedded default, offline.
    `report.md` and `results.json`.
 3. Trains a small MLP on scikit-learn's digits with the pretrained
    general-purpose optimizer `keras_l2o.pretrained.get()` next to Adam with its
-   learning rate tuned on a validation split, and prints their losses and
-   accuracies (`digits/curves.png`).
+   learning rate tuned on a validation split, and the optimizer trained by
+   guided policy search on MNIST nets (`keras_l2o.pretrained.get("gps-mnist")`),
+   and prints their losses and accuracies (`digits/curves.png`).
 
 Usage:
 
@@ -172,6 +173,9 @@ def evaluate_quadratic(save_dir: str, output_dir: str, num_problems: int, seed: 
   return results
 
 
+GPS_PRETRAINED = "gps-mnist"
+
+
 def pretrained_optimizer():
   """The shipped general-purpose default, or the untrained mlp rule if none is shipped."""
   if keras_l2o.pretrained.DEFAULT in keras_l2o.pretrained.names():
@@ -196,7 +200,7 @@ def tune_adam(data, *, epochs: int, seed: int, strategy=None) -> float:
 
 
 def digits_comparison(output_dir: str, *, epochs: int, seed: int, strategy=None) -> list:
-  """Stage 3: the pretrained default next to tuned Adam on digits."""
+  """Stage 3: the pretrained default (and gps-mnist) next to tuned Adam on digits."""
   os.makedirs(output_dir, exist_ok=True)
   data = load_data(seed)
   logging.info("digits: %d train / %d test examples; MLP 64-%d-10, batch %d, %d epochs.",
@@ -207,6 +211,10 @@ def digits_comparison(output_dir: str, *, epochs: int, seed: int, strategy=None)
                        lambda: keras.optimizers.Adam(adam_lr), data, epochs=epochs, seed=seed,
                        strategy=strategy),
              train_one(name, make, data, epochs=epochs, seed=seed, strategy=strategy)]
+  if GPS_PRETRAINED in keras_l2o.pretrained.names():
+    results.append(train_one(f'keras_l2o.pretrained.get("{GPS_PRETRAINED}")',
+                             lambda: keras_l2o.pretrained.get(GPS_PRETRAINED), data,
+                             epochs=epochs, seed=seed, strategy=strategy))
   for r in results:
     if not (math.isfinite(r["final_train_loss"]) and 0.0 <= r["test_accuracy"] <= 1.0):
       logging.warning("%s ended with a non-finite loss or invalid accuracy.", r["optimizer"])

@@ -72,7 +72,9 @@ def main(argv):
       "trained_on": {"problem": settings.get("problem"),
                      "problem_config": config.get("problem", {}).get("config")},
       "meta_training": {"trainer": config.get("trainer"), "steps": records[-1]["step"] if records
-                        else 0, "which": FLAGS.which, "bptt": config.get("bptt"),
+                        else 0, "which": FLAGS.which,
+                        # The trainer's own settings ("bptt" or "gps").
+                        config.get("trainer") or "bptt": config.get(config.get("trainer") or "bptt"),
                         "first_validation_loss": validation[0]["validation_loss"] if validation
                         else None,
                         "best_validation_loss": min(r["validation_loss"] for r in validation)

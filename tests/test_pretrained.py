@@ -12,7 +12,7 @@ import keras_l2o  # pylint: disable=g-import-not-at-top
 from keras_l2o import datasets  # pylint: disable=g-import-not-at-top
 from keras_l2o import problems  # pylint: disable=g-import-not-at-top
 
-SHIPPED = ("l2l-mnist", "l2l-quadratic", "l2o-mlp-general")
+SHIPPED = ("gps-mnist", "l2l-mnist", "l2l-quadratic", "l2o-mlp-general")
 
 
 class PretrainedTest(tf.test.TestCase):
@@ -54,6 +54,32 @@ class PretrainedTest(tf.test.TestCase):
     losses = history.history["loss"]
     self.assertTrue(all(np.isfinite(losses)))
     self.assertLess(losses[-1], 0.7 * losses[0])
+
+  def test_gps_mnist_trains_unseen_datasets_for_twice_its_horizon(self):
+    """Issue 6: outside its training set, 800 steps (2 x 400), every loss finite, end below start."""
+    horizon = 2 * keras_l2o.pretrained.card("gps-mnist")["trained_on"]["problem_config"]["horizon"]
+    self.assertEqual(horizon, 800)
+    for name in ("wine", "breast_cancer", "digits"):
+      data = datasets.load(name)
+      keras.utils.set_random_seed(0)
+      model = keras.Sequential([keras.Input(data.x.shape[1:]),
+                                keras.layers.Dense(48, activation="relu"),
+                                keras.layers.Dense(48, activation="relu"),
+                                keras.layers.Dense(data.num_classes)])
+      model.compile(optimizer=keras_l2o.pretrained.get("gps-mnist"),
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+      first = model.evaluate(data.x, data.y, verbose=0)
+      batches = tf.data.Dataset.from_tensor_slices((data.x, data.y)).shuffle(
+          len(data.x), seed=0).repeat().batch(64)
+      losses = []
+      callback = keras.callbacks.LambdaCallback(
+          on_train_batch_end=lambda batch, logs: losses.append(logs["loss"]))
+      model.fit(batches, steps_per_epoch=horizon // 4, epochs=4, verbose=0, shuffle=False,
+                callbacks=[callback])
+      self.assertLen(losses, horizon)
+      self.assertTrue(np.all(np.isfinite(losses)), msg=name)
+      final = model.evaluate(data.x, data.y, verbose=0)
+      self.assertLess(final, 0.5 * first, msg=name)
 
   def test_get_accepts_keras_options_and_exports(self):
     optimizer = keras_l2o.pretrained.get("l2l-quadratic", clipnorm=1.0, learning_rate=0.5)
