@@ -6,7 +6,7 @@ Usage:
       --num_problems=100 --output_dir=/tmp/eval_quad
 
 `--optimizers` entries: a meta-training directory, a SavedModel export,
-`pretrained:NAME`, or a baseline (`sgd`, `momentum`, `nag`, `rmsprop`, `adam`),
+`pretrained:NAME`, or a baseline (`sgd`, `momentum`, `nag`, `rmsprop`, `adam`, `adagrad`),
 whose learning rate is tuned on validation problems unless given as `adam@0.01`.
 Problems with a full-batch objective (quadratic and the Li & Malik families
 logistic_regression, robust_linear_regression, two_layer_net) also take `cg`

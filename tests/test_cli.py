@@ -40,7 +40,7 @@ class EvaluateCommandTest(tf.test.TestCase):
     result = _run("scripts.evaluate", "--optimizers=adamw", "--output_dir=/tmp/unused")
     self.assertNotEqual(result.returncode, 0)
     self.assertIn("--optimizers entry 'adamw' is neither a baseline (sgd, momentum, nag, rmsprop, "
-                  "adam, adagrad[@LEARNING_RATE]), pretrained:NAME (NAME in: l2l-mnist, "
+                  "adam, adagrad[@LEARNING_RATE]), pretrained:NAME (NAME in: gps-mnist, l2l-mnist, "
                   "l2l-quadratic, l2o-mlp-general), nor an existing meta-training directory or "
                   "export.",
                   result.stderr)
@@ -64,7 +64,7 @@ class MetaTrainCommandTest(tf.test.TestCase):
                   again.stderr)
     bad = _run("scripts.meta_train", "--rule=adam", f"--save_dir={save_dir}_2")
     self.assertIn("--rule='adam' is hand-designed: it has no meta-parameters to train. Learned "
-                  "rules: gps_policy, lstm, mlp.", bad.stderr)
+                  "rules: gps_lstm, gps_policy, lstm, mlp.", bad.stderr)
     bad = _run("scripts.meta_train", "--problem=cifar", f"--save_dir={save_dir}_3")
     self.assertIn("is not a problem. Valid problems: conv, digits_mlp, logistic_regression, "
                   "mnist_mlp, quadratic, robust_linear_regression, two_layer_net", bad.stderr)
