@@ -33,9 +33,9 @@ class GroupTrainerTest(tf.test.TestCase):
     whole = group_trainer.GroupGPSTrainer("gps_lstm", _family(), _config(), whole_dir).run()
     self.assertEqual(whole["iterations"], 2)
     self.assertTrue(np.isfinite(whole["best_validation_loss"]))
-    # The supervised fit moved the policy: validation differs from the initial one.
-    self.assertNotAlmostEqual(whole["first_validation_loss"], whole["last_validation_loss"],
-                              places=4)
+    # The supervised fit toward the local controllers lowered the policy's validation loss
+    # (2.3616 -> 2.3595 at these tiny sizes).
+    self.assertLess(whole["best_validation_loss"], whole["first_validation_loss"] - 1e-3)
     split_dir = tempfile.mkdtemp()
     group_trainer.GroupGPSTrainer("gps_lstm", _family(), _config(iterations=1), split_dir).run()
     resumed = group_trainer.GroupGPSTrainer("gps_lstm", _family(), _config(), split_dir).run()

@@ -162,3 +162,13 @@ def check_positive_ints(config, names):
     value = getattr(config, name)
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
       raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+
+
+def check_numbers(config, positive=(), non_negative=()):
+  """Raises ValueError naming the first field that is not a number > 0 (`positive`) or >= 0."""
+  for names, kind, ok in ((positive, "positive", lambda v: v > 0),
+                          (non_negative, "non-negative", lambda v: v >= 0)):
+    for name in names:
+      value = getattr(config, name)
+      if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+        raise ValueError(f"`{name}` must be a {kind} number. Received: {name}={value!r}")

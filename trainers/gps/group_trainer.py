@@ -126,15 +126,11 @@ class GroupGPSConfig:
     if self.horizon < 2:
       raise ValueError(f"`horizon` must be at least 2 (the dynamics fit needs a transition). "
                        f"Received: horizon={self.horizon}")
-    for name in ("kl_step", "min_step_mult", "max_step_mult", "init_pol_wt", "policy_dual_rate",
-                 "min_eta", "max_eta", "init_noise", "policy_learning_rate", "learning_rate"):
-      value = getattr(self, name)
-      if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"`{name}` must be a positive number. Received: {name}={value!r}")
-    for name in ("dynamics_regularization", "policy_regularization", "weight_decay"):
-      value = getattr(self, name)
-      if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise ValueError(f"`{name}` must be a non-negative number. Received: {name}={value!r}")
+    base.check_numbers(
+        self, positive=("kl_step", "min_step_mult", "max_step_mult", "init_pol_wt",
+                        "policy_dual_rate", "min_eta", "max_eta", "init_noise",
+                        "policy_learning_rate", "learning_rate"),
+        non_negative=("dynamics_regularization", "policy_regularization", "weight_decay"))
     if self.min_step_mult > self.max_step_mult or self.min_eta >= self.max_eta:
       raise ValueError("Need min_step_mult <= max_step_mult and min_eta < max_eta. Received: "
                        f"step_mult range [{self.min_step_mult}, {self.max_step_mult}], eta range "
@@ -184,9 +180,9 @@ class GroupGPSTrainer(gps_trainer.GPSTrainer):
     self.layout = groups_lib.group_layout(shapes, config.coordinates_per_group,
                                           (config.seed, 104729))
     m, g, t = config.num_conditions, len(shapes), config.horizon
-    self.num_groups, self.num_lqgs = g, m * g
+    self.num_groups = g
     self.d_x, self.d_u = groups_lib.STATE_SIZE, 1
-    c, d_x = self.num_lqgs, self.d_x
+    c, d_x = m * g, self.d_x
 
     self.meta_vars = base.variables_like(self.rule.init_meta_params(config.seed), "meta")
     self.best_vars = base.variables_like(self.rule.init_meta_params(config.seed), "best")

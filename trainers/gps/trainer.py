@@ -180,17 +180,11 @@ class GPSConfig:
     if self.samples_per_condition < 2:
       raise ValueError("`samples_per_condition` must be at least 2 (a Gaussian fit needs "
                        f"spread). Received: samples_per_condition={self.samples_per_condition}")
-    positive = ("kl_step", "min_step_mult", "max_step_mult", "init_pol_wt", "policy_dual_rate",
-                "min_eta", "max_eta", "prior_strength", "init_variance",
-                "policy_learning_rate", "learning_rate")
-    for name in positive:
-      value = getattr(self, name)
-      if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"`{name}` must be a positive number. Received: {name}={value!r}")
-    for name in ("dynamics_regularization", "policy_regularization", "weight_decay"):
-      value = getattr(self, name)
-      if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise ValueError(f"`{name}` must be a non-negative number. Received: {name}={value!r}")
+    base.check_numbers(
+        self, positive=("kl_step", "min_step_mult", "max_step_mult", "init_pol_wt",
+                        "policy_dual_rate", "min_eta", "max_eta", "prior_strength",
+                        "init_variance", "policy_learning_rate", "learning_rate"),
+        non_negative=("dynamics_regularization", "policy_regularization", "weight_decay"))
     if self.min_step_mult > self.max_step_mult:
       raise ValueError(f"Need min_step_mult <= max_step_mult. Received: min_step_mult="
                        f"{self.min_step_mult}, max_step_mult={self.max_step_mult}")
