@@ -135,17 +135,22 @@ class FastDelta:
     return (var + delta if add_to_var else delta), tuple(new_state)
 
   def __call__(self, meta_params, grad, var, state, step, learning_rate, add_to_var=False):
+    learning_rate = tf.cast(learning_rate, self.rule.state_dtype(var.dtype))
+    # Tensors only: a variable argument would be captured by the shared trace.
+    meta_params = tf.nest.map_structure(tf.convert_to_tensor, meta_params)
+    step = tf.cast(step, tf.int64)
+    if not self.rule.layout_free(var.shape):  # e.g. a factored matrix: keep rows and columns
+      out, new_state = self._compiled(meta_params, grad, var, state, step, learning_rate,
+                                      bool(add_to_var))
+      return out, type(state)(*new_state)
     shape = tf.shape(var)
     layout = compute_shape(var.shape.num_elements())
     dims = self.rule.trailing_state_dims()
     laid_out_state = type(state)(*[tf.reshape(s, layout + [e] if e else layout)
                                    for s, e in zip(state, dims)])
-    learning_rate = tf.cast(learning_rate, self.rule.state_dtype(var.dtype))
-    # Tensors only: a variable argument would be captured by the shared trace.
-    meta_params = tf.nest.map_structure(tf.convert_to_tensor, meta_params)
     out, new_state = self._compiled(meta_params, tf.reshape(grad, layout),
-                                    tf.reshape(var, layout), laid_out_state,
-                                    tf.cast(step, tf.int64), learning_rate, bool(add_to_var))
+                                    tf.reshape(var, layout), laid_out_state, step,
+                                    learning_rate, bool(add_to_var))
     new_state = [tf.reshape(s, tf.concat([shape, [e]], 0) if e else shape)
                  for s, e in zip(new_state, dims)]
     return tf.reshape(out, shape), type(state)(*new_state)

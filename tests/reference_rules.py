@@ -157,8 +157,48 @@ def mlp(config):
   return step, lambda shape: (np.zeros(shape),) * 3
 
 
+def mlp_factored(config):
+  """The mlp rule with Adafactor's v_ij = R_i C_j / mean(R) on large enough matrices."""
+  config = dict(config)
+  min_dim = config.pop("min_dim_to_factor", 32)
+  eps_1 = config.pop("epsilon_1", 1e-30)
+  b1, bs, b2 = (config.get(k, d) for k, d in (("beta_1", 0.9), ("beta_slow", 0.99),
+                                             ("beta_2", 0.999)))
+  eps, scale = config.get("epsilon", 1e-8), config.get("step_scale", 1e-3)
+
+  def factored(shape):
+    return len(shape) >= 2 and min(shape[-2:]) >= min_dim
+
+  def step(meta, g, state, t):
+    m, s, rows, cols = state
+    m = b1 * m + (1 - b1) * g
+    s = bs * s + (1 - bs) * g
+    square = g * g + eps_1
+    if factored(g.shape):
+      rows = b2 * rows + (1 - b2) * square.mean(axis=-1)
+      cols = b2 * cols + (1 - b2) * square.mean(axis=-2)
+      v = np.einsum("...i,...j->...ij", rows, cols) / rows.mean(axis=-1)[..., None, None]
+    else:
+      rows = b2 * rows + (1 - b2) * square
+      v = rows
+    r = 1.0 / (np.sqrt(v / (1 - b2**t)) + eps)
+    feats = np.stack([g * r, m / (1 - b1**t) * r, s / (1 - bs**t) * r], -1).reshape(-1, 3)
+    hid = np.maximum(feats @ meta["hidden"]["kernel"] + meta["hidden"]["bias"], 0.0)
+    out = feats @ meta["skip"] + hid @ meta["output"]["kernel"] + meta["output"]["bias"]
+    return (scale * out[:, 0]).reshape(g.shape), (m, s, rows, cols)
+
+  def init(shape):
+    shape = tuple(shape)
+    if factored(shape):
+      return (np.zeros(shape), np.zeros(shape), np.zeros(shape[:-1]),
+              np.zeros(shape[:-2] + shape[-1:]))
+    return np.zeros(shape), np.zeros(shape), np.zeros(shape), np.zeros(1)
+
+  return step, init
+
+
 REFERENCES = {
     "sgd": sgd, "momentum": momentum, "nag": nag, "rmsprop": rmsprop, "adam": adam,
     "adagrad": adagrad,
-    "lstm": lstm, "mlp": mlp,
+    "lstm": lstm, "mlp": mlp, "mlp_factored": mlp_factored,
 }

@@ -64,7 +64,7 @@ class MetaTrainCommandTest(tf.test.TestCase):
                   again.stderr)
     bad = _run("scripts.meta_train", "--rule=adam", f"--save_dir={save_dir}_2")
     self.assertIn("--rule='adam' is hand-designed: it has no meta-parameters to train. Learned "
-                  "rules: gps_lstm, gps_policy, lstm, mlp.", bad.stderr)
+                  "rules: gps_lstm, gps_policy, lstm, mlp, mlp_factored.", bad.stderr)
     bad = _run("scripts.meta_train", "--problem=cifar", f"--save_dir={save_dir}_3")
     self.assertIn("is not a problem. Valid problems: conv, digits_mlp, logistic_regression, "
                   "mnist_mlp, quadratic, robust_linear_regression, two_layer_net", bad.stderr)

@@ -6,6 +6,7 @@
 from keras_l2o.rules.base import EmptyState
 from keras_l2o.rules.base import Rule
 from keras_l2o.rules.coordinate_policy import CoordinatePolicyRule
+from keras_l2o.rules.factored_mlp import FactoredMLPRule
 from keras_l2o.rules.hand_designed import Adagrad
 from keras_l2o.rules.hand_designed import Adam
 from keras_l2o.rules.hand_designed import Momentum
@@ -21,8 +22,8 @@ from keras_l2o.rules.registry import names
 from keras_l2o.rules.registry import register
 from keras_l2o.rules.registry import serialize
 
-for _rule_class in (SGD, Momentum, NAG, RMSprop, Adam, Adagrad, LSTMRule, MLPRule, PolicyRule,
-                    CoordinatePolicyRule):
+for _rule_class in (SGD, Momentum, NAG, RMSprop, Adam, Adagrad, LSTMRule, MLPRule, FactoredMLPRule,
+                    PolicyRule, CoordinatePolicyRule):
   register(_rule_class)
 del _rule_class
 

@@ -120,6 +120,15 @@ class Rule(abc.ABC):
     """Per state field: its extra trailing dimension, or None if shaped like the variable."""
     return tuple(self.state_extra_dims) or (None,) * len(self.state_fields)
 
+  def layout_free(self, shape) -> bool:  # pylint: disable=unused-argument
+    """Whether the rule treats a variable of `shape` coordinate by coordinate.
+
+    Such variables may be re-laid out (flattened, reshaped) before `apply`:
+    the fast path does so. Rules whose step depends on the variable's shape
+    (a factored second moment) return False for those shapes.
+    """
+    return True
+
   def state_floats_per_parameter(self) -> int:
     """Floats of optimizer state kept for every parameter."""
     return int(sum(e or 1 for e in self.trailing_state_dims()))

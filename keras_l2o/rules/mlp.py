@@ -31,17 +31,23 @@ MLPState = collections.namedtuple("MLPState", ["momentum", "slow_momentum", "vel
 NUM_FEATURES = 3
 
 
-def mlp_features(grad, state, step, *, beta_1, beta_slow, beta_2, epsilon):
-  """Updates the accumulators and returns `(features [..., 3], new_state)`."""
+def normalised_features(grad, m, s, v, step, *, beta_1, beta_slow, beta_2, epsilon):
+  """The network's input `[g, m_hat, s_hat] / (sqrt(v_hat) + epsilon)`, shape `[..., 3]`."""
   dtype = grad.dtype
-  m = features.ema(state.momentum, grad, beta_1)
-  s = features.ema(state.slow_momentum, grad, beta_slow)
-  v = features.ema(state.velocity, tf.square(grad), beta_2)
   v_hat = v / features.bias_correction(beta_2, step, dtype)
   r = features.rsqrt_normaliser(v_hat, epsilon)
   m_hat = m / features.bias_correction(beta_1, step, dtype)
   s_hat = s / features.bias_correction(beta_slow, step, dtype)
-  feats = tf.stack([grad * r, m_hat * r, s_hat * r], axis=-1)
+  return tf.stack([grad * r, m_hat * r, s_hat * r], axis=-1)
+
+
+def mlp_features(grad, state, step, *, beta_1, beta_slow, beta_2, epsilon):
+  """Updates the accumulators and returns `(features [..., 3], new_state)`."""
+  m = features.ema(state.momentum, grad, beta_1)
+  s = features.ema(state.slow_momentum, grad, beta_slow)
+  v = features.ema(state.velocity, tf.square(grad), beta_2)
+  feats = normalised_features(grad, m, s, v, step, beta_1=beta_1, beta_slow=beta_slow,
+                              beta_2=beta_2, epsilon=epsilon)
   return feats, MLPState(m, s, v)
 
 
@@ -102,11 +108,15 @@ class MLPRule(base.Rule):
   def init_state(self, var):
     return base.zeros_state(self, var, MLPState)
 
+  def features(self, grad, state, step):
+    """The accumulator update and the network's input: `(features [..., 3], new_state)`."""
+    return mlp_features(grad, state, step, **self.betas)
+
   def apply(self, meta_params, grad, var, state, step):
     del var
     dtype = grad.dtype
     mp = base.cast_meta_params(meta_params, dtype)
-    feats, new_state = mlp_features(grad, state, step, **self.betas)
+    feats, new_state = self.features(grad, state, step)
     flat = tf.reshape(feats, [-1, NUM_FEATURES])
     hidden = tf.nn.relu(tf.matmul(flat, mp["hidden"]["kernel"]) + mp["hidden"]["bias"])
     out = tf.matmul(flat, mp["skip"]) + tf.matmul(hidden, mp["output"]["kernel"]) + mp[
@@ -126,7 +136,7 @@ class MLPRule(base.Rule):
     del var
     dtype = grad.dtype
     mp = base.cast_meta_params(meta_params, dtype)
-    feats, new_state = mlp_features(grad, state, step, **self.betas)
+    feats, new_state = self.features(grad, state, step)
     f = tf.unstack(feats, axis=-1)
     w_1, b_1 = mp["hidden"]["kernel"], mp["hidden"]["bias"]
     w_2, skip = mp["output"]["kernel"][:, 0], mp["skip"][:, 0]

@@ -1,0 +1,119 @@
+"""The mlp rule with a factored second moment: a low-memory learned optimizer.
+
+The `mlp` rule keeps three floats per parameter: a fast momentum m, a slow
+momentum s and a second moment v. For a matrix (the last two dimensions of a
+variable of rank >= 2, e.g. a dense kernel [fan_in, fan_out] or a conv kernel
+[h, w, in, out]) this rule replaces v by Adafactor's rank-1 factorisation
+(Shazeer & Stern, 2018): exponential averages of the row means R and the column
+means C of g^2, from which
+
+    v_ij = R_i C_j / mean_i(R_i)
+
+(exact whenever g^2 itself is a rank-1 outer product). Everything else is the
+mlp rule: the same features `[g, m_hat, s_hat] / (sqrt(v_hat) + epsilon)` and
+the same network, so meta-parameters of one rule run in the other. State: 2
+floats per parameter plus one float per row and per column of each matrix.
+
+Vectors (biases, scales) keep the full v. Every matrix is factored by default,
+as Keras's Adafactor does: a thin one loses nothing (for a [n, 1] kernel the
+factored v is exactly the full one) and still saves nearly all of v's memory;
+`min_dim_to_factor` keeps the full v for matrices with a shorter side.
+"""
+
+import collections
+
+import tensorflow as tf
+
+from keras_l2o.rules import base
+from keras_l2o.rules import features
+from keras_l2o.rules import mlp
+
+FactoredState = collections.namedtuple(
+    "FactoredState", ["momentum", "slow_momentum", "velocity_rows", "velocity_cols"])
+
+
+class FactoredMLPRule(mlp.MLPRule):
+  """`mlp` with Adafactor's factored second moment (about 2 floats of state per parameter).
+
+  For a variable with `is_factored(shape)`, `velocity_rows` has shape
+  `shape[:-1]` and `velocity_cols` shape `shape[:-2] + shape[-1:]`; otherwise
+  `velocity_rows` is the full second moment (shaped like the variable) and
+  `velocity_cols` an unused `[1]`.
+
+  Args:
+    min_dim_to_factor: a variable is factored when its rank is at least 2 and
+      both of its last two dimensions are at least this long.
+    epsilon_1: added to g^2 before averaging, so that R and C stay positive.
+    **mlp_config: the `mlp` rule's arguments (hidden_size, beta_1, beta_slow,
+      beta_2, epsilon, step_scale).
+
+  Example:
+
+  >>> import tensorflow as tf, keras_l2o
+  >>> rule = keras_l2o.rules.get("mlp_factored")
+  >>> state = rule.init_state(tf.zeros([512, 256]))
+  >>> [tuple(s.shape) for s in state]
+  [(512, 256), (512, 256), (512,), (256,)]
+  """
+
+  name = "mlp_factored"
+  state_fields = FactoredState._fields
+
+  def __init__(self, *, min_dim_to_factor: int = 1, epsilon_1: float = 1e-30, **mlp_config):
+    if isinstance(min_dim_to_factor, bool) or not isinstance(min_dim_to_factor, int) or (
+        min_dim_to_factor < 1):
+      raise ValueError("Argument `min_dim_to_factor` must be a positive integer. "
+                       f"Received: min_dim_to_factor={min_dim_to_factor!r}")
+    if not epsilon_1 > 0:
+      raise ValueError(f"Argument `epsilon_1` must be positive. Received: epsilon_1={epsilon_1!r}")
+    super().__init__(**mlp_config)
+    self._config.update(min_dim_to_factor=min_dim_to_factor, epsilon_1=float(epsilon_1))
+    self.min_dim_to_factor = min_dim_to_factor
+    self.epsilon_1 = float(epsilon_1)
+
+  @classmethod
+  def config_names(cls) -> list:
+    return ["min_dim_to_factor", "epsilon_1"] + mlp.MLPRule.config_names()
+
+  def is_factored(self, shape) -> bool:
+    """Whether a variable of static `shape` gets the factored second moment."""
+    shape = tf.TensorShape(shape)
+    if shape.rank is None or shape.rank < 2 or None in shape.as_list()[-2:]:
+      return False
+    return min(shape[-2], shape[-1]) >= self.min_dim_to_factor
+
+  def layout_free(self, shape) -> bool:
+    """False: the state's shapes follow the variable's (rows and columns, or the unused [1])."""
+    del shape
+    return False
+
+  def state_floats_per_parameter(self) -> int:
+    """2 for factored matrices (plus one float per row and column); 3 for the rest."""
+    return 2
+
+  def init_state(self, var):
+    dtype = self.state_dtype(var.dtype)
+    zeros = tf.zeros(tf.shape(var), dtype)
+    if self.is_factored(var.shape):
+      shape = var.shape.as_list()
+      return FactoredState(zeros, zeros, tf.zeros(shape[:-1], dtype),
+                           tf.zeros(shape[:-2] + shape[-1:], dtype))
+    return FactoredState(zeros, zeros, zeros, tf.zeros([1], dtype))
+
+  def features(self, grad, state, step):
+    beta_2 = self.betas["beta_2"]
+    dtype = grad.dtype
+    square = tf.square(grad) + tf.constant(self.epsilon_1, dtype)
+    if self.is_factored(grad.shape):
+      rows = features.ema(state.velocity_rows, tf.reduce_mean(square, axis=-1), beta_2)
+      cols = features.ema(state.velocity_cols, tf.reduce_mean(square, axis=-2), beta_2)
+      v = (rows[..., :, None] * cols[..., None, :]
+           / tf.reduce_mean(rows, axis=-1, keepdims=True)[..., None])
+    else:
+      rows = features.ema(state.velocity_rows, square, beta_2)
+      cols = state.velocity_cols
+      v = rows
+    m = features.ema(state.momentum, grad, self.betas["beta_1"])
+    s = features.ema(state.slow_momentum, grad, self.betas["beta_slow"])
+    feats = mlp.normalised_features(grad, m, s, v, step, **self.betas)
+    return feats, FactoredState(m, s, rows, cols)
