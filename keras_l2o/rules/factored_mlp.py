@@ -83,7 +83,7 @@ class FactoredMLPRule(mlp.MLPRule):
     return min(shape[-2], shape[-1]) >= self.min_dim_to_factor
 
   def layout_free(self, shape) -> bool:
-    """False: the state's shapes follow the variable's (rows and columns, or the unused [1])."""
+    """False: the step depends on the shape (a vector laid out as a matrix would be factored)."""
     del shape
     return False
 
