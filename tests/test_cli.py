@@ -41,8 +41,8 @@ class EvaluateCommandTest(tf.test.TestCase):
     self.assertNotEqual(result.returncode, 0)
     self.assertIn("--optimizers entry 'adamw' is neither a baseline (sgd, momentum, nag, rmsprop, "
                   "adam, adagrad[@LEARNING_RATE]), pretrained:NAME (NAME in: gps-mnist, l2l-mnist, "
-                  "l2l-quadratic, l2o-mlp-general), nor an existing meta-training directory or "
-                  "export.",
+                  "l2l-quadratic, l2o-mlp-factored, l2o-mlp-general), nor an existing "
+                  "meta-training directory or export.",
                   result.stderr)
 
 

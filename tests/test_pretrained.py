@@ -12,7 +12,7 @@ import keras_l2o  # pylint: disable=g-import-not-at-top
 from keras_l2o import datasets  # pylint: disable=g-import-not-at-top
 from keras_l2o import problems  # pylint: disable=g-import-not-at-top
 
-SHIPPED = ("gps-mnist", "l2l-mnist", "l2l-quadratic", "l2o-mlp-general")
+SHIPPED = ("gps-mnist", "l2l-mnist", "l2l-quadratic", "l2o-mlp-factored", "l2o-mlp-general")
 
 
 class PretrainedTest(tf.test.TestCase):
@@ -54,6 +54,28 @@ class PretrainedTest(tf.test.TestCase):
     losses = history.history["loss"]
     self.assertTrue(all(np.isfinite(losses)))
     self.assertLess(losses[-1], 0.7 * losses[0])
+
+  def test_low_memory_default_trains_with_two_floats_of_state_per_weight(self):
+    data = datasets.digits()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(256, activation="relu"),
+                              keras.layers.Dense(10)])
+    optimizer = keras_l2o.pretrained.get("l2o-mlp-factored")
+    model.compile(optimizer=optimizer,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = model.fit(data.x[:1024], data.y[:1024], batch_size=64, epochs=3, verbose=0)
+    losses = history.history["loss"]
+    self.assertTrue(all(np.isfinite(losses)))
+    self.assertLess(losses[-1], 0.7 * losses[0])
+    kernels = [v for v in model.trainable_variables if len(v.shape) == 2]
+    for kernel in kernels:
+      floats = sum(int(np.prod(s.shape)) for s in optimizer.state_for(kernel))
+      rows, cols = kernel.shape
+      self.assertEqual(floats, 2 * rows * cols + rows + cols)
+    total = sum(int(np.prod(s.shape)) for v in model.trainable_variables
+                for s in optimizer.state_for(v))
+    weights = model.count_params()
+    self.assertLess(total, 2.1 * weights)  # the mlp rule's state would be 3 x weights
 
   def test_gps_mnist_trains_unseen_datasets_for_twice_its_horizon(self):
     """Issue 6: outside its training set, 800 steps (2 x 400), every loss finite, end below start."""
