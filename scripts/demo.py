@@ -8,9 +8,11 @@ r"""`make demo`: the main job of keras_l2o on an embedded default, offline.
    `report.md` and `results.json`.
 3. Trains a small MLP on scikit-learn's digits with the pretrained
    general-purpose optimizer `keras_l2o.pretrained.get()` next to Adam with its
-   learning rate tuned on a validation split, and the optimizer trained by
-   guided policy search on MNIST nets (`keras_l2o.pretrained.get("gps-mnist")`),
-   and prints their losses and accuracies (`digits/curves.png`).
+   learning rate tuned on a validation split, its low-memory variant
+   (`keras_l2o.pretrained.get("l2o-mlp-factored")`, a factored second moment)
+   and the optimizer trained by guided policy search on MNIST nets
+   (`keras_l2o.pretrained.get("gps-mnist")`), and prints their losses and
+   accuracies (`digits/curves.png`).
 
 Usage:
 
@@ -173,7 +175,8 @@ def evaluate_quadratic(save_dir: str, output_dir: str, num_problems: int, seed: 
   return results
 
 
-GPS_PRETRAINED = "gps-mnist"
+# Shown after the default when shipped: the low-memory variant and the GPS-trained optimizer.
+EXTRA_PRETRAINED = ("l2o-mlp-factored", "gps-mnist")
 
 
 def pretrained_optimizer():
@@ -200,7 +203,7 @@ def tune_adam(data, *, epochs: int, seed: int, strategy=None) -> float:
 
 
 def digits_comparison(output_dir: str, *, epochs: int, seed: int, strategy=None) -> list:
-  """Stage 3: the pretrained default (and gps-mnist) next to tuned Adam on digits."""
+  """Stage 3: the pretrained default (and EXTRA_PRETRAINED) next to tuned Adam on digits."""
   os.makedirs(output_dir, exist_ok=True)
   data = load_data(seed)
   logging.info("digits: %d train / %d test examples; MLP 64-%d-10, batch %d, %d epochs.",
@@ -211,10 +214,11 @@ def digits_comparison(output_dir: str, *, epochs: int, seed: int, strategy=None)
                        lambda: keras.optimizers.Adam(adam_lr), data, epochs=epochs, seed=seed,
                        strategy=strategy),
              train_one(name, make, data, epochs=epochs, seed=seed, strategy=strategy)]
-  if GPS_PRETRAINED in keras_l2o.pretrained.names():
-    results.append(train_one(f'keras_l2o.pretrained.get("{GPS_PRETRAINED}")',
-                             lambda: keras_l2o.pretrained.get(GPS_PRETRAINED), data,
-                             epochs=epochs, seed=seed, strategy=strategy))
+  for extra in EXTRA_PRETRAINED:
+    if extra in keras_l2o.pretrained.names():
+      results.append(train_one(f'keras_l2o.pretrained.get("{extra}")',
+                               lambda extra=extra: keras_l2o.pretrained.get(extra), data,
+                               epochs=epochs, seed=seed, strategy=strategy))
   for r in results:
     if not (math.isfinite(r["final_train_loss"]) and 0.0 <= r["test_accuracy"] <= 1.0):
       logging.warning("%s ended with a non-finite loss or invalid accuracy.", r["optimizer"])
