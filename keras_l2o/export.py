@@ -24,6 +24,7 @@ decay, ...), which the bare `step` function does not apply.
 import json
 import os
 
+from absl import logging
 import keras
 import tensorflow as tf
 
@@ -119,6 +120,12 @@ def export_optimizer(optimizer, path):
   >>> [round(float(v), 6) for v in out["var"]]
   [-0.001, -0.001, -0.001]
   """
+  if not optimizer.rule.layout_free(tf.TensorShape([64, 64])):
+    logging.warning(
+        "Rule %r computes its step from the variable's shape (layout_free is False), but the "
+        "export steps flat vectors: a matrix flattened into it gets the rule's vector form "
+        "(for mlp_factored, the full second moment instead of the factored one).",
+        optimizer.rule.name)
   module = _ExportedOptimizer(optimizer)
   os.makedirs(path, exist_ok=True)
   tf.saved_model.save(module, path)

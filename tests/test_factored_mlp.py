@@ -140,6 +140,23 @@ class FactoringTest(tf.test.TestCase):
     self.assertEqual(tuple(loaded.optimizer.state_for(
         loaded.trainable_variables[0]).velocity_cols.shape), (40,))
 
+  def test_export_warns_that_it_steps_the_unfactored_vector_form(self):
+    path = os.path.join(self.get_temp_dir(), "export")
+    with self.assertLogs("absl", "WARNING") as logs:
+      keras_l2o.pretrained.get("l2o-mlp-factored").export(path)
+    self.assertIn("the full second moment instead of the factored one", "\n".join(logs.output))
+    exported = tf.saved_model.load(path)
+    state = exported.init_state(tf.constant(4))
+    self.assertEqual(sorted(state), sorted(self.rule.state_fields))
+    self.assertEqual(tuple(state["velocity_rows"].shape), (4,))  # a vector keeps the full v
+    grad, var = tf.constant([0.5, -1.0, 2.0, 0.0]), tf.ones([4])
+    out = exported.step(grad, var, state, tf.constant(0, tf.int64))
+    optimizer = keras_l2o.pretrained.get("l2o-mlp-factored")
+    expected, _ = keras_l2o.step.functional_step(
+        optimizer.rule, optimizer.meta_params, grad, var, optimizer.rule.init_state(var), 1, 1.0)
+    self.assertAllClose(out["var"], expected, rtol=1e-6, atol=1e-9)
+    self.assertGreater(float(tf.reduce_max(tf.abs(expected - var))), 1e-4)
+
   def test_bad_config_is_refused(self):
     with self.assertRaisesRegex(ValueError, "min_dim_to_factor.*Received: min_dim_to_factor=0"):
       keras_l2o.rules.get("mlp_factored", min_dim_to_factor=0)
