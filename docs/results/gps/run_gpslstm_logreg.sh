@@ -1,6 +1,6 @@
 #!/bin/sh
 # Issue 5, logistic regression with the coordinatewise gps_lstm: eight seeds of default
-# coordinate-group GPS (33-55 s each on 2 cores), evaluated together at horizons 100 and 400,
+# coordinate-group GPS (20 training problems; 95-131 s each on 2 cores), evaluated together at horizons 100 and 400,
 # then the per-run summary. Run from the repository root.
 set -e
 PY=${PY:-python}
