@@ -217,8 +217,9 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     base_name = getattr(reference, "path", reference.name).replace("/", "_").replace(":", "_")
     colocate = reference.value if isinstance(reference, keras.Variable) else reference
     # A state filled with one number (zeros; Adagrad's initial accumulator) gets a scalar
-    # Constant: one holding the whole array would embed it in the traced train function when
-    # Keras builds the optimizer there (measured: +0.7 GB of peak memory at 10M parameters).
+    # Constant. A Constant holding the whole array, with Keras building the optimizer inside
+    # the traced train step, cost +0.7 GB of peak memory at 10M parameters (measured by
+    # scripts/benchmark.py; where exactly the copies lived was not pinned down).
     flat = value.reshape(-1)
     uniform = flat.size == 0 or bool(np.all(flat == flat[0]))
     initializer = keras.initializers.Constant(
