@@ -136,43 +136,51 @@ def lstm(config):
   return step, lambda shape: (np.zeros(tuple(shape) + (hidden,)),) * (2 * layers)
 
 
-def mlp(config):
+def _mlp_parts(config):
+  """The mlp rule's momenta update and its network on `(g, m, s, v)`, shared by both mlp rules."""
   b1 = config.get("beta_1", 0.9)
   bs = config.get("beta_slow", 0.99)
   b2 = config.get("beta_2", 0.999)
   eps = config.get("epsilon", 1e-8)
   scale = config.get("step_scale", 1e-3)
 
-  def step(meta, g, state, t):
-    m, s, v = state
-    m = b1 * m + (1 - b1) * g
-    s = bs * s + (1 - bs) * g
-    v = b2 * v + (1 - b2) * g * g
+  def momenta(g, m, s):
+    return b1 * m + (1 - b1) * g, bs * s + (1 - bs) * g
+
+  def network(meta, g, m, s, v, t):
     r = 1.0 / (np.sqrt(v / (1 - b2**t)) + eps)
     feats = np.stack([g * r, m / (1 - b1**t) * r, s / (1 - bs**t) * r], -1).reshape(-1, 3)
     hid = np.maximum(feats @ meta["hidden"]["kernel"] + meta["hidden"]["bias"], 0.0)
     out = feats @ meta["skip"] + hid @ meta["output"]["kernel"] + meta["output"]["bias"]
-    return (scale * out[:, 0]).reshape(g.shape), (m, s, v)
+    return (scale * out[:, 0]).reshape(g.shape)
+
+  return b2, momenta, network
+
+
+def mlp(config):
+  b2, momenta, network = _mlp_parts(config)
+
+  def step(meta, g, state, t):
+    m, s, v = state
+    m, s = momenta(g, m, s)
+    v = b2 * v + (1 - b2) * g * g
+    return network(meta, g, m, s, v, t), (m, s, v)
 
   return step, lambda shape: (np.zeros(shape),) * 3
 
 
 def mlp_factored(config):
   """The mlp rule with Adafactor's v_ij = R_i C_j / mean(R) on large enough matrices."""
-  config = dict(config)
-  min_dim = config.pop("min_dim_to_factor", 32)
-  eps_1 = config.pop("epsilon_1", 1e-30)
-  b1, bs, b2 = (config.get(k, d) for k, d in (("beta_1", 0.9), ("beta_slow", 0.99),
-                                             ("beta_2", 0.999)))
-  eps, scale = config.get("epsilon", 1e-8), config.get("step_scale", 1e-3)
+  b2, momenta, network = _mlp_parts(config)
+  min_dim = config.get("min_dim_to_factor", 1)
+  eps_1 = config.get("epsilon_1", 1e-30)
 
   def factored(shape):
     return len(shape) >= 2 and min(shape[-2:]) >= min_dim
 
   def step(meta, g, state, t):
     m, s, rows, cols = state
-    m = b1 * m + (1 - b1) * g
-    s = bs * s + (1 - bs) * g
+    m, s = momenta(g, m, s)
     square = g * g + eps_1
     if factored(g.shape):
       rows = b2 * rows + (1 - b2) * square.mean(axis=-1)
@@ -181,11 +189,7 @@ def mlp_factored(config):
     else:
       rows = b2 * rows + (1 - b2) * square
       v = rows
-    r = 1.0 / (np.sqrt(v / (1 - b2**t)) + eps)
-    feats = np.stack([g * r, m / (1 - b1**t) * r, s / (1 - bs**t) * r], -1).reshape(-1, 3)
-    hid = np.maximum(feats @ meta["hidden"]["kernel"] + meta["hidden"]["bias"], 0.0)
-    out = feats @ meta["skip"] + hid @ meta["output"]["kernel"] + meta["output"]["bias"]
-    return (scale * out[:, 0]).reshape(g.shape), (m, s, rows, cols)
+    return network(meta, g, m, s, v, t), (m, s, rows, cols)
 
   def init(shape):
     shape = tuple(shape)
