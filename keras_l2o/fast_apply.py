@@ -139,7 +139,7 @@ class FastDelta:
     # Tensors only: a variable argument would be captured by the shared trace.
     meta_params = tf.nest.map_structure(tf.convert_to_tensor, meta_params)
     step = tf.cast(step, tf.int64)
-    if not self.rule.layout_free(var.shape):  # e.g. a factored matrix: keep rows and columns
+    if not self.rule.layout_free(var.shape):  # the step depends on the shape (mlp_factored)
       out, new_state = self._compiled(meta_params, grad, var, state, step, learning_rate,
                                       bool(add_to_var))
       return out, type(state)(*new_state)
