@@ -26,8 +26,10 @@ def load(path, which: str = "final"):
   Args:
     path: a SavedModel written by `LearnedOptimizer.export` / `keras-l2o-export`,
       or a meta-training directory written by `keras-l2o-meta-train`.
-    which: for a meta-training directory, `"final"` (the meta-parameters at
-      the end of training) or `"best"` (those with the best validation loss).
+    which: for a meta-training directory, `"final"` (the run's result: the
+      meta-parameters at the end of training, or for a GPS run with
+      `restore_best` those of its best validated iteration), `"best"` (those
+      with the best validation loss) or `"last"` (a GPS run's last iteration).
 
   Returns:
     A `LearnedOptimizer`, ready for `model.compile`.
@@ -42,11 +44,16 @@ def load(path, which: str = "final"):
   >>> keras_l2o.load(path).rule.name
   'mlp'
   """
-  if which not in ("final", "best"):
-    raise ValueError(f"Argument `which` must be 'final' or 'best'. Received: which={which!r}")
+  if which not in ("final", "best", "last"):
+    raise ValueError("Argument `which` must be 'final', 'best' or 'last'. Received: "
+                     f"which={which!r}")
   path = os.fspath(path)
   if _run_format(path) == RUN_FORMAT:
     exported = os.path.join(path, which)
+    if which == "last" and not export_lib.is_export(exported) and export_lib.is_export(
+        os.path.join(path, "final")):
+      raise ValueError(f"The meta-training run in {path!r} has no 'last' optimizer: only GPS runs "
+                       "write one; this run's 'final' is its last step.")
     if not export_lib.is_export(exported):
       raise ValueError(f"The meta-training run in {path!r} has no {which!r} optimizer yet (it is "
                        "still running, or stopped before finishing: continue it with "

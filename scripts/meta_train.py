@@ -5,12 +5,20 @@ Usage:
   keras-l2o-meta-train --trainer=bptt --rule=lstm --problem=mnist_mlp --save_dir=/tmp/l2l_mnist
   keras-l2o-meta-train --save_dir=/tmp/l2l_quad --resume      # continue a stopped / killed run
   keras-l2o-meta-train --trainer=gps --problem=logistic_regression --save_dir=/tmp/gps_logreg
-  keras-l2o-meta-train --trainer=gps --rule=gps_lstm --problem=mnist_mlp --save_dir=/tmp/gps_mnist
+  keras-l2o-meta-train --trainer=gps --rule=gps_policy --problem=logistic_regression --save_dir=/tmp/p1
+  keras-l2o-meta-train --trainer=gps --problem=mnist_mlp --save_dir=/tmp/gps_mnist
 
 Unset flags take the defaults of the chosen problem (see `PROBLEM_DEFAULTS`).
 The run directory gets `config.json`, `metrics.jsonl`, `checkpoints/`,
 `tensorboard/`, and the `final/` and `best/` optimizers, which
 `keras_l2o.load(save_dir)` / `keras_l2o.load(save_dir, which="best")` return.
+A GPS run's `final/` is its best validated iteration (`restore_best`; turn it off
+with `--gps_config='{"restore_best": false}'`), and its last iteration is in `last/`.
+
+With --trainer=gps the rule defaults to `gps_lstm`, the coordinatewise policy that
+coordinate-group GPS trains on any problem (logistic regression: about 2 minutes on
+2 cores). `--rule=gps_policy` trains Li & Malik's P1 policy on one flat full-batch
+problem (logistic regression: about 33 minutes); docs/RESULTS.md compares the two.
 """
 
 import json
@@ -57,8 +65,9 @@ def define_flags():
   """Defines this script's flags."""
   flags.DEFINE_string("trainer", "bptt", f"Meta-training method: {', '.join(TRAINERS)}.")
   flags.DEFINE_string("rule", "lstm", "Rule to meta-train (see keras_l2o.rules.names()); "
-                      "--trainer=gps trains gps_policy (the default with it: one flat "
-                      "full-batch problem) or gps_lstm (any net, by coordinate groups).")
+                      "--trainer=gps trains gps_lstm (the default with it: any problem, by "
+                      "coordinate groups) or gps_policy (Li & Malik's P1: one flat "
+                      "full-batch problem).")
   flags.DEFINE_string("rule_config", "{}", "JSON object of rule configuration.")
   flags.DEFINE_string("problem", "quadratic", "Problem family (see keras_l2o.problems.names()); "
                       "a comma list meta-trains across several (a mixture).")
@@ -122,7 +131,7 @@ def resolve_settings() -> dict:
                          f"{', '.join(TRAINERS)}.")
   rule_name = FLAGS.rule
   if FLAGS.trainer == "gps" and not FLAGS["rule"].present and rule_name == FLAGS["rule"].default:
-    rule_name = "gps_policy"
+    rule_name = "gps_lstm"
   if rule_name not in keras_l2o.rules.names():
     raise app.UsageError(f"--rule={rule_name!r} is not a rule. Valid rules: "
                          f"{', '.join(keras_l2o.rules.names())}.")

@@ -203,6 +203,8 @@ class TrainerTest(tf.test.TestCase):
     self.assertAlmostEqual(result["best_validation_loss"],
                            min(r["validation_loss"] for r in records if "validation_loss" in r))
     del best
+    with self.assertRaisesRegex(ValueError, "has no 'last' optimizer: only GPS runs write one"):
+      keras_l2o.load(save_dir, which="last")
     self.assertTrue(tf.train.latest_checkpoint(os.path.join(save_dir, "checkpoints")))
 
   def test_meta_training_lowers_validation_loss(self):

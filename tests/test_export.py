@@ -116,9 +116,9 @@ class ExportTest(tf.test.TestCase):
       keras_l2o.load(path)
 
   def test_load_which_is_validated(self):
-    with self.assertRaisesRegex(ValueError, r"Argument `which` must be 'final' or 'best'\. "
-                                r"Received: which='last'"):
-      keras_l2o.load(self.get_temp_dir(), which="last")
+    with self.assertRaisesRegex(ValueError, r"Argument `which` must be 'final', 'best' or "
+                                r"'last'\. Received: which='latest'"):
+      keras_l2o.load(self.get_temp_dir(), which="latest")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 import keras_l2o
 from keras_l2o import problems
+from trainers import base
 from trainers.gps import group_trainer
 
 
@@ -48,6 +49,11 @@ class GroupTrainerTest(tf.test.TestCase):
       self.assertGreater(record["kl_to_sampled"], 0.0)
     optimizer = keras_l2o.load(whole_dir, which="final")
     self.assertEqual(optimizer.rule.name, "gps_lstm")
+    # final/ is best/ (restore_best); here the last iteration was also the best one.
+    digest = lambda which: base.digest(keras_l2o.load(whole_dir, which=which).meta_params)  # noqa: E731
+    self.assertEqual(digest("final"), whole["meta_params_sha256"])
+    self.assertEqual(digest("best"), whole["meta_params_sha256"])
+    self.assertEqual(digest("last"), whole["last_meta_params_sha256"])
     with open(os.path.join(whole_dir, "config.json")) as f:
       self.assertTrue(json.load(f)["coordinate_groups"])
 
@@ -58,6 +64,9 @@ class GroupTrainerTest(tf.test.TestCase):
       _config(momentum_values=(0.7,)).validate()
     with self.assertRaisesRegex(ValueError, "`init_noise` must be a positive number"):
       _config(init_noise=0.0).validate()
+    with self.assertRaisesRegex(ValueError, r"`restore_best` must be True or False\. Received: "
+                                r"restore_best='yes'"):
+      _config(restore_best="yes").validate()
 
 
 class FitTest(tf.test.TestCase):

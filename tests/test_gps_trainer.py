@@ -163,17 +163,25 @@ class TrainerTest(tf.test.TestCase):
       self.assertTrue(np.isfinite(record["meta_loss"]) and np.isfinite(record["validation_loss"]))
       self.assertGreater(record["meta_loss"], 0.0)
     self.assertAllClose(trainer.step_mult.numpy() > 0, [True, True])
-    # The exported optimizer is the trained policy.
+    # restore_best (the default): final/ is the best validated policy, last/ the last one.
     loaded = keras_l2o.load(full_dir)
     self.assertEqual(base.digest(loaded.meta_params), full["meta_params_sha256"])
     best = keras_l2o.load(full_dir, which="best")
     self.assertEqual(base.digest(best.meta_params), base.digest(trainer.best_vars))
+    self.assertEqual(full["meta_params_sha256"], base.digest(trainer.best_vars))
+    last = keras_l2o.load(full_dir, which="last")
+    self.assertEqual(base.digest(last.meta_params), base.digest(trainer.meta_vars))
+    self.assertEqual(full["last_meta_params_sha256"], base.digest(trainer.meta_vars))
+    self.assertNotEqual(full["last_meta_params_sha256"], full["meta_params_sha256"])
     self.assertAllClose(min(r["validation_loss"] for r in records), full["best_validation_loss"])
     # "Killed" after one iteration, resumed by a new trainer up to two.
     split_dir = os.path.join(self.get_temp_dir(), "split")
     self._run(split_dir, iterations=1)
-    resumed_trainer, resumed = self._run(split_dir)
-    self.assertEqual(resumed["meta_params_sha256"], full["meta_params_sha256"])
+    # (resumed with restore_best off: final/ is then the last iteration's policy)
+    resumed_trainer, resumed = self._run(split_dir, restore_best=False)
+    self.assertEqual(resumed["meta_params_sha256"], full["last_meta_params_sha256"])
+    self.assertEqual(base.digest(keras_l2o.load(split_dir).meta_params),
+                     full["last_meta_params_sha256"])
     self.assertAllEqual(resumed_trainer.psi_K.numpy(), trainer.psi_K.numpy())
     self.assertAllEqual(resumed_trainer.nu.numpy(), trainer.nu.numpy())
     self.assertEqual(base.MetricsLog(split_dir).read(), records)
@@ -193,7 +201,8 @@ class CommandLineTest(tf.test.TestCase):
 
   def test_meta_train_gps_and_resume(self):
     save_dir = os.path.join(self.get_temp_dir(), "run")
-    args = ["--trainer=gps", "--problem=logistic_regression", '--problem_config={"horizon": 5}',
+    args = ["--trainer=gps", "--rule=gps_policy", "--problem=logistic_regression",
+            '--problem_config={"horizon": 5}',
             '--rule_config={"history": 2}', "--num_steps=1", "--validation_problems=2",
             '--gps_config={"num_conditions": 2, "samples_per_condition": 4, "policy_steps": 5, '
             '"momentum_rates": [0.1], "momentum_values": [0.9]}', f"--save_dir={save_dir}"]
@@ -214,12 +223,12 @@ class CommandLineTest(tf.test.TestCase):
     self.assertEqual(json.loads(second.stdout.strip().splitlines()[-1])["iterations"], 2)
     self.assertEqual([r["step"] for r in base.MetricsLog(save_dir).read()], [0, 1, 2])
 
-  def test_li_malik_problems_default_to_twenty_training_problems(self):
+  def test_gps_defaults_to_gps_lstm_with_twenty_training_problems(self):
     # GroupGPSConfig's own default (2 conditions, sized for MNIST nets) failed on logistic
     # regression for 5 of 8 seeds; meta_train gives these problems 20 unless told otherwise.
     save_dir = os.path.join(self.get_temp_dir(), "groups")
     result = subprocess.run(
-        [sys.executable, "-m", "scripts.meta_train", "--trainer=gps", "--rule=gps_lstm",
+        [sys.executable, "-m", "scripts.meta_train", "--trainer=gps",
          "--problem=logistic_regression", '--problem_config={"horizon": 4}', "--num_steps=1",
          "--validation_problems=2",
          '--gps_config={"samples_per_condition": 2, "policy_steps": 2, "momentum_rates": [0.1], '
@@ -227,6 +236,8 @@ class CommandLineTest(tf.test.TestCase):
         cwd=_REPO, capture_output=True, text=True, timeout=600, check=False)
     self.assertEqual(result.returncode, 0, msg=result.stderr[-3000:])
     config = base.read_config(save_dir)
+    self.assertEqual(config["rule"]["name"], "gps_lstm")  # the default rule with --trainer=gps
+    self.assertEqual(config["gps"]["restore_best"], True)
     self.assertEqual(config["gps"]["num_conditions"], 20)
     self.assertEqual(config["gps"]["samples_per_condition"], 2)  # the flag's values still apply
 

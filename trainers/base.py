@@ -9,8 +9,13 @@ A run directory `save_dir` holds:
   moment resumes from the last one and, being deterministic, ends exactly as an
   uninterrupted run would;
 * `tensorboard/` — summaries;
-* `final/` and `best/` — the final and best learned optimizers as SavedModel
-  exports (`keras_l2o.load(save_dir)` / `keras_l2o.load(save_dir, which="best")`).
+* `final/` and `best/` — the run's result and the best-on-validation learned
+  optimizer as SavedModel exports (`keras_l2o.load(save_dir)` /
+  `keras_l2o.load(save_dir, which="best")`). `final/` holds the last step's
+  meta-parameters, except for GPS runs with `restore_best` (their default),
+  which end on the best validated iteration as Keras's
+  `EarlyStopping(restore_best_weights=True)` does; those runs also write
+  `last/`, the last iteration's (`which="last"`).
 """
 
 import hashlib
@@ -162,6 +167,14 @@ def check_positive_ints(config, names):
     value = getattr(config, name)
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
       raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+
+
+def check_bools(config, names):
+  """Raises ValueError naming the first of `config`'s fields `names` that is not a bool."""
+  for name in names:
+    value = getattr(config, name)
+    if not isinstance(value, (bool, np.bool_)):
+      raise ValueError(f"`{name}` must be True or False. Received: {name}={value!r}")
 
 
 def check_numbers(config, positive=(), non_negative=()):

@@ -116,9 +116,11 @@ class GroupGPSConfig:
   validation_problems: int = 4
   learning_rate: float = 1.0
   seed: int = 0
+  restore_best: bool = True
 
   def validate(self):
     """Raises ValueError naming the first bad field, with what is allowed."""
+    base.check_bools(self, ("restore_best",))
     base.check_positive_ints(self, (
         "iterations", "num_conditions", "samples_per_condition", "coordinates_per_group",
         "horizon", "inner_iterations", "eta_iterations", "policy_batch_size", "policy_steps",
