@@ -79,6 +79,7 @@ CONV_DISTINCT_BATCHES = 8
 MEMORY_MIN_PARAMS = 1_000_000
 UPDATE_WARMUP_CALLS = 3
 MATMUL_SIZE = 4096
+BANDWIDTH_FLOATS = 1 << 26  # 256 MB each way
 FLOP_TRACE_SIZE = 4096
 # The quadratic setup of `keras-l2o-meta-train --problem=quadratic --rule=...`
 # (scripts/meta_train.py PROBLEM_DEFAULTS and flag defaults): 128 random 10-d
@@ -378,6 +379,32 @@ def matmul_rate(size: int = MATMUL_SIZE, repeats: int = 10) -> dict:
           "median_gflops": flops / float(np.median(times)) / 1e9}
 
 
+def memory_bandwidth(floats: int = BANDWIDTH_FLOATS, repeats: int = 10) -> dict:
+  """The machine's streaming memory bandwidth as TensorFlow sees it, in GB/s.
+
+  Times `y = a * x + b` (one float32 read and one written per element, as an
+  optimizer's state update does) on `floats` elements, far beyond the caches,
+  and counts 8 bytes per element.
+  """
+  x = tf.random.stateless_normal([floats], seed=[0, 3])
+  triad = tf.function(lambda x: 1.0001 * x + 0.5)
+  triad(x).numpy()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    triad(x).numpy()
+    times.append(time.perf_counter() - start)
+  moved = 8.0 * floats
+  return {"floats": floats, "repeats": repeats, "best_gb_per_s": moved / min(times) / 1e9,
+          "median_gb_per_s": moved / float(np.median(times)) / 1e9}
+
+
+def bytes_per_coordinate(name: str) -> float:
+  """Least memory traffic of one update per coordinate: the state and the
+  variable read and written, the gradient read (float32)."""
+  return 4.0 * (2 * state_floats_per_parameter(name) + 2 + 1)
+
+
 # ----------------------------------------------------------------- BPTT --
 def bptt_benchmark(rule_name: str, *, steps: int, warmup: int, seed: int,
                    eager_meta_update: bool = False) -> dict:
@@ -586,21 +613,33 @@ def _update_table(report) -> list:
 def _flops_table(report) -> list:
   flops = report["flops"]
   rate = flops["matmul"]
+  memory = flops.get("memory")
   lines = ["## Flops per coordinate and the flop bound", "",
            f"Measured matmul rate: {rate['best_gflops']:.0f} GFLOP/s (best of {rate['repeats']}; "
            f"median {rate['median_gflops']:.0f}), float32 {rate['size']} x {rate['size']} "
            "matmul. Bound = flops per coordinate / that rate. Flops: TensorFlow's registered "
-           "op statistics of one traced `rule.apply` (transcendentals count 0).", ""]
+           "op statistics of one traced `rule.apply` (transcendentals count 0)."]
+  if memory:
+    lines[-1] += (f" Measured memory bandwidth: {memory['best_gb_per_s']:.1f} GB/s (best of "
+                  f"{memory['repeats']}; median {memory['median_gb_per_s']:.1f}), `y = a x + b` "
+                  f"on {memory['floats']:,} float32. Memory bound = bytes / that bandwidth, "
+                  "with bytes = 4 x (2 x state floats + 3): state and variable read and "
+                  "written, gradient read. Roofline = the larger bound.")
+  lines.append("")
   header = ["optimizer", "flops / coordinate", "of which matmul", "bound ns / param",
-            "update ns / param (jit=False, default path)", "× bound"]
+            "bytes / coordinate", "memory bound ns / param",
+            "update ns / param (jit=False, default path)", "× bound", "× roofline"]
   rows = []
   for entry in flops["rules"]:
     if "error" in entry:
-      rows.append([f"`{entry['optimizer']}`", entry["error"], "", "", "", ""])
+      rows.append([f"`{entry['optimizer']}`", entry["error"]] + [""] * 7)
       continue
     rows.append([f"`{entry['optimizer']}`", _fmt(entry["flops_per_coordinate"], 4),
                  _fmt(entry["matmul_flops_per_coordinate"], 4), _fmt(entry["bound_ns_per_param"]),
-                 _fmt(entry.get("update_ns_per_param")), _fmt(entry.get("times_bound"))])
+                 _fmt(entry.get("bytes_per_coordinate")),
+                 _fmt(entry.get("memory_bound_ns_per_param")),
+                 _fmt(entry.get("update_ns_per_param")), _fmt(entry.get("times_bound")),
+                 _fmt(entry.get("times_roofline"))])
   return lines + _table(header, rows)
 
 
@@ -760,6 +799,7 @@ def _update_section(optimizers, update_params, jit_modes):
 
 def _flops_section(optimizers, update_results):
   rate = matmul_rate()
+  bandwidth = memory_bandwidth()
   entries = []
   for opt in optimizers:
     try:
@@ -768,13 +808,18 @@ def _flops_section(optimizers, update_results):
       entries.append({"optimizer": opt, "error": f"{type(e).__name__}: {e}"[:120]})
       continue
     entry["bound_ns_per_param"] = entry["flops_per_coordinate"] / rate["best_gflops"]
+    entry["bytes_per_coordinate"] = bytes_per_coordinate(opt)
+    entry["memory_bound_ns_per_param"] = (entry["bytes_per_coordinate"]
+                                          / bandwidth["best_gb_per_s"])
     update = next((r for r in update_results if r["optimizer"] == opt and not r["jit"]), None)
     if update:
       entry["update_ns_per_param"] = update["median_ns_per_param"]
       entry["times_bound"] = update["median_ns_per_param"] / max(entry["bound_ns_per_param"],
                                                                  1e-12)
+      entry["times_roofline"] = update["median_ns_per_param"] / max(
+          entry["bound_ns_per_param"], entry["memory_bound_ns_per_param"], 1e-12)
     entries.append(entry)
-  return {"matmul": rate, "trace_size": FLOP_TRACE_SIZE, "rules": entries}
+  return {"matmul": rate, "memory": bandwidth, "trace_size": FLOP_TRACE_SIZE, "rules": entries}
 
 
 def _bptt_section(rules):

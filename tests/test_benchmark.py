@@ -88,9 +88,19 @@ class BenchmarkSectionsTest(tf.test.TestCase):
     # keras.Adam is counted as the adam rule: no matmul, about 11 arithmetic ops.
     self.assertEqual(entries["keras.Adam"]["matmul_flops_per_coordinate"], 0)
     self.assertBetween(entries["keras.Adam"]["flops_per_coordinate"], 8, 14)
+    bandwidth = flops["memory"]["best_gb_per_s"]
+    self.assertGreater(bandwidth, 0.1)
+    self.assertGreaterEqual(bandwidth, flops["memory"]["median_gb_per_s"])
+    # Bytes per coordinate: 4 x (state and variable read and written + gradient read).
+    self.assertEqual(entries["mlp"]["bytes_per_coordinate"], 4 * (2 * 3 + 3))
+    self.assertEqual(entries["keras.Adam"]["bytes_per_coordinate"], 4 * (2 * 2 + 3))
     for e in entries.values():
       self.assertAlmostEqual(e["bound_ns_per_param"], e["flops_per_coordinate"] / rate)
       self.assertAlmostEqual(e["times_bound"], e["update_ns_per_param"] / e["bound_ns_per_param"])
+      self.assertAlmostEqual(e["memory_bound_ns_per_param"], e["bytes_per_coordinate"] / bandwidth)
+      self.assertAlmostEqual(e["times_roofline"], e["update_ns_per_param"] / max(
+          e["bound_ns_per_param"], e["memory_bound_ns_per_param"]))
+    self.assertIn("Measured memory bandwidth:", self.markdown)
 
   def test_bptt_throughput_against_the_previous_meta_update(self):
     bptt = self.report["bptt"]
