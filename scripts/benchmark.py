@@ -62,6 +62,7 @@ import tensorflow as tf
 import keras_l2o
 from keras_l2o import fast_apply
 from scripts import flags as script_flags
+from scripts import meta_train_defaults
 
 script_flags.define_benchmark_flags()
 for _name in script_flags.BENCHMARK_FLAGS:  # Listed by --helpshort (the --child_* ones are not).
@@ -468,7 +469,7 @@ def _digest(arrays) -> str:
 
 # ----------------------------------------------------- subprocess runner --
 def _run_child(spec: dict) -> dict:
-  """Runs one fit configuration in a fresh process; adds its peak RSS."""
+  """Runs one configuration (`fit`, or `kind="bptt"`) in a fresh process."""
   with tempfile.TemporaryDirectory() as tmp:
     out_path = os.path.join(tmp, "result.json")
     cmd = [sys.executable, "-m", "scripts.benchmark", "--child_spec=" + json.dumps(spec),
@@ -480,13 +481,23 @@ def _run_child(spec: dict) -> dict:
                           check=False)
     if proc.returncode != 0 or not os.path.exists(out_path):
       tail = "\n".join(proc.stderr.strip().splitlines()[-25:])
-      raise RuntimeError(f"Subprocess for {spec['optimizer']} at {spec['size_label']} failed "
-                         f"(exit code {proc.returncode}):\n{tail}")
+      what = (f"BPTT with {spec['rule']}" if spec.get("kind") == "bptt" else
+              f"{spec['optimizer']} at {spec['size_label']}")
+      raise RuntimeError(f"Subprocess for {what} failed (exit code {proc.returncode}):\n{tail}")
     with open(out_path, encoding="utf-8") as f:
       return json.load(f)
 
 
 def child_main(spec: dict, output_path: str):
+  if spec.get("kind") == "bptt":  # thread pools first: they are fixed once TensorFlow runs an op
+    tf.config.threading.set_intra_op_parallelism_threads(spec["threads"]["intra_op_threads"])
+    tf.config.threading.set_inter_op_parallelism_threads(spec["threads"]["inter_op_threads"])
+    result = bptt_benchmark(spec["rule"], steps=spec["steps"], warmup=spec["warmup"],
+                            seed=spec["seed"], eager_meta_update=spec["eager_meta_update"])
+    result["threads"] = spec["threads"]
+    with open(output_path, "w", encoding="utf-8") as f:
+      json.dump(result, f)
+    return
   result = fit_benchmark(spec["optimizer"], spec["size_label"], spec["target_params"],
                          steps=spec["steps"], warmup=spec["warmup"],
                          batch_size=spec["batch_size"], jit=spec["jit"], seed=spec["seed"],
@@ -659,15 +670,21 @@ def _bptt_table(report) -> list:
            f"{setup['unroll_length']} steps, horizon {setup['horizon']}, validation on "
            f"{setup['validation_problems']} problems every {setup['validation_every']} and a "
            f"checkpoint every {setup['checkpoint_every']} meta-steps (the defaults of "
-           "`keras-l2o-meta-train --problem=quadratic`); timed over "
-           f"{b['meta_steps']} meta-steps after {b['warmup_meta_steps']}.", ""]
-  header = ["rule", "meta-update", "inner steps / s", "meta-steps / s", "× previous"]
+           "`keras-l2o-meta-train --problem=quadratic`, its thread pools included); timed over "
+           f"{b['meta_steps']} meta-steps after {b['warmup_meta_steps']}, each run in its own "
+           "process. Previous: the same code with the eager meta-update and TensorFlow's "
+           "default thread pools, as before the performance work.", ""]
+  header = ["rule", "meta-update", "threads (inside an op, ops at a time; 0: TensorFlow's)",
+            "inner steps / s", "meta-steps / s", "× previous"]
   rows = []
   for r in b["results"]:
     if "error" in r:
-      rows.append([f"`{r['rule']}`", "", r["error"], "", ""])
+      rows.append([f"`{r['rule']}`", "", "", r["error"], "", ""])
       continue
+    threads = r.get("threads")
     rows.append([f"`{r['rule']}`", "eager (previous)" if r["eager_meta_update"] else "traced",
+                 f"{threads['intra_op_threads']}, {threads['inter_op_threads']}" if threads
+                 else "n/a",
                  _fmt(r["inner_steps_per_second"]), _fmt(r["meta_steps_per_second"]),
                  _fmt(r.get("speedup_over_previous"))])
   lines += _table(header, rows)
@@ -830,14 +847,24 @@ def _flops_section(optimizers, update_results):
 
 
 def _bptt_section(rules):
+  """Each rule twice, each run in its own process (thread pools are per process).
+
+  This version: the traced meta-update with the thread pools of
+  `keras-l2o-meta-train --problem=quadratic`. The previous one: the eager
+  meta-update with TensorFlow's default thread pools, as before issue 8.
+  """
   learned = [r for r in rules if keras_l2o.rules.get(r).is_learned]
   results = []
+  current_threads = meta_train_defaults.threads("quadratic", "bptt")
+  default_threads = {"intra_op_threads": 0, "inter_op_threads": 0}
   for rule in learned:
     for eager in (False, True):
       t0 = time.perf_counter()
       try:
-        result = bptt_benchmark(rule, steps=FLAGS.bptt_steps, warmup=FLAGS.bptt_warmup,
-                                seed=FLAGS.seed, eager_meta_update=eager)
+        result = _run_child({"kind": "bptt", "rule": rule, "steps": FLAGS.bptt_steps,
+                             "warmup": FLAGS.bptt_warmup, "seed": FLAGS.seed,
+                             "eager_meta_update": eager,
+                             "threads": default_threads if eager else current_threads})
       except Exception as e:  # pylint: disable=broad-except
         results.append({"rule": rule, "eager_meta_update": eager,
                         "error": f"{type(e).__name__}: {e}"[:120]})

@@ -28,37 +28,13 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from scripts import meta_train_defaults
 from scripts import strategy_flags
 
 TRAINERS = ("bptt", "gps")
 GPS_RULES = ("gps_policy", "gps_lstm")
 
-# Per-problem defaults for flags the user did not set.
-PROBLEM_DEFAULTS = {
-    "quadratic": {"problem_config": {"num_quadratics": 128}, "num_steps": 1000,
-                  "validation_every": 100, "validation_problems": 4},
-    # With --trainer=gps (rule gps_lstm): Li & Malik's P2 net, 48-48-10 ReLU on MNIST
-    # projected to 48 dimensions, batch 64, horizon 400.
-    "mnist_mlp": {"num_steps": 1000, "validation_every": 100, "validation_problems": 4,
-                  "gps": {"num_steps": 20, "validation_every": 1, "problem_config": {
-                      "hidden_sizes": [48, 48], "activation": "relu", "batch_size": 64,
-                      "horizon": 400, "projection_dim": 48, "init_scale": "glorot"}}},
-    "digits_mlp": {"num_steps": 1000, "validation_every": 100, "validation_problems": 4},
-    "conv": {"num_steps": 500, "validation_every": 100, "validation_problems": 4},
-    # Li & Malik's problems; a trainer's own entry overrides (GPS counts iterations). Both GPS
-    # trainers train on 20 problems here (GroupGPSConfig's own default, 2, is for MNIST nets):
-    # with 2, gps_lstm on logistic regression failed for 5 of 8 seeds (docs/RESULTS.md).
-    "logistic_regression": {"num_steps": 1000, "validation_every": 50, "validation_problems": 16,
-                            "gps": {"num_steps": 10, "validation_every": 1,
-                                    "gps_config": {"num_conditions": 20}}},
-    "robust_linear_regression": {"num_steps": 1000, "validation_every": 50,
-                                 "validation_problems": 16,
-                                 "gps": {"num_steps": 10, "validation_every": 1,
-                                         "gps_config": {"num_conditions": 20}}},
-    "two_layer_net": {"num_steps": 1000, "validation_every": 50, "validation_problems": 16,
-                      "gps": {"num_steps": 10, "validation_every": 1,
-                              "gps_config": {"num_conditions": 20}}},
-}
+PROBLEM_DEFAULTS = meta_train_defaults.PROBLEM_DEFAULTS
 
 
 def define_flags():
@@ -100,6 +76,12 @@ def define_flags():
                       "trainers.gps.group_trainer.GroupGPSConfig fields with --rule=gps_lstm.")
   flags.DEFINE_integer("problems_per_replica", 1, "Trajectories each replica unrolls per "
                        "meta-step; the meta-batch is replicas x this.", lower_bound=1)
+  flags.DEFINE_integer("intra_op_threads", None, "Threads inside one TensorFlow op "
+                       "(tf.config.threading; 0: TensorFlow's choice). Default: the problem's "
+                       "(1 for quadratic and mnist_mlp with --trainer=bptt), else 0.",
+                       lower_bound=0)
+  flags.DEFINE_integer("inter_op_threads", None, "TensorFlow ops run at the same time (0: "
+                       "TensorFlow's choice). Default: the problem's, else 0.", lower_bound=0)
   strategy_flags.define_strategy_flags()
 
 
@@ -198,6 +180,42 @@ def resolve_settings() -> dict:
   return settings
 
 
+def threading_settings() -> dict:
+  """`intra_op_threads` and `inter_op_threads` for this run.
+
+  The flags when given; for `--resume`, the resumed run's saved values (so it
+  continues with the numbers it started with); else the problem's default
+  (`PROBLEM_DEFAULTS[problem][trainer]`, shared by every component of a
+  mixture, else 0: TensorFlow's choice). Reads only flags and JSON: call it
+  before TensorFlow runs anything.
+  """
+  saved = {}
+  config_path = os.path.join(FLAGS.save_dir or "", "config.json")
+  if FLAGS.resume and FLAGS.save_dir and os.path.exists(config_path):
+    with open(config_path, encoding="utf-8") as f:
+      saved = json.load(f).get("settings", {})
+  problem = FLAGS.problem if FLAGS["problem"].present else saved.get("problem", FLAGS.problem)
+  trainer = FLAGS.trainer if FLAGS["trainer"].present else saved.get("trainer", FLAGS.trainer)
+  values = {}
+  for name in ("intra_op_threads", "inter_op_threads"):
+    if FLAGS[name].value is not None:
+      values[name] = FLAGS[name].value
+    elif saved.get(name) is not None:
+      values[name] = saved[name]
+    else:
+      values[name] = meta_train_defaults.threads(problem, trainer)[name]
+  return values
+
+
+def apply_threading(values: dict):
+  """Sets TensorFlow's thread pools from `threading_settings()` (before any op runs)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.config.threading.set_intra_op_parallelism_threads(values["intra_op_threads"])
+  tf.config.threading.set_inter_op_parallelism_threads(values["inter_op_threads"])
+  logging.info("TensorFlow threads: %d inside an op, %d ops at a time (0: TensorFlow's choice).",
+               values["intra_op_threads"], values["inter_op_threads"])
+
+
 def check_save_dir(save_dir, resume):
   """Refuses to overwrite a run; returns whether there is a run to resume."""
   from trainers import base  # pylint: disable=g-import-not-at-top
@@ -242,6 +260,7 @@ def _run_gps(settings, rule, family) -> dict:
         "validation_problems", "learning_rate", "seed", "gps_config")}
     flag_values.update(rule=settings["rule"], problem_config=settings["problem_config"],
                        num_steps=settings["num_steps"])
+    flag_values.update(threading_settings())
     extra_config = {"settings": flag_values,
                     "problem": {"name": FLAGS.problem, "config": settings["problem_config"]}}
     trainer = trainer_class(rule, family, config, FLAGS.save_dir, extra_config=extra_config)
@@ -258,6 +277,8 @@ def main(argv):
   if strategy_flags.server_role() != "chief":
     strategy_flags.serve_forever()  # a parameter-server cluster's worker or ps: serve only
     return
+  threading = threading_settings()
+  apply_threading(threading)
   try:  # first: it may split the CPU or join a cluster before TensorFlow initialises
     strategy = strategy_flags.strategy_from_flags()
   except ValueError as e:
@@ -306,6 +327,7 @@ def main(argv):
       "meta_objective", "time_weights", "validation_every", "validation_problems", "patience",
       "checkpoint_every", "log_every", "learning_rate", "seed", "problems_per_replica",
       "strategy", "num_cpu_devices")}
+  flag_values.update(threading)
   flag_values["problem_config"] = settings["problem_config"]
   flag_values["num_steps"] = settings["num_steps"]
   extra_config = {"settings": flag_values,

@@ -116,7 +116,11 @@ class BenchmarkSectionsTest(tf.test.TestCase):
     self.assertAlmostEqual(results[False]["speedup_over_previous"],
                            results[False]["inner_steps_per_second"]
                            / results[True]["inner_steps_per_second"])
-    # The traced meta-update changes no number.
+    # Each in its own process: meta_train's thread pools for the quadratic problem, and
+    # TensorFlow's defaults for the previous version.
+    self.assertEqual(results[False]["threads"], {"intra_op_threads": 1, "inter_op_threads": 0})
+    self.assertEqual(results[True]["threads"], {"intra_op_threads": 0, "inter_op_threads": 0})
+    # The traced meta-update and the thread pools change no number.
     self.assertEqual(results[False]["meta_params_sha"], results[True]["meta_params_sha"])
     self.assertTrue(bptt["identical_to_previous"])
 

@@ -326,6 +326,10 @@ class KillAndResumeTest(tf.test.TestCase):
     resumed = self._run(killed, "--resume")
     uninterrupted = self._run(straight)
     self.assertEqual(resumed, uninterrupted)
+    # The quadratic problem's thread pools (one thread per op), kept by the resumed run.
+    for run_dir in (straight, killed):
+      settings = trainers_base.read_config(run_dir)["settings"]
+      self.assertEqual((settings["intra_op_threads"], settings["inter_op_threads"]), (1, 0))
     for a, b in zip(tf.nest.flatten(keras_l2o.load(straight).meta_params),
                     tf.nest.flatten(keras_l2o.load(killed).meta_params)):
       self.assertAllEqual(a.numpy(), b.numpy())

@@ -70,5 +70,41 @@ class MetaTrainCommandTest(tf.test.TestCase):
                   "mnist_mlp, quadratic, robust_linear_regression, two_layer_net", bad.stderr)
 
 
+_THREADING_SCRIPT = """
+import json, sys
+from absl import flags
+from scripts import meta_train
+results = []
+for argv in json.loads(sys.argv[1]):
+  flags.FLAGS.unparse_flags()
+  flags.FLAGS(["keras-l2o-meta-train"] + argv)
+  results.append(meta_train.threading_settings())
+print(json.dumps(results))
+"""
+
+
+class ThreadingTest(tf.test.TestCase):
+
+  def test_thread_pools_follow_the_flags_the_problem_and_a_resumed_run(self):
+    resumed = self.get_temp_dir()
+    with open(os.path.join(resumed, "config.json"), "w", encoding="utf-8") as f:
+      json.dump({"settings": {"problem": "conv", "trainer": "bptt", "intra_op_threads": 3}}, f)
+    cases = [
+        ["--problem=quadratic"],                       # measured faster, bit-identical: 1
+        ["--problem=mnist_mlp"],
+        ["--problem=conv"],                            # conv rounds differently with 1: default 0
+        ["--problem=quadratic,conv"],                  # a mixture whose components disagree
+        ["--problem=quadratic", "--trainer=gps"],
+        ["--problem=conv", "--intra_op_threads=2", "--inter_op_threads=1"],
+        [f"--save_dir={resumed}", "--resume"],         # the saved values and problem
+    ]
+    result = subprocess.run([sys.executable, "-c", _THREADING_SCRIPT, json.dumps(cases)],
+                            cwd=_REPO, capture_output=True, text=True, timeout=300, check=False)
+    self.assertEqual(result.returncode, 0, msg=result.stderr[-3000:])
+    got = [(r["intra_op_threads"], r["inter_op_threads"])
+           for r in json.loads(result.stdout.strip().splitlines()[-1])]
+    self.assertEqual(got, [(1, 0), (1, 0), (0, 0), (0, 0), (0, 0), (2, 1), (3, 0)])
+
+
 if __name__ == "__main__":
   tf.test.main()
