@@ -5,8 +5,10 @@ meta-training setups exactly as `keras-l2o-meta-train` runs them.
 """
 
 PROBLEM_DEFAULTS = {
-    # "bptt": {"intra_op_threads": 1}: one thread per op, two ops at a time; on 2 cores the
-    # meta-gradient is 1.2x faster and the meta-parameters bit-identical (docs/PERFORMANCE.md).
+    # "bptt": {"intra_op_threads": 1}: one thread inside each op (ops still run side by side);
+    # on 2 cores the quadratic lstm meta-gradient is 1.2x faster and the meta-parameters are
+    # bit-identical, as on mnist_mlp. conv rounds differently with it, so it keeps TensorFlow's
+    # pools (docs/PERFORMANCE.md).
     "quadratic": {"problem_config": {"num_quadratics": 128}, "num_steps": 1000,
                   "bptt": {"intra_op_threads": 1},
                   "validation_every": 100, "validation_problems": 4},
