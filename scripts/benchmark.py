@@ -306,16 +306,8 @@ def update_benchmark(optimizer: str, num_params: int, *, repeats: int, jit: bool
     opt.apply([gradient], [variable])
     return opt.iterations.value
 
-  start = time.perf_counter()
-  step().numpy()
-  first_call = time.perf_counter() - start
-  for _ in range(UPDATE_WARMUP_CALLS - 1):
-    step().numpy()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    step().numpy()
-    times.append(time.perf_counter() - start)
+  first_call = _timed_calls(step, 1)[0]
+  times = _timed_calls(step, repeats, warmup=UPDATE_WARMUP_CALLS - 1)
   ns = np.asarray(times) * 1e9 / num_params
   return {
       "optimizer": optimizer,
@@ -364,17 +356,24 @@ def rule_flops(name: str, size: int = FLOP_TRACE_SIZE) -> dict:
   return {"flops_per_coordinate": total / size, "matmul_flops_per_coordinate": matmul / size}
 
 
+def _timed_calls(fn, repeats: int, warmup: int = 0) -> list:
+  """Seconds of each of `repeats` calls of `fn().numpy()`, after `warmup` untimed calls."""
+  for _ in range(warmup):
+    fn().numpy()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn().numpy()
+    times.append(time.perf_counter() - start)
+  return times
+
+
 def matmul_rate(size: int = MATMUL_SIZE, repeats: int = 10) -> dict:
   """The machine's float32 matmul rate: `size` x `size` times `size` x `size`, in GFLOP/s."""
   a = tf.random.stateless_normal([size, size], seed=[0, 1])
   b = tf.random.stateless_normal([size, size], seed=[0, 2])
   matmul = tf.function(tf.matmul)
-  matmul(a, b).numpy()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    matmul(a, b).numpy()
-    times.append(time.perf_counter() - start)
+  times = _timed_calls(lambda: matmul(a, b), repeats, warmup=1)
   flops = 2.0 * size ** 3
   return {"size": size, "repeats": repeats, "best_gflops": flops / min(times) / 1e9,
           "median_gflops": flops / float(np.median(times)) / 1e9}
@@ -396,12 +395,7 @@ def memory_bandwidth(floats: int = BANDWIDTH_FLOATS, repeats: int = 10) -> dict:
     v.assign_add(w, read_value=False)
     return v[0]
 
-  step().numpy()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    step().numpy()
-    times.append(time.perf_counter() - start)
+  times = _timed_calls(step, repeats, warmup=1)
   moved = 12.0 * floats
   return {"floats": floats, "repeats": repeats, "best_gb_per_s": moved / min(times) / 1e9,
           "median_gb_per_s": moved / float(np.median(times)) / 1e9}
