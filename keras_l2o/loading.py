@@ -50,11 +50,10 @@ def load(path, which: str = "final"):
   path = os.fspath(path)
   if _run_format(path) == RUN_FORMAT:
     exported = os.path.join(path, which)
-    if which == "last" and not export_lib.is_export(exported) and export_lib.is_export(
-        os.path.join(path, "final")):
-      raise ValueError(f"The meta-training run in {path!r} has no 'last' optimizer: only GPS runs "
-                       "write one; this run's 'final' is its last step.")
     if not export_lib.is_export(exported):
+      if which == "last" and export_lib.is_export(os.path.join(path, "final")):
+        raise ValueError(f"The meta-training run in {path!r} has no 'last' optimizer: only GPS "
+                         "runs write one; this run's 'final' is its last step.")
       raise ValueError(f"The meta-training run in {path!r} has no {which!r} optimizer yet (it is "
                        "still running, or stopped before finishing: continue it with "
                        "`keras-l2o-meta-train --resume --save_dir=...`).")

@@ -484,11 +484,10 @@ def _run_child(spec: dict) -> dict:
 
 def child_main(spec: dict, output_path: str):
   if spec.get("kind") == "bptt":  # thread pools first: they are fixed once TensorFlow runs an op
-    tf.config.threading.set_intra_op_parallelism_threads(spec["threads"]["intra_op_threads"])
-    tf.config.threading.set_inter_op_parallelism_threads(spec["threads"]["inter_op_threads"])
+    threads = meta_train_defaults.apply_threads(spec["threads"])
     result = bptt_benchmark(spec["rule"], steps=spec["steps"], warmup=spec["warmup"],
                             seed=spec["seed"], eager_meta_update=spec["eager_meta_update"])
-    result["threads"] = spec["threads"]
+    result["threads"] = threads
     with open(output_path, "w", encoding="utf-8") as f:
       json.dump(result, f)
     return
@@ -634,8 +633,8 @@ def _flops_table(report) -> list:
   if memory:
     lines[-1] += (f" Measured memory bandwidth: {memory['best_gb_per_s']:.1f} GB/s (best of "
                   f"{memory['repeats']}; median {memory['median_gb_per_s']:.1f}), in-place "
-                  f"`v.assign_add(w)` on {memory['floats']:,} float32. Memory bound = bytes / that bandwidth, "
-                  "with bytes = 4 x (2 x state floats + 3): state and variable read and "
+                  f"`v.assign_add(w)` on {memory['floats']:,} float32. Memory bound = bytes / "
+                  "that bandwidth, with bytes = 4 x (2 x state floats + 3): state and variable read and "
                   "written, gradient read. Roofline = the larger bound.")
   lines.append("")
   header = ["optimizer", "flops / coordinate", "of which matmul", "bound ns / param",

@@ -5,7 +5,8 @@ Usage:
   keras-l2o-meta-train --trainer=bptt --rule=lstm --problem=mnist_mlp --save_dir=/tmp/l2l_mnist
   keras-l2o-meta-train --save_dir=/tmp/l2l_quad --resume      # continue a stopped / killed run
   keras-l2o-meta-train --trainer=gps --problem=logistic_regression --save_dir=/tmp/gps_logreg
-  keras-l2o-meta-train --trainer=gps --rule=gps_policy --problem=logistic_regression --save_dir=/tmp/p1
+  keras-l2o-meta-train --trainer=gps --rule=gps_policy --problem=logistic_regression \
+      --save_dir=/tmp/p1
   keras-l2o-meta-train --trainer=gps --problem=mnist_mlp --save_dir=/tmp/gps_mnist
 
 Unset flags take the defaults of the chosen problem (see `PROBLEM_DEFAULTS`).
@@ -207,15 +208,6 @@ def threading_settings() -> dict:
   return values
 
 
-def apply_threading(values: dict):
-  """Sets TensorFlow's thread pools from `threading_settings()` (before any op runs)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  tf.config.threading.set_intra_op_parallelism_threads(values["intra_op_threads"])
-  tf.config.threading.set_inter_op_parallelism_threads(values["inter_op_threads"])
-  logging.info("TensorFlow threads: %d inside an op, %d ops at a time (0: TensorFlow's choice).",
-               values["intra_op_threads"], values["inter_op_threads"])
-
-
 def check_save_dir(save_dir, resume):
   """Refuses to overwrite a run; returns whether there is a run to resume."""
   from trainers import base  # pylint: disable=g-import-not-at-top
@@ -229,7 +221,7 @@ def check_save_dir(save_dir, resume):
   return has_run
 
 
-def _run_gps(settings, rule, family) -> dict:
+def _run_gps(settings, rule, family, threading) -> dict:
   """Builds and runs the GPS trainer from the flags; raises app.UsageError."""
   from trainers.gps import group_trainer  # pylint: disable=g-import-not-at-top
   from trainers.gps import trainer as gps_trainer  # pylint: disable=g-import-not-at-top
@@ -260,7 +252,7 @@ def _run_gps(settings, rule, family) -> dict:
         "validation_problems", "learning_rate", "seed", "gps_config")}
     flag_values.update(rule=settings["rule"], problem_config=settings["problem_config"],
                        num_steps=settings["num_steps"])
-    flag_values.update(threading_settings())
+    flag_values.update(threading)
     extra_config = {"settings": flag_values,
                     "problem": {"name": FLAGS.problem, "config": settings["problem_config"]}}
     trainer = trainer_class(rule, family, config, FLAGS.save_dir, extra_config=extra_config)
@@ -277,8 +269,9 @@ def main(argv):
   if strategy_flags.server_role() != "chief":
     strategy_flags.serve_forever()  # a parameter-server cluster's worker or ps: serve only
     return
-  threading = threading_settings()
-  apply_threading(threading)
+  threading = meta_train_defaults.apply_threads(threading_settings())
+  logging.info("TensorFlow threads: %d inside an op, %d ops at a time (0: TensorFlow's choice).",
+               threading["intra_op_threads"], threading["inter_op_threads"])
   try:  # first: it may split the CPU or join a cluster before TensorFlow initialises
     strategy = strategy_flags.strategy_from_flags()
   except ValueError as e:
@@ -302,7 +295,7 @@ def main(argv):
   settings = resolve_settings()
   rule, family = settings.pop("objects")
   if FLAGS.trainer == "gps":
-    result = _run_gps(settings, rule, family)
+    result = _run_gps(settings, rule, family, threading)
     logging.info("Finished: %s", result)
     print(json.dumps(result))
     return

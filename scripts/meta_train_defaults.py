@@ -55,3 +55,17 @@ def threads(problem: str, trainer: str) -> dict:
     found = {PROBLEM_DEFAULTS.get(n, {}).get(trainer, {}).get(name, 0) for n in names}
     values[name] = found.pop() if len(found) == 1 else 0
   return values
+
+
+def apply_threads(values: dict) -> dict:
+  """Sets TensorFlow's thread pools to `values` (as `threads` returns); call it before
+  TensorFlow runs an op.
+
+  Returns:
+    The pool sizes TensorFlow reports afterwards, in the same form.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.config.threading.set_intra_op_parallelism_threads(values["intra_op_threads"])
+  tf.config.threading.set_inter_op_parallelism_threads(values["inter_op_threads"])
+  return {"intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+          "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads()}

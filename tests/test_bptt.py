@@ -207,6 +207,21 @@ class TrainerTest(tf.test.TestCase):
       keras_l2o.load(save_dir, which="last")
     self.assertTrue(tf.train.latest_checkpoint(os.path.join(save_dir, "checkpoints")))
 
+  def test_validation_runs_the_problems_together_with_each_ones_own_value(self):
+    # All validation problems go through one traced call; each gives exactly what its own
+    # unroll gives, with fresh state, over the whole horizon.
+    trainer = self._trainer(os.path.join(self.get_temp_dir(), "v"), validation_problems=3)
+    family = trainer.family
+    alone = []
+    for index in range(3):
+      tensors = family.sample("validation", index).tensors
+      state = unroll_lib.init_state(trainer.rule, family, tensors)
+      losses, final_loss, _ = unroll_lib.unroll(trainer.rule, trainer.meta_vars, family, tensors,
+                                                state, trainer.config.horizon)
+      alone.append(float(tf.reduce_mean(unroll_lib.losses_after_updates(losses, final_loss))))
+    self.assertEqual(len(set(alone)), 3)  # three different problems
+    self.assertAllClose(trainer.validate(), np.mean(alone), rtol=1e-6, atol=0)
+
   def test_meta_training_lowers_validation_loss(self):
     save_dir = os.path.join(self.get_temp_dir(), "learn")
     result = bptt.BPTTTrainer(
