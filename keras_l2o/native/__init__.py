@@ -1,0 +1,10 @@
+"""Native CPU kernels: optional, faster forms of rule steps that TensorFlow ops compute slowly.
+
+* `build`: compiles them against the installed TensorFlow (`make setup` does).
+* `library`: loads a built kernel once per process.
+* `lstm_rule`: the lstm rule's step as one kernel (`supports`, `native_delta`).
+"""
+
+from keras_l2o.native import build
+from keras_l2o.native import library
+from keras_l2o.native import lstm_rule
