@@ -10,6 +10,7 @@ True
 """
 
 from keras_l2o import distribute
+from keras_l2o import native
 from keras_l2o import pretrained
 from keras_l2o import rules
 from keras_l2o.export import export_optimizer

@@ -22,12 +22,21 @@ largest update in one step, and parameters within 1e-6 relative after 100
 changes the numbers of the shipped optimizers and made the meta-gradient
 through sqrt(v) at v = 0 NaN.
 
-`LearnedOptimizer(jit_rule=...)` chooses per variable with `use_fast_path`:
+`LearnedOptimizer(jit_rule=...)` chooses per variable with `step_path`
+among three paths: `"native"`, a hand-written CPU kernel
+(`keras_l2o.native`; today the lstm rule's, when built), `"xla"`, this
+module's compiled fused form, and `"reference"`:
 
-* `"auto"` (default): rules that ask for it (`auto_fast_path`: mlp), on
-  variables of at least `AUTO_MIN_SIZE` entries;
-* `True`: every rule and variable;
-* `False`: nothing, the reference path everywhere.
+* `"auto"` (default): the native kernel where there is one; else the fused
+  form for rules that ask for it (`auto_fast_path`: mlp), on variables of at
+  least `AUTO_MIN_SIZE` entries;
+* `True`: the native kernel where there is one, else the fused form, for
+  every rule and variable;
+* `False`: the reference path everywhere.
+
+The native kernel is skipped inside an XLA cluster (`model.fit(jit_compile=
+True)`: XLA cannot compile it; the fused form or the reference runs there)
+and for variables placed on a GPU or TPU (it has a CPU kernel only).
 
 Rules that read the objective value (`rule.uses_loss`) always take the
 reference path. The compiled function takes and returns tensors only (no
@@ -52,6 +61,8 @@ True
 import functools
 
 import tensorflow as tf
+
+from keras_l2o.native import lstm_rule as native_lstm
 
 JIT_RULE_MODES = ("auto", True, False)
 # Below about this many entries the XLA launch (~20-30 microseconds) costs as
@@ -81,7 +92,8 @@ def use_fast_path(jit_rule, rule, variable) -> bool:
   Under `"auto"` only rules with `auto_fast_path = True` (the mlp rule, whose
   fused form is 6x faster) qualify; the lstm rule's blocked form was 1.0-2.2x
   faster depending on the machine's load, not worth its rounding changes by
-  default (`jit_rule=True` uses it).
+  default (`jit_rule=True` uses it where the native kernel does not run, see
+  `step_path`).
   """
   if jit_rule is False or getattr(rule, "uses_loss", False):
     return False
@@ -90,6 +102,31 @@ def use_fast_path(jit_rule, rule, variable) -> bool:
     return (getattr(rule, "auto_fast_path", False) and has_fused_form(rule)
             and size >= AUTO_MIN_SIZE)
   return True
+
+
+def in_xla_context() -> bool:
+  """Whether ops created now are compiled by XLA (inside `tf.function(jit_compile=True)`)."""
+  # pylint: disable-next=g-direct-tensorflow-import
+  from tensorflow.python.ops import control_flow_util
+  return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
+def _on_cpu(variable) -> bool:
+  device = (getattr(variable, "device", None) or "").upper()
+  return "GPU" not in device and "TPU" not in device
+
+
+def step_path(jit_rule, rule, variable) -> str:
+  """Which path computes the step of `variable`: `"native"`, `"xla"` or `"reference"`.
+
+  See the module doc for the rules.
+  """
+  if jit_rule is False or getattr(rule, "uses_loss", False):
+    return "reference"
+  if (native_lstm.supports(rule, variable.dtype) and _on_cpu(variable)
+      and not in_xla_context()):
+    return "native"
+  return "xla" if use_fast_path(jit_rule, rule, variable) else "reference"
 
 
 def compute_shape(size):

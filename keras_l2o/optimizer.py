@@ -6,6 +6,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_l2o import fast_apply as fast_apply_lib
+from keras_l2o.native import lstm_rule as native_lstm
 from keras_l2o import meta_params as meta_params_lib
 from keras_l2o import rules as rules_lib
 from keras_l2o import step as step_lib
@@ -74,12 +75,14 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
       by 0) or `"raise"` (an `InvalidArgumentError`; needs `jit_compile=False`).
     seed: seed of the initial meta-parameters when `meta_params` is None.
     jit_rule: how each variable's step is computed: `"auto"` (default) uses
-      the fast path of `keras_l2o.fast_apply` (the rule's fused form compiled
-      by XLA; rounding-level differences) for rules that ask for it (mlp) on
-      variables of at least `fast_apply.AUTO_MIN_SIZE` entries; `True` uses
-      it for every rule and variable; `False` always uses the reference
-      `keras_l2o.step.rule_delta`, bit-identical to the meta-trainers'
-      unroll.
+      the rule's native CPU kernel where there is one (the lstm rule's,
+      `keras_l2o.native`), else the fast path of `keras_l2o.fast_apply` (the
+      rule's fused form compiled by XLA) for rules that ask for it (mlp) on
+      variables of at least `fast_apply.AUTO_MIN_SIZE` entries; both differ
+      from the reference by rounding only. `True` uses the native kernel or
+      the fused form for every rule and variable; `False` always uses the
+      reference `keras_l2o.step.rule_delta`, bit-identical to the
+      meta-trainers' unroll.
     name: the optimizer's name.
     **kwargs: every keyword argument Keras optimizers accept: `weight_decay`,
       `clipnorm`, `clipvalue`, `global_clipnorm`, `use_ema`, `ema_momentum`,
@@ -240,11 +243,16 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     state = self._state_types[index](*[tf.convert_to_tensor(s) for s in slots])
     step = self.iterations + 1
     loss = None if self._loss_variable is None else self._loss_variable.value
-    fast = fast_apply_lib.use_fast_path(self.jit_rule, self.rule, variable)
+    path = fast_apply_lib.step_path(self.jit_rule, self.rule, variable)
+    fast = path == "xla"
     if fast:  # var + delta computed in the compiled step (one pass over memory fewer)
       new_value, new_state = fast_apply_lib.get(self.rule)(
           self._meta_values(), _dense(gradient), tf.convert_to_tensor(variable), state, step,
           learning_rate, add_to_var=True)
+    elif path == "native":
+      delta, new_state = native_lstm.native_delta(self.rule, self._meta_values(),
+                                                  _dense(gradient), variable, state, step,
+                                                  learning_rate)
     else:
       delta, new_state = step_lib.rule_delta(self.rule, self._meta_values(), _dense(gradient),
                                              tf.convert_to_tensor(variable), state, step,

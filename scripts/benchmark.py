@@ -17,8 +17,10 @@ In one run, for every rule of `keras_l2o.rules.names()` (as
   exceed `--max_state_gb` are skipped (the lstm rule at 10M: 3.2 GB);
 * the update alone: `optimizer.apply` on one variable of `--update_params`
   parameters inside a `tf.function`, in ns per parameter (median of repeats),
-  for the default path and, for rules with a fast path
-  (`keras_l2o.fast_apply`), for the reference path (`jit_rule=False`);
+  for the default path (named in the table when it is not the reference:
+  `native`, the rule's CPU kernel of `keras_l2o.native`, or `xla`, the fused
+  form of `keras_l2o.fast_apply`) and, for rules with such a path, for the
+  reference path (`jit_rule=False`);
 * the flops of every rule per coordinate (TensorFlow's registered op
   statistics of one traced `rule.apply`), the machine's measured matmul rate
   (float32, 4096 x 4096), hence each rule's flop bound in ns per parameter
@@ -61,6 +63,7 @@ import tensorflow as tf
 
 import keras_l2o
 from keras_l2o import fast_apply
+from keras_l2o.native import lstm_rule as native_lstm
 from scripts import flags as script_flags
 from scripts import meta_train_defaults
 
@@ -133,9 +136,11 @@ def skip_reason(name: str):
 
 
 def has_fast_path(name: str) -> bool:
+  """Whether `LearnedOptimizer(name)` has a path besides the reference (fused form or native kernel)."""
   if name == REFERENCE:
     return False
-  return fast_apply.has_fused_form(keras_l2o.rules.get(name))
+  rule = keras_l2o.rules.get(name)
+  return fast_apply.has_fused_form(rule) or native_lstm.supports(rule, tf.float32)
 
 
 # ----------------------------------------------------------------- model --
@@ -300,9 +305,13 @@ def update_benchmark(optimizer: str, num_params: int, *, repeats: int, jit: bool
   gradient = tf.constant(1e-3 * rng.normal(size=(num_params,)).astype(np.float32))
   opt = make_optimizer(optimizer, jit_rule)
   opt.build([variable])
+  paths = {}
 
   @tf.function(jit_compile=jit)
   def step():
+    # The path the optimizer takes for this variable, seen from inside the trace (XLA or not).
+    paths["path"] = ("keras" if optimizer == REFERENCE
+                     else fast_apply.step_path(jit_rule, opt.rule, variable))
     opt.apply([gradient], [variable])
     return opt.iterations.value
 
@@ -314,6 +323,7 @@ def update_benchmark(optimizer: str, num_params: int, *, repeats: int, jit: bool
       "params": num_params,
       "jit": bool(jit),
       "jit_rule": jit_rule,
+      "path": paths["path"],
       "repeats": repeats,
       "median_ns_per_param": float(np.median(ns)),
       "p10_ns_per_param": float(np.percentile(ns, 10)),
@@ -611,8 +621,9 @@ def _update_table(report) -> list:
     row = [f"`{opt}`", str(report["optimizers"][opt]["state_floats_per_parameter"])]
     for jit in cfg["jit_modes"]:
       u = next((r for r in report["update"] if r["optimizer"] == opt and r["jit"] == jit), None)
+      path = f" ({u['path']})" if u and u.get("path") not in (None, "keras") else ""
       row += ([f"{_fmt(u['median_ns_per_param'])} [{_fmt(u['p10_ns_per_param'])}-"
-               f"{_fmt(u['p90_ns_per_param'])}]", f"{u['ratio_to_adam']:.2f}"]
+               f"{_fmt(u['p90_ns_per_param'])}]{path}", f"{u['ratio_to_adam']:.2f}"]
               if u else ["n/a", "n/a"])
     ref = next((r for r in report["update_reference_path"] if r["optimizer"] == opt), None)
     row.append(_fmt(ref["median_ns_per_param"]) if ref else "same")
