@@ -240,10 +240,16 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
   def update_step(self, gradient, variable, learning_rate):
     index = self._get_variable_index(variable)
     slots = self._state_variables[index]
+    path = fast_apply_lib.step_path(self.jit_rule, self.rule, variable)
+    if path == "native" and native_lstm.supports_in_place(self.rule, variable):
+      # State and variable updated in place by one op; reading the state first
+      # would make the op copy it (it never overwrites a buffer a reader holds).
+      native_lstm.apply_in_place(self.rule, self._meta_values(), _dense(gradient), variable,
+                                 slots, learning_rate)
+      return
     state = self._state_types[index](*[tf.convert_to_tensor(s) for s in slots])
     step = self.iterations + 1
     loss = None if self._loss_variable is None else self._loss_variable.value
-    path = fast_apply_lib.step_path(self.jit_rule, self.rule, variable)
     fast = path == "xla"
     if fast:  # var + delta computed in the compiled step (one pass over memory fewer)
       new_value, new_state = fast_apply_lib.get(self.rule)(

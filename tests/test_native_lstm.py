@@ -5,16 +5,22 @@ its own sigmoid and tanh). These tests bound the difference: one step within
 1e-5 of the largest update and state entry, for every supported hidden size,
 depth and preprocessing, at sizes that exercise the blocks of four
 coordinates and their remainders; NaN gradients poison their own coordinate
-only, as in the reference. `LearnedOptimizer` runs it by default for lstm
-rules (and each test checks that it really ran), falls back to TensorFlow ops
-inside XLA and for unsupported configurations, and its `fit` trajectories
-track the reference's to the chaos of the lstm rule (see test_fast_path.py).
+only, as in the reference. The in-place op gives `native_delta`'s values bit
+for bit and never overwrites a buffer a reader holds. `LearnedOptimizer` runs
+the kernel by default for lstm rules (in place; the functional op in the
+replicas of a `MirroredStrategy`; each test checks which ran), falls back to
+TensorFlow ops inside XLA and for unsupported configurations, and its `fit`
+trajectories track the reference's to the chaos of the lstm rule (see
+test_fast_path.py).
 
 On a machine that cannot build the kernel (no g++ or AVX-512) only the
 fallback tests run; on one that can, the first test fails if it is not built.
 """
 
+import json
 import os
+import subprocess
+import sys
 from unittest import mock
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -69,19 +75,26 @@ def _relative(a, b):
 
 
 class _CountNativeCalls:
-  """Counts the variables whose step the native kernel computes (per trace of update_step)."""
+  """Counts the variables whose step the native kernel computes (per trace of update_step).
+
+  `count` adds both forms; `in_place` counts `apply_in_place` alone.
+  """
 
   def __init__(self, test_case):
     self.count = 0
-    original = native_lstm.native_delta
+    self.in_place = 0
+    for name in ("native_delta", "apply_in_place"):
+      patcher = mock.patch.object(native_lstm, name, self._counting(getattr(native_lstm, name),
+                                                                  name == "apply_in_place"))
+      patcher.start()
+      test_case.addCleanup(patcher.stop)
 
+  def _counting(self, original, in_place):
     def counting(*args, **kwargs):
       self.count += 1
+      self.in_place += int(in_place)
       return original(*args, **kwargs)
-
-    patcher = mock.patch.object(native_lstm, "native_delta", counting)
-    patcher.start()
-    test_case.addCleanup(patcher.stop)
+    return counting
 
 
 class BuildTest(tf.test.TestCase):
@@ -188,7 +201,8 @@ class StepTest(tf.test.TestCase, parameterized.TestCase):
                                    tf.zeros([8]), tf.zeros([1]), preprocessing="log_sign",
                                    preprocess_constant=10.0, output_scale=0.1)
     with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
-                                r"state tensor 1 has shape \[3,4\]; expected 3 x 20"):
+                                r"state tensor 1 has shape \[3,4\] and dtype float; expected "
+                                r"float32 with 3 x 20 entries"):
       op.keras_l2o_lstm_rule_apply(tf.zeros([3]), [tf.zeros([3, 20]), tf.zeros([3, 4])],
                                    [tf.zeros([22, 80])], [tf.zeros([80])], tf.zeros([20]),
                                    tf.zeros([1]), preprocessing="log_sign",
@@ -205,6 +219,123 @@ class StepTest(tf.test.TestCase, parameterized.TestCase):
                                 r"config .*'hidden_size': 8"):
       native_lstm.native_delta(rule, rule.init_meta_params(0), tf.zeros([3]), tf.zeros([3]),
                                rule.init_state(tf.zeros([3])), 1, 1.0)
+
+
+class InPlaceTest(tf.test.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    if not BUILT:
+      self.skipTest(skip_reason)
+
+  def _setup(self, size=1001):
+    rule = keras_l2o.rules.get("lstm")
+    meta = _perturbed_meta_params(rule)
+    rng = np.random.default_rng(7)
+    grad = _gradients(size, rng)
+    value = tf.constant(rng.normal(size=size), tf.float32)
+    state = _random_state(rule, value, rng)
+    return rule, meta, grad, value, state
+
+  def test_in_place_step_is_native_delta_bit_for_bit(self):
+    rule, meta, grad, value, state = self._setup()
+    variable = tf.Variable(value)
+    slots = [tf.Variable(s) for s in state]
+    self.assertTrue(native_lstm.supports_in_place(rule, variable))
+    delta, new_state = native_lstm.native_delta(rule, meta, grad, value, state, 1, 0.5)
+    @tf.function
+    def step():
+      native_lstm.apply_in_place(rule, meta, grad, variable, slots, 0.5)
+
+    step()
+    self.assertAllEqual(variable, value + delta)
+    self.assertGreater(float(np.max(np.abs(delta))), 1e-4)
+    for slot, expected in zip(slots, new_state):
+      self.assertAllEqual(slot, expected)
+
+  def test_a_tensor_read_before_the_step_keeps_its_values(self):
+    rule, meta, grad, value, state = self._setup(size=64)
+    variable = tf.Variable(value)
+    slots = [tf.Variable(s) for s in state]
+    held_variable, held_h1 = tf.convert_to_tensor(variable), tf.convert_to_tensor(slots[0])
+    native_lstm.apply_in_place(rule, meta, grad, variable, slots, 1.0)
+    self.assertAllEqual(held_variable, value)
+    self.assertAllEqual(held_h1, state.h1)
+    self.assertNotAllEqual(slots[0], state.h1)
+    self.assertNotAllEqual(variable, value)
+
+  def test_refuses_what_it_cannot_update(self):
+    rule, meta, grad, value, state = self._setup(size=8)
+    half = tf.Variable(tf.cast(value, tf.float16))
+    self.assertTrue(native_lstm.supports(rule, tf.float16))
+    self.assertFalse(native_lstm.supports_in_place(rule, half))
+    with self.assertRaisesRegex(ValueError, r"does not update this variable in place \(rule "
+                                r"'lstm' .* variable dtype float16"):
+      native_lstm.apply_in_place(rule, meta, grad, half, [tf.Variable(s) for s in state], 1.0)
+    slots = [tf.Variable(s) for s in state]
+    with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
+                                r"the variable has shape \[9\] and dtype float; expected float32 "
+                                r"with 8 entries \(the gradient's\)"):
+      native_lstm.apply_in_place(rule, meta, grad, tf.Variable(tf.zeros([9])), slots, 1.0)
+
+
+_MIRRORED_FIT = r"""
+import json
+import numpy as np
+from keras_l2o import distribute
+strategy = distribute.get_strategy("mirrored", num_cpu_devices=2)
+import keras, tensorflow as tf, keras_l2o
+from keras_l2o import datasets
+from keras_l2o.native import lstm_rule
+data = datasets.digits()
+x, y = data.x[:256], data.y[:256]
+calls = []
+original = lstm_rule.native_delta
+lstm_rule.native_delta = lambda *a, **k: calls.append(1) or original(*a, **k)
+
+def train(strategy, jit_rule):
+  with strategy.scope():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="tanh"),
+                              keras.layers.Dense(10)])
+    model.compile(optimizer=keras_l2o.LearnedOptimizer("lstm", jit_rule=jit_rule),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  model.fit(x, y, batch_size=64, epochs=1, shuffle=False, verbose=0)
+  return model
+
+mirrored = train(strategy, "auto")
+mirrored_calls = len(calls)
+single = train(tf.distribute.OneDeviceStrategy("/cpu:0"), False)
+replicas = [[v.numpy() for v in strategy.experimental_local_results(w.value)]
+            for w in mirrored.trainable_variables]
+print(json.dumps({
+    "replicas": strategy.num_replicas_in_sync,
+    "native_calls": mirrored_calls,
+    "replica_diff": max(float(np.abs(r[0] - r[1]).max()) for r in replicas),
+    "relative": [float(np.abs(a.numpy() - b.numpy()).max() / np.abs(b.numpy()).max())
+                 for a, b in zip(mirrored.weights, single.weights)],
+}))
+"""
+
+
+class MirroredTest(tf.test.TestCase):
+
+  def test_native_step_in_mirrored_replicas_on_logical_cpus(self):
+    if not BUILT:
+      self.skipTest(skip_reason)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, "-c", _MIRRORED_FIT], capture_output=True, text=True,
+                          timeout=300, env=env, cwd=root, check=False)
+    self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    self.assertEqual(result["replicas"], 2)
+    # In a strategy the functional kernel runs (not the in-place one), for each of the 4
+    # variables on each of the 2 replicas, per trace of the step.
+    self.assertGreaterEqual(result["native_calls"], 8)
+    self.assertEqual(result["native_calls"] % 8, 0)
+    self.assertEqual(result["replica_diff"], 0.0)
+    self.assertLess(max(result["relative"]), FIT_TOLERANCE, result["relative"])
 
 
 class PathTest(tf.test.TestCase, parameterized.TestCase):
@@ -273,6 +404,7 @@ class FitTest(tf.test.TestCase, parameterized.TestCase):
     native, native_losses = self._fit("auto", jit_compile)
     # `fit` traces the train step twice (the optimizer is built during the first).
     self.assertEqual(calls.count, 2 * native_variables)
+    self.assertEqual(calls.in_place, 2 * native_variables)  # float32, no strategy: in place
     calls.count = 0
     reference, reference_losses = self._fit(False)
     self.assertEqual(calls.count, 0)

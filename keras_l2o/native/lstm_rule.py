@@ -8,8 +8,12 @@ kernel's own, a few float ulp from TensorFlow's (tests/test_native_lstm.py
 bounds the difference). Like the XLA fast path it only *applies* the rule: it
 has no gradient, and meta-training never uses it.
 
-`LearnedOptimizer` uses it for lstm rules by default (`jit_rule="auto"` or
-`True`) when `supports` says so; `jit_rule=False` keeps the reference.
+`apply_in_place` is the same kernel on the optimizer's variables: it writes
+the new state over the old one and adds `learning_rate * update` to the
+variable, in one pass and without allocating (10% faster again at 1M
+parameters). `LearnedOptimizer` uses it for lstm rules by default
+(`jit_rule="auto"` or `True`) when `supports_in_place` says so, else
+`native_delta` when `supports` does; `jit_rule=False` keeps the reference.
 
 Example:
 
@@ -77,3 +81,50 @@ def native_delta(rule, meta_params, grad, var, state, step, learning_rate):
     learning_rate = tf.constant(learning_rate, tf.float32)
   delta = tf.cast(tf.cast(learning_rate, tf.float32) * update, var.dtype)
   return delta, type(state)(*new_state)
+
+
+def supports_in_place(rule, variable) -> bool:
+  """Whether `apply_in_place` computes `rule`'s step on `variable`.
+
+  As `supports`, for a float32 variable outside any `tf.distribute` strategy
+  (in a strategy the optimizer's variables are distributed values; there
+  `native_delta` and Keras's assignments run instead).
+  """
+  return (tf.as_dtype(variable.dtype) == tf.float32 and not tf.distribute.has_strategy()
+          and supports(rule, variable.dtype))
+
+
+def apply_in_place(rule, meta_params, grad, variable, state_variables, learning_rate):
+  """One step of `rule` on `variable`, in place: the optimizer's `update_step` in one op.
+
+  `variable += learning_rate * update` and the state variables get the new
+  state, with the values `native_delta` computes (bit for bit) and the
+  variable rounded as `variable.assign_add(delta)` rounds it. A variable
+  buffer that an earlier read still holds is replaced, not overwritten.
+
+  Args:
+    rule: an `LSTMRule` (see `supports_in_place`).
+    meta_params: the rule's meta-parameters.
+    grad: dense gradient, shaped like `variable`.
+    variable: the float32 variable to update.
+    state_variables: its state, one variable per field of `rule.init_state`.
+    learning_rate: scalar multiplying the rule's output.
+
+  Returns:
+    The op (None when executed eagerly).
+  """
+  if not supports_in_place(rule, variable):
+    raise ValueError(f"The native lstm kernel does not update this variable in place (rule "
+                     f"{rule.name!r} with config {rule.get_config()}, variable dtype "
+                     f"{tf.as_dtype(variable.dtype).name}, in a tf.distribute strategy: "
+                     f"{tf.distribute.has_strategy()}). Check `supports_in_place` first.")
+  layers = [meta_params[f"layer{i}"] for i in range(1, rule.num_layers + 1)]
+  return library.load(KERNEL).keras_l2o_lstm_rule_resource_apply(
+      variable.handle, [s.handle for s in state_variables],
+      tf.reshape(tf.cast(grad, tf.float32), [-1]), tf.cast(learning_rate, tf.float32),
+      [tf.cast(p["kernel"], tf.float32) for p in layers],
+      [tf.cast(p["bias"], tf.float32) for p in layers],
+      tf.reshape(tf.cast(meta_params["output"]["kernel"], tf.float32), [-1]),
+      tf.reshape(tf.cast(meta_params["output"]["bias"], tf.float32), [-1]),
+      preprocessing=rule.preprocessing, preprocess_constant=rule.preprocess_constant,
+      output_scale=rule.output_scale)

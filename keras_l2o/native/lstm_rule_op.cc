@@ -27,6 +27,13 @@
 // compiled with -ffp-contract=off, so that every product and sum of the cell
 // is rounded where the reference rounds it.
 //
+// Two ops share the kernel: KerasL2OLstmRuleApply, functional ((grad, state)
+// -> (update, new state)), and KerasL2OLstmRuleResourceApply, which takes the
+// optimizer's variables and writes the new state over the old and
+// var + learning_rate * update over var. In place, each block reads its rows
+// before writing them; the step allocates nothing and streams the state once
+// (the functional op's fresh outputs cost page faults and a second stream).
+//
 // Supported: float32, H in {4, 16, 20} (the paper's 20), any number of layers
 // >= 1 with at most 64 inputs per layer, the three preprocessings. The Python
 // side (keras_l2o/native/lstm_rule.py) checks this and otherwise leaves the
@@ -42,6 +49,8 @@
 
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/resource_mgr.h"
+#include "tensorflow/core/framework/resource_var.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
 #if !defined(__AVX512F__)
@@ -144,6 +153,12 @@ struct Params {
   std::vector<Layer> layers;
   const float* out_kernel;  // [H]
   float out_bias;
+  // Where the step goes: `update` gets the rule's output, or, when `var` is
+  // set, var += learning_rate * output in place (rounded as the optimizer's
+  // `assign_add(learning_rate * update)` rounds it).
+  float* update = nullptr;
+  float* var = nullptr;
+  float learning_rate = 1.0f;
 };
 
 // The input features of NB coordinates, written to x[cc][0..input_size).
@@ -247,7 +262,7 @@ inline void LayerStep(const Layer& layer, int hidden, const float (*x)[kMaxInput
 // Every layer and the output for the NB coordinates from `first` on.
 template <int Z, int NB>
 void BlockStep(const Params& p, int64_t first, const float* grad, const std::vector<const float*>& state,
-               const std::vector<float*>& new_state, float* update) {
+               const std::vector<float*>& new_state) {
   const int hidden = p.hidden;
   float x[NB][kMaxInput];
   Features<NB>(p, grad + first, x);
@@ -272,21 +287,45 @@ void BlockStep(const Params& p, int64_t first, const float* grad, const std::vec
       sum = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(rest, &x[cc][k]), _mm512_maskz_loadu_ps(rest, p.out_kernel + k),
                             sum);
     }
-    update[first + cc] = (_mm512_reduce_add_ps(sum) + p.out_bias) * p.output_scale;
+    const float out = (_mm512_reduce_add_ps(sum) + p.out_bias) * p.output_scale;
+    if (p.var != nullptr) {
+      const float delta = p.learning_rate * out;
+      p.var[first + cc] += delta;
+    } else {
+      p.update[first + cc] = out;
+    }
   }
 }
 
 template <int Z>
 void Run(const Params& p, int64_t begin, int64_t end, const float* grad, const std::vector<const float*>& state,
-         const std::vector<float*>& new_state, float* update) {
+         const std::vector<float*>& new_state) {
   int64_t c = begin;
-  for (; c + kBlock <= end; c += kBlock) BlockStep<Z, kBlock>(p, c, grad, state, new_state, update);
-  for (; c < end; ++c) BlockStep<Z, 1>(p, c, grad, state, new_state, update);
+  for (; c + kBlock <= end; c += kBlock) BlockStep<Z, kBlock>(p, c, grad, state, new_state);
+  for (; c < end; ++c) BlockStep<Z, 1>(p, c, grad, state, new_state);
 }
 
-class LstmRuleApplyOp : public OpKernel {
+// The step of n coordinates, split over the device's thread pool. Each block
+// reads its rows of `state` before writing the same rows of `new_state`, so
+// the two may be the same buffers (the in-place op).
+void RunAll(OpKernelContext* ctx, const Params& p, int64_t n, const float* grad,
+            const std::vector<const float*>& state, const std::vector<float*>& new_state) {
+  auto work = [&](int64_t begin, int64_t end) {
+    switch (p.regs) {
+      case 1: Run<1>(p, begin, end, grad, state, new_state); break;
+      case 4: Run<4>(p, begin, end, grad, state, new_state); break;
+      default: Run<5>(p, begin, end, grad, state, new_state);
+    }
+  };
+  // Cycles per coordinate, for the thread pool's sharding.
+  const int64_t cost = 300LL * p.num_layers;
+  ctx->device()->tensorflow_cpu_worker_threads()->workers->ParallelFor(n, cost, work);
+}
+
+// Attributes, meta-parameters and checks shared by both ops.
+class LstmRuleOpBase : public OpKernel {
  public:
-  explicit LstmRuleApplyOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+  explicit LstmRuleOpBase(OpKernelConstruction* ctx) : OpKernel(ctx) {
     std::string preprocessing;
     OP_REQUIRES_OK(ctx, ctx->GetAttr("preprocessing", &preprocessing));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("preprocess_constant", &constant_));
@@ -303,56 +342,86 @@ class LstmRuleApplyOp : public OpKernel {
     }
   }
 
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor& grad = ctx->input(0);
-    OpInputList state, kernels, biases;
-    OP_REQUIRES_OK(ctx, ctx->input_list("state", &state));
-    OP_REQUIRES_OK(ctx, ctx->input_list("kernels", &kernels));
-    OP_REQUIRES_OK(ctx, ctx->input_list("biases", &biases));
-    const Tensor& out_kernel = ctx->input(ctx->num_inputs() - 2);
-    const Tensor& out_bias = ctx->input(ctx->num_inputs() - 1);
-
-    Params p;
-    p.num_layers = kernels.size();
-    OP_REQUIRES(ctx, state.size() == 2 * p.num_layers,
-                InvalidArgument("expected 2 state tensors per layer: received ", state.size(), " state tensors for ",
-                                p.num_layers, " layers"));
-    const int64_t n = grad.NumElements();
-    p.hidden = static_cast<int>(out_kernel.NumElements());
-    const int hidden = p.hidden;
-    OP_REQUIRES(ctx, hidden == 4 || hidden == 16 || hidden == 20,
-                InvalidArgument("the hidden size must be 4, 16 or 20; received ", hidden));
-    OP_REQUIRES(ctx, out_bias.NumElements() == 1,
-                InvalidArgument("out_bias must have one entry; received ", out_bias.shape().DebugString()));
-    p.regs = 4 * (hidden / 16) + (hidden % 16 ? 1 : 0);
-    p.input_size = preprocessing_ == kNone ? 1 : 2;
-    p.preprocessing = preprocessing_;
-    p.constant = constant_;
-    p.output_scale = output_scale_;
-    p.exp_constant = static_cast<float>(std::exp(static_cast<double>(constant_)));
-    p.exp_minus_constant = static_cast<float>(std::exp(-static_cast<double>(constant_)));
-    p.out_kernel = out_kernel.flat<float>().data();
-    p.out_bias = out_bias.flat<float>()(0);
-    for (int l = 0; l < state.size(); ++l) {
-      OP_REQUIRES(ctx, state[l].NumElements() == n * hidden,
-                  InvalidArgument("state tensor ", l, " has shape ", state[l].shape().DebugString(),
-                                  "; expected ", n, " x ", hidden, " entries"));
+ protected:
+  // Reads the meta-parameters (inputs "kernels", "biases", "out_kernel",
+  // "out_bias") into `p` and checks them against `num_state` state tensors.
+  absl::Status ReadParams(OpKernelContext* ctx, int num_state, Params* p) {
+    OpInputList kernels, biases;
+    TF_RETURN_IF_ERROR(ctx->input_list("kernels", &kernels));
+    TF_RETURN_IF_ERROR(ctx->input_list("biases", &biases));
+    const Tensor* out_kernel;
+    const Tensor* out_bias;
+    TF_RETURN_IF_ERROR(ctx->input("out_kernel", &out_kernel));
+    TF_RETURN_IF_ERROR(ctx->input("out_bias", &out_bias));
+    p->num_layers = kernels.size();
+    if (num_state != 2 * p->num_layers) {
+      return InvalidArgument("expected 2 state tensors per layer: received ", num_state, " state tensors for ",
+                             p->num_layers, " layers");
     }
-    int in = p.input_size;
-    for (int l = 0; l < p.num_layers; ++l) {
+    p->hidden = static_cast<int>(out_kernel->NumElements());
+    const int hidden = p->hidden;
+    if (hidden != 4 && hidden != 16 && hidden != 20) {
+      return InvalidArgument("the hidden size must be 4, 16 or 20; received ", hidden);
+    }
+    if (out_bias->NumElements() != 1) {
+      return InvalidArgument("out_bias must have one entry; received ", out_bias->shape().DebugString());
+    }
+    p->regs = 4 * (hidden / 16) + (hidden % 16 ? 1 : 0);
+    p->input_size = preprocessing_ == kNone ? 1 : 2;
+    p->preprocessing = preprocessing_;
+    p->constant = constant_;
+    p->output_scale = output_scale_;
+    p->exp_constant = static_cast<float>(std::exp(static_cast<double>(constant_)));
+    p->exp_minus_constant = static_cast<float>(std::exp(-static_cast<double>(constant_)));
+    p->out_kernel = out_kernel->flat<float>().data();
+    p->out_bias = out_bias->flat<float>()(0);
+    int in = p->input_size;
+    for (int l = 0; l < p->num_layers; ++l) {
       const int inputs = in + hidden;
-      OP_REQUIRES(ctx, inputs <= kMaxInput && kernels[l].NumElements() == inputs * 4 * hidden &&
-                           biases[l].NumElements() == 4 * hidden,
-                  InvalidArgument("layer ", l + 1, ": kernel ", kernels[l].shape().DebugString(), " and bias ",
-                                  biases[l].shape().DebugString(), " do not match [", inputs, ", ", 4 * hidden,
-                                  "] and [", 4 * hidden, "]"));
-      p.layers.push_back(
-          Reorder(kernels[l].flat<float>().data(), biases[l].flat<float>().data(), inputs, hidden, p.regs));
+      if (inputs > kMaxInput || kernels[l].NumElements() != inputs * 4 * hidden ||
+          biases[l].NumElements() != 4 * hidden) {
+        return InvalidArgument("layer ", l + 1, ": kernel ", kernels[l].shape().DebugString(), " and bias ",
+                               biases[l].shape().DebugString(), " do not match [", inputs, ", ", 4 * hidden,
+                               "] and [", 4 * hidden, "]");
+      }
+      p->layers.push_back(
+          Reorder(kernels[l].flat<float>().data(), biases[l].flat<float>().data(), inputs, hidden, p->regs));
       in = hidden;
     }
+    return absl::OkStatus();
+  }
+
+  static absl::Status CheckState(const Tensor& state, int index, int64_t n, int hidden) {
+    if (state.dtype() != ::tensorflow::DT_FLOAT || state.NumElements() != n * hidden) {
+      return InvalidArgument("state tensor ", index, " has shape ", state.shape().DebugString(), " and dtype ",
+                             ::tensorflow::DataTypeString(state.dtype()), "; expected float32 with ", n, " x ",
+                             hidden, " entries");
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  Preprocessing preprocessing_;
+  float constant_, output_scale_;
+};
+
+// Functional: (grad, state) -> (update, new_state).
+class LstmRuleApplyOp : public LstmRuleOpBase {
+ public:
+  using LstmRuleOpBase::LstmRuleOpBase;
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& grad = ctx->input(0);
+    OpInputList state;
+    OP_REQUIRES_OK(ctx, ctx->input_list("state", &state));
+    Params p;
+    OP_REQUIRES_OK(ctx, ReadParams(ctx, state.size(), &p));
+    const int64_t n = grad.NumElements();
+    for (int l = 0; l < state.size(); ++l) OP_REQUIRES_OK(ctx, CheckState(state[l], l, n, p.hidden));
 
     Tensor* update = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, grad.shape(), &update));
+    p.update = update->flat<float>().data();
     OpOutputList new_state;
     OP_REQUIRES_OK(ctx, ctx->output_list("new_state", &new_state));
     std::vector<const float*> state_ptr;
@@ -363,23 +432,90 @@ class LstmRuleApplyOp : public OpKernel {
       state_ptr.push_back(state[l].flat<float>().data());
       new_state_ptr.push_back(out->flat<float>().data());
     }
-    const float* g = grad.flat<float>().data();
-    float* u = update->flat<float>().data();
-    auto work = [&](int64_t begin, int64_t end) {
-      switch (p.regs) {
-        case 1: Run<1>(p, begin, end, g, state_ptr, new_state_ptr, u); break;
-        case 4: Run<4>(p, begin, end, g, state_ptr, new_state_ptr, u); break;
-        default: Run<5>(p, begin, end, g, state_ptr, new_state_ptr, u);
+    RunAll(ctx, p, n, grad.flat<float>().data(), state_ptr, new_state_ptr);
+  }
+};
+
+// In place on resource variables: state <- new_state, var <- var + learning_rate * update.
+// Like TensorFlow's own training ops, a buffer that something else still
+// holds (a tensor read from the variable earlier) is not overwritten: the
+// variable gets a fresh buffer instead, which the kernel fills.
+class LstmRuleResourceApplyOp : public LstmRuleOpBase {
+ public:
+  explicit LstmRuleResourceApplyOp(OpKernelConstruction* ctx) : LstmRuleOpBase(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_state", &num_state_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const int num_state = num_state_;
+    std::vector<::tensorflow::core::RefCountPtr<::tensorflow::Var>> vars(1 + num_state);
+    for (int i = 0; i <= num_state; ++i) {
+      OP_REQUIRES_OK(ctx, LookupResource(ctx, HandleFromInput(ctx, i), &vars[i]));
+    }
+    const Tensor& grad = ctx->input(1 + num_state);
+    const Tensor& learning_rate = ctx->input(2 + num_state);
+    OP_REQUIRES(ctx, learning_rate.NumElements() == 1,
+                InvalidArgument("learning_rate must be a scalar; received ", learning_rate.shape().DebugString()));
+    Params p;
+    OP_REQUIRES_OK(ctx, ReadParams(ctx, num_state, &p));
+    const int64_t n = grad.NumElements();
+
+    // Lock every variable, in address order (as TensorFlow's training ops do) so that two steps cannot deadlock.
+    std::vector<::tensorflow::mutex*> mutexes;
+    for (auto& v : vars) mutexes.push_back(v->mu());
+    std::sort(mutexes.begin(), mutexes.end());
+    mutexes.erase(std::unique(mutexes.begin(), mutexes.end()), mutexes.end());
+    for (auto* mu : mutexes) mu->lock();
+    struct Unlock {
+      std::vector<::tensorflow::mutex*>* mutexes;
+      ~Unlock() {
+        for (auto* mu : *mutexes) mu->unlock();
       }
-    };
-    // Cycles per coordinate, for the thread pool's sharding.
-    const int64_t cost = 300LL * p.num_layers;
-    ctx->device()->tensorflow_cpu_worker_threads()->workers->ParallelFor(n, cost, work);
+    } unlock{&mutexes};
+
+    std::vector<Tensor*> tensors;
+    for (int i = 0; i <= num_state; ++i) {
+      Tensor* t = vars[i]->tensor();
+      OP_REQUIRES(ctx, vars[i]->is_initialized && t->IsInitialized(),
+                  InvalidArgument("variable ", i, " is not initialized"));
+      tensors.push_back(t);
+    }
+    OP_REQUIRES(ctx, tensors[0]->dtype() == ::tensorflow::DT_FLOAT && tensors[0]->NumElements() == n,
+                InvalidArgument("the variable has shape ", tensors[0]->shape().DebugString(), " and dtype ",
+                                ::tensorflow::DataTypeString(tensors[0]->dtype()), "; expected float32 with ", n,
+                                " entries (the gradient's)"));
+    for (int l = 0; l < num_state; ++l) OP_REQUIRES_OK(ctx, CheckState(*tensors[1 + l], l, n, p.hidden));
+
+    // Buffers shared with a reader get replaced by fresh ones.
+    std::vector<const float*> state_ptr;
+    std::vector<float*> new_state_ptr;
+    std::vector<std::pair<int, Tensor>> replaced;
+    for (int i = 0; i <= num_state; ++i) {
+      Tensor* t = tensors[i];
+      float* out = nullptr;
+      if (t->RefCountIsOne() && !vars[i]->copy_on_read_mode.load()) {
+        out = t->flat<float>().data();
+      } else {
+        Tensor fresh;
+        OP_REQUIRES_OK(ctx, ctx->allocate_temp(::tensorflow::DT_FLOAT, t->shape(), &fresh));
+        if (i == 0) fresh.flat<float>() = t->flat<float>();  // the variable is updated, not overwritten
+        out = fresh.flat<float>().data();
+        replaced.emplace_back(i, fresh);
+      }
+      if (i == 0) {
+        p.var = out;
+      } else {
+        state_ptr.push_back(t->flat<float>().data());
+        new_state_ptr.push_back(out);
+      }
+    }
+    p.learning_rate = learning_rate.flat<float>()(0);
+    RunAll(ctx, p, n, grad.flat<float>().data(), state_ptr, new_state_ptr);
+    for (auto& [i, fresh] : replaced) *vars[i]->tensor() = fresh;
   }
 
  private:
-  Preprocessing preprocessing_;
-  float constant_, output_scale_;
+  int num_state_;
 };
 
 }  // namespace
@@ -408,5 +544,26 @@ REGISTER_OP("KerasL2OLstmRuleApply")
     .Doc("One step of keras_l2o's coordinatewise LSTM rule (keras_l2o/native/lstm_rule_op.cc).");
 
 REGISTER_KERNEL_BUILDER(Name("KerasL2OLstmRuleApply").Device(::tensorflow::DEVICE_CPU), LstmRuleApplyOp);
+
+REGISTER_OP("KerasL2OLstmRuleResourceApply")
+    .Input("var: resource")
+    .Input("state: num_state * resource")
+    .Input("grad: float")
+    .Input("learning_rate: float")
+    .Input("kernels: num_layers * float")
+    .Input("biases: num_layers * float")
+    .Input("out_kernel: float")
+    .Input("out_bias: float")
+    .Attr("num_state: int >= 2")
+    .Attr("num_layers: int >= 1")
+    .Attr("preprocessing: string")
+    .Attr("preprocess_constant: float")
+    .Attr("output_scale: float")
+    .SetIsStateful()
+    .SetShapeFn(::tensorflow::shape_inference::NoOutputs)
+    .Doc("keras_l2o's lstm rule step in place: var += learning_rate * update, state <- new state.");
+
+REGISTER_KERNEL_BUILDER(Name("KerasL2OLstmRuleResourceApply").Device(::tensorflow::DEVICE_CPU),
+                        LstmRuleResourceApplyOp);
 
 }  // namespace keras_l2o
