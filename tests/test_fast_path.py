@@ -12,10 +12,7 @@ rounding level, see the test). Each test also checks that the fast
 path really ran, so none can pass by comparing the reference with itself.
 """
 
-import json
 import os
-import subprocess
-import sys
 from unittest import mock
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -41,7 +38,6 @@ BATCH_SIZE = 16
 RELATIVE_TOLERANCE = 1e-6
 MIXED_PRECISION_TOLERANCE = 1e-3
 LSTM_TOLERANCE = 1e-3
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _perturbed_meta_params(rule, seed=1, scale=0.3):
@@ -278,56 +274,15 @@ class FitTest(tf.test.TestCase, parameterized.TestCase):
 
 
 # Runs in a fresh process: the CPU must be split before TensorFlow runs any op.
-_MIRRORED_FIT = r"""
-import json
-import numpy as np
-from keras_l2o import distribute
-strategy = distribute.get_strategy("mirrored", num_cpu_devices=2)
-import keras, tensorflow as tf, keras_l2o
-from keras_l2o import datasets, fast_apply
-data = datasets.digits()
-x, y = data.x[:512], data.y[:512]
-calls = []
-original = fast_apply.FastDelta.__call__
-fast_apply.FastDelta.__call__ = lambda *a, **k: calls.append(1) or original(*a, **k)
-
-def train(strategy, jit_rule):
-  with strategy.scope():
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(96, activation="tanh"),
-                              keras.layers.Dense(10)])
-    model.compile(optimizer=keras_l2o.LearnedOptimizer("mlp", jit_rule=jit_rule),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-  model.fit(x, y, batch_size=64, epochs=2, shuffle=False, verbose=0)
-  return model
-
-mirrored = train(strategy, True)
-mirrored_calls = len(calls)
-single = train(tf.distribute.OneDeviceStrategy("/cpu:0"), False)
-replicas = [[v.numpy() for v in strategy.experimental_local_results(w.value)]
-            for w in mirrored.trainable_variables]
-print(json.dumps({
-    "replicas": strategy.num_replicas_in_sync,
-    "fast_calls": mirrored_calls,
-    "replica_diff": max(float(np.abs(r[0] - r[1]).max()) for r in replicas),
-    "relative": [float(np.abs(a.numpy() - b.numpy()).max() / np.abs(b.numpy()).max())
-                 for a, b in zip(mirrored.weights, single.weights)],
-}))
-"""
-
-
 class MirroredTest(tf.test.TestCase):
 
   def test_fast_path_in_mirrored_replicas_on_logical_cpus(self):
-    env = dict(os.environ, PYTHONPATH=_REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, "-c", _MIRRORED_FIT], capture_output=True, text=True,
-                          timeout=300, env=env, cwd=_REPO_ROOT, check=False)
-    self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = testing_utils.mirrored_fit(rule="mlp", jit_rule=True, hidden=96, samples=512,
+                                        epochs=2, counted="keras_l2o.fast_apply:FastDelta.__call__")
     self.assertEqual(result["replicas"], 2)
     # Every one of the 4 variables on each of the 2 replicas (per trace of the step).
-    self.assertGreaterEqual(result["fast_calls"], 8)
-    self.assertEqual(result["fast_calls"] % 8, 0)
+    self.assertGreaterEqual(result["calls"], 8)
+    self.assertEqual(result["calls"] % 8, 0)
     self.assertEqual(result["replica_diff"], 0.0)
     self.assertLess(max(result["relative"]), RELATIVE_TOLERANCE, result["relative"])
 

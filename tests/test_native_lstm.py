@@ -17,10 +17,7 @@ On a machine that cannot build the kernel (no g++ or AVX-512) only the
 fallback tests run; on one that can, the first test fails if it is not built.
 """
 
-import json
 import os
-import subprocess
-import sys
 from unittest import mock
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -279,61 +276,19 @@ class InPlaceTest(tf.test.TestCase):
       native_lstm.apply_in_place(rule, meta, grad, tf.Variable(tf.zeros([9])), slots, 1.0)
 
 
-_MIRRORED_FIT = r"""
-import json
-import numpy as np
-from keras_l2o import distribute
-strategy = distribute.get_strategy("mirrored", num_cpu_devices=2)
-import keras, tensorflow as tf, keras_l2o
-from keras_l2o import datasets
-from keras_l2o.native import lstm_rule
-data = datasets.digits()
-x, y = data.x[:256], data.y[:256]
-calls = []
-original = lstm_rule.native_delta
-lstm_rule.native_delta = lambda *a, **k: calls.append(1) or original(*a, **k)
-
-def train(strategy, jit_rule):
-  with strategy.scope():
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="tanh"),
-                              keras.layers.Dense(10)])
-    model.compile(optimizer=keras_l2o.LearnedOptimizer("lstm", jit_rule=jit_rule),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-  model.fit(x, y, batch_size=64, epochs=1, shuffle=False, verbose=0)
-  return model
-
-mirrored = train(strategy, "auto")
-mirrored_calls = len(calls)
-single = train(tf.distribute.OneDeviceStrategy("/cpu:0"), False)
-replicas = [[v.numpy() for v in strategy.experimental_local_results(w.value)]
-            for w in mirrored.trainable_variables]
-print(json.dumps({
-    "replicas": strategy.num_replicas_in_sync,
-    "native_calls": mirrored_calls,
-    "replica_diff": max(float(np.abs(r[0] - r[1]).max()) for r in replicas),
-    "relative": [float(np.abs(a.numpy() - b.numpy()).max() / np.abs(b.numpy()).max())
-                 for a, b in zip(mirrored.weights, single.weights)],
-}))
-"""
-
-
 class MirroredTest(tf.test.TestCase):
 
   def test_native_step_in_mirrored_replicas_on_logical_cpus(self):
     if not BUILT:
       self.skipTest(skip_reason)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, "-c", _MIRRORED_FIT], capture_output=True, text=True,
-                          timeout=300, env=env, cwd=root, check=False)
-    self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = testing_utils.mirrored_fit(rule="lstm", jit_rule="auto", hidden=32, samples=256,
+                                        epochs=1,
+                                        counted="keras_l2o.native.lstm_rule:native_delta")
     self.assertEqual(result["replicas"], 2)
     # In a strategy the functional kernel runs (not the in-place one), for each of the 4
     # variables on each of the 2 replicas, per trace of the step.
-    self.assertGreaterEqual(result["native_calls"], 8)
-    self.assertEqual(result["native_calls"] % 8, 0)
+    self.assertGreaterEqual(result["calls"], 8)
+    self.assertEqual(result["calls"] % 8, 0)
     self.assertEqual(result["replica_diff"], 0.0)
     self.assertLess(max(result["relative"]), FIT_TOLERANCE, result["relative"])
 

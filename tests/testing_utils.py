@@ -63,3 +63,80 @@ def max_abs_diff(weights_a, weights_b):
   assert len(weights_a) == len(weights_b), (len(weights_a), len(weights_b))
   return max(float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
              for a, b in zip(weights_a, weights_b))
+
+
+_MIRRORED_FIT = r"""
+import importlib, json, sys
+import numpy as np
+from keras_l2o import distribute
+strategy = distribute.get_strategy("mirrored", num_cpu_devices=2)
+import keras, tensorflow as tf, keras_l2o
+from keras_l2o import datasets
+args = json.loads(sys.argv[1])
+owner = importlib.import_module(args["module"])
+*path, name = args["attribute"].split(".")
+for part in path:
+  owner = getattr(owner, part)
+calls = []
+original = getattr(owner, name)
+setattr(owner, name, lambda *a, **k: calls.append(1) or original(*a, **k))
+data = datasets.digits()
+x, y = data.x[:args["samples"]], data.y[:args["samples"]]
+
+def train(strategy, jit_rule):
+  with strategy.scope():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)),
+                              keras.layers.Dense(args["hidden"], activation="tanh"),
+                              keras.layers.Dense(10)])
+    model.compile(optimizer=keras_l2o.LearnedOptimizer(args["rule"], jit_rule=jit_rule),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  model.fit(x, y, batch_size=64, epochs=args["epochs"], shuffle=False, verbose=0)
+  return model
+
+mirrored = train(strategy, args["jit_rule"])
+mirrored_calls = len(calls)
+single = train(tf.distribute.OneDeviceStrategy("/cpu:0"), False)
+replicas = [[v.numpy() for v in strategy.experimental_local_results(w.value)]
+            for w in mirrored.trainable_variables]
+print(json.dumps({
+    "replicas": strategy.num_replicas_in_sync,
+    "calls": mirrored_calls,
+    "replica_diff": max(float(np.abs(r[0] - r[1]).max()) for r in replicas),
+    "relative": [float(np.abs(a.numpy() - b.numpy()).max() / np.abs(b.numpy()).max())
+                 for a, b in zip(mirrored.weights, single.weights)],
+}))
+"""
+
+
+def mirrored_fit(*, rule, jit_rule, counted, hidden, samples, epochs):
+  """Fits a 64-hidden-10 digits MLP in the replicas of a `MirroredStrategy` over 2 logical CPUs.
+
+  Runs in a subprocess (logical devices are fixed at start-up), once with
+  `LearnedOptimizer(rule, jit_rule=jit_rule)` in the strategy and once on one
+  device with the reference path, and counts the calls of `counted`
+  (`"module:attribute.path"`, e.g. `"keras_l2o.fast_apply:FastDelta.__call__"`)
+  in the first run.
+
+  Returns:
+    `{"replicas", "calls", "replica_diff", "relative"}`: the replica count, the
+    counted calls, the largest difference between the replicas' weights, and
+    per weight max |mirrored - reference| / max |reference|.
+
+  Raises:
+    AssertionError: with the subprocess's stderr if it fails.
+  """
+  import json  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  module, attribute = counted.split(":")
+  args = {"rule": rule, "jit_rule": jit_rule, "module": module, "attribute": attribute,
+          "hidden": hidden, "samples": samples, "epochs": epochs}
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="2")
+  proc = subprocess.run([sys.executable, "-c", _MIRRORED_FIT, json.dumps(args)],
+                        capture_output=True, text=True, timeout=300, env=env, cwd=root,
+                        check=False)
+  if proc.returncode != 0:
+    raise AssertionError(f"mirrored fit failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+  return json.loads(proc.stdout.strip().splitlines()[-1])

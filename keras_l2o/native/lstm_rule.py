@@ -52,6 +52,20 @@ def supports(rule, var_dtype) -> bool:
           and library.available(KERNEL))
 
 
+def _meta_inputs(rule, meta_params) -> dict:
+  """The meta-parameter inputs and the attributes both ops take, as keyword arguments."""
+  layers = [meta_params[f"layer{i}"] for i in range(1, rule.num_layers + 1)]
+  return {
+      "kernels": [tf.cast(p["kernel"], tf.float32) for p in layers],
+      "biases": [tf.cast(p["bias"], tf.float32) for p in layers],
+      "out_kernel": tf.reshape(tf.cast(meta_params["output"]["kernel"], tf.float32), [-1]),
+      "out_bias": tf.reshape(tf.cast(meta_params["output"]["bias"], tf.float32), [-1]),
+      "preprocessing": rule.preprocessing,
+      "preprocess_constant": rule.preprocess_constant,
+      "output_scale": rule.output_scale,
+  }
+
+
 def native_delta(rule, meta_params, grad, var, state, step, learning_rate):
   """`rule_delta(rule, ...)` computed by the native kernel; see `supports`.
 
@@ -65,17 +79,10 @@ def native_delta(rule, meta_params, grad, var, state, step, learning_rate):
                      f"{rule.name!r} with config {rule.get_config()}, variable dtype "
                      f"{tf.as_dtype(var.dtype).name}, kernel built: {op is not None}). Check "
                      "`keras_l2o.native.lstm_rule.supports` first.")
-  layers = [meta_params[f"layer{i}"] for i in range(1, rule.num_layers + 1)]
   grad = tf.cast(grad, tf.float32)
-  outputs = op.keras_l2o_lstm_rule_apply(
+  update, new_state = op.keras_l2o_lstm_rule_apply(
       tf.reshape(grad, [-1]), [tf.convert_to_tensor(s) for s in state],
-      [tf.cast(p["kernel"], tf.float32) for p in layers],
-      [tf.cast(p["bias"], tf.float32) for p in layers],
-      tf.reshape(tf.cast(meta_params["output"]["kernel"], tf.float32), [-1]),
-      tf.reshape(tf.cast(meta_params["output"]["bias"], tf.float32), [-1]),
-      preprocessing=rule.preprocessing, preprocess_constant=rule.preprocess_constant,
-      output_scale=rule.output_scale)
-  update, new_state = outputs
+      **_meta_inputs(rule, meta_params))
   update = tf.reshape(update, tf.shape(grad))
   if isinstance(learning_rate, (int, float)):
     learning_rate = tf.constant(learning_rate, tf.float32)
@@ -118,13 +125,7 @@ def apply_in_place(rule, meta_params, grad, variable, state_variables, learning_
                      f"{rule.name!r} with config {rule.get_config()}, variable dtype "
                      f"{tf.as_dtype(variable.dtype).name}, in a tf.distribute strategy: "
                      f"{tf.distribute.has_strategy()}). Check `supports_in_place` first.")
-  layers = [meta_params[f"layer{i}"] for i in range(1, rule.num_layers + 1)]
   return library.load(KERNEL).keras_l2o_lstm_rule_resource_apply(
       variable.handle, [s.handle for s in state_variables],
       tf.reshape(tf.cast(grad, tf.float32), [-1]), tf.cast(learning_rate, tf.float32),
-      [tf.cast(p["kernel"], tf.float32) for p in layers],
-      [tf.cast(p["bias"], tf.float32) for p in layers],
-      tf.reshape(tf.cast(meta_params["output"]["kernel"], tf.float32), [-1]),
-      tf.reshape(tf.cast(meta_params["output"]["bias"], tf.float32), [-1]),
-      preprocessing=rule.preprocessing, preprocess_constant=rule.preprocess_constant,
-      output_scale=rule.output_scale)
+      **_meta_inputs(rule, meta_params))
