@@ -17,6 +17,7 @@ On a machine that cannot build the kernel (no g++ or AVX-512) only the
 fallback tests run; on one that can, the first test fails if it is not built.
 """
 
+import doctest
 import os
 from unittest import mock
 
@@ -103,6 +104,12 @@ class BuildTest(tf.test.TestCase):
     self.assertTrue(BUILT, f"{build.library_path(native_lstm.KERNEL)} is missing or stale: "
                     "`make setup` builds it")
     self.assertFalse(build.is_stale(native_lstm.KERNEL))
+
+  def test_docstring_examples_run(self):
+    for module in (build, native_lstm):
+      failed, attempted = doctest.testmod(module)
+      self.assertGreater(attempted, 0, module.__name__)
+      self.assertEqual(failed, 0, module.__name__)
 
   def test_library_name_carries_the_tensorflow_version(self):
     self.assertEqual(build.library_path("lstm_rule").name, f"_lstm_rule_op-tf{tf.__version__}.so")
