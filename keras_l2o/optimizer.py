@@ -6,10 +6,10 @@ import tensorflow as tf
 from keras import ops
 
 from keras_l2o import fast_apply as fast_apply_lib
-from keras_l2o.native import lstm_rule as native_lstm
 from keras_l2o import meta_params as meta_params_lib
 from keras_l2o import rules as rules_lib
 from keras_l2o import step as step_lib
+from keras_l2o.native import lstm_rule as native_lstm
 
 NONFINITE_MODES = ("skip", "zero", "raise")
 
