@@ -13,6 +13,9 @@ from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-posit
 from absl.testing import flagsaver  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+import keras_l2o  # pylint: disable=g-import-not-at-top,wrong-import-position
+from keras_l2o.native import lstm_rule as native_lstm  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 from scripts import benchmark  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
@@ -75,6 +78,19 @@ class BenchmarkSectionsTest(tf.test.TestCase):
       self.assertTrue(_positive(r["median_ns_per_param"]), r)
     self.assertTrue(self.report["optimizers"]["mlp"]["fast_path"])
     self.assertFalse(self.report["optimizers"]["keras.Adam"]["fast_path"])
+    # The path each measurement took, seen from inside its trace (10,000 >= AUTO_MIN_SIZE).
+    self.assertEqual((update["mlp"]["path"], update["keras.Adam"]["path"]), ("xla", "keras"))
+    self.assertEqual(reference["path"], "reference")
+    self.assertIn("(xla) |", self.markdown)
+
+  def test_update_of_the_lstm_rule_names_the_native_kernel(self):
+    built = native_lstm.supports(keras_l2o.rules.get("lstm"), tf.float32)
+    self.assertEqual(benchmark.has_fast_path("lstm"), True)  # the native kernel or the blocked XLA form
+    plain = benchmark.update_benchmark("lstm", 1000, repeats=2, jit=False, seed=0)
+    compiled = benchmark.update_benchmark("lstm", 1000, repeats=2, jit=True, seed=0)
+    self.assertEqual(plain["path"], "native" if built else "reference")
+    self.assertEqual(compiled["path"], "reference")  # XLA cannot compile the kernel
+    self.assertTrue(_positive(plain["median_ns_per_param"]), plain)
 
   def test_flop_counts_and_bounds(self):
     flops = self.report["flops"]
