@@ -62,6 +62,7 @@ import functools
 
 import tensorflow as tf
 
+from keras_l2o import step as step_lib
 from keras_l2o.native import lstm_rule as native_lstm
 
 JIT_RULE_MODES = ("auto", True, False)
@@ -168,7 +169,7 @@ class FastDelta:
     apply = rule.fast_apply if has_fused_form(rule) else rule.apply
     update, new_state = apply(meta_params, tf.cast(grad, compute_dtype),
                               tf.cast(var, compute_dtype), state, step)
-    delta = tf.cast(tf.cast(learning_rate, compute_dtype) * update, var.dtype)
+    delta = step_lib.scaled_delta(update, learning_rate, compute_dtype, var.dtype)
     return (var + delta if add_to_var else delta), tuple(new_state)
 
   def __call__(self, meta_params, grad, var, state, step, learning_rate, add_to_var=False):

@@ -42,10 +42,18 @@ def rule_delta(rule, meta_params, grad, var, state, step, learning_rate, loss=No
                                    loss=tf.cast(loss, compute_dtype))
   else:
     update, new_state = rule.apply(meta_params, grad, value, state, step)
+  return scaled_delta(update, learning_rate, compute_dtype, var.dtype), new_state
+
+
+def scaled_delta(update, learning_rate, compute_dtype, var_dtype):
+  """`learning_rate * update` computed in `compute_dtype`, cast to `var_dtype`.
+
+  The last step of every path that applies a rule (`rule_delta`, the XLA fast
+  path, the native kernel's `native_delta`), so that they round alike.
+  """
   if isinstance(learning_rate, (int, float)):
     learning_rate = tf.constant(learning_rate, compute_dtype)  # exact in float64 too
-  delta = tf.cast(tf.cast(learning_rate, compute_dtype) * update, var.dtype)
-  return delta, new_state
+  return tf.cast(tf.cast(learning_rate, compute_dtype) * update, var_dtype)
 
 
 def functional_step(rule, meta_params, grad, var, state, step, learning_rate, loss=None):

@@ -5,6 +5,9 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import functools  # pylint: disable=g-import-not-at-top,wrong-import-position
+import json  # pylint: disable=g-import-not-at-top,wrong-import-position
+import subprocess  # pylint: disable=g-import-not-at-top,wrong-import-position
+import sys  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import keras  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -126,9 +129,6 @@ def mirrored_fit(*, rule, jit_rule, counted, hidden, samples, epochs):
   Raises:
     AssertionError: with the subprocess's stderr if it fails.
   """
-  import json  # pylint: disable=g-import-not-at-top
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
   module, attribute = counted.split(":")
   args = {"rule": rule, "jit_rule": jit_rule, "module": module, "attribute": attribute,
           "hidden": hidden, "samples": samples, "epochs": epochs}

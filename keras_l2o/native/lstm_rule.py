@@ -31,6 +31,7 @@ Example:
 
 import tensorflow as tf
 
+from keras_l2o import step as step_lib
 from keras_l2o.native import library
 from keras_l2o.rules import lstm
 
@@ -73,20 +74,18 @@ def native_delta(rule, meta_params, grad, var, state, step, learning_rate):
     `(delta, new_state)` as `keras_l2o.step.rule_delta` returns them.
   """
   del step  # the lstm rule does not read it
-  op = library.load(KERNEL)
-  if op is None or not supports(rule, var.dtype):
+  if not supports(rule, var.dtype):
     raise ValueError(f"The native lstm kernel does not compute this step (rule "
                      f"{rule.name!r} with config {rule.get_config()}, variable dtype "
-                     f"{tf.as_dtype(var.dtype).name}, kernel built: {op is not None}). Check "
+                     f"{tf.as_dtype(var.dtype).name}, kernel built: "
+                     f"{library.available(KERNEL)}). Check "
                      "`keras_l2o.native.lstm_rule.supports` first.")
   grad = tf.cast(grad, tf.float32)
-  update, new_state = op.keras_l2o_lstm_rule_apply(
+  update, new_state = library.load(KERNEL).keras_l2o_lstm_rule_apply(
       tf.reshape(grad, [-1]), [tf.convert_to_tensor(s) for s in state],
       **_meta_inputs(rule, meta_params))
   update = tf.reshape(update, tf.shape(grad))
-  if isinstance(learning_rate, (int, float)):
-    learning_rate = tf.constant(learning_rate, tf.float32)
-  delta = tf.cast(tf.cast(learning_rate, tf.float32) * update, var.dtype)
+  delta = step_lib.scaled_delta(update, learning_rate, tf.float32, var.dtype)
   return delta, type(state)(*new_state)
 
 
