@@ -4,8 +4,8 @@ The kernel computes the same step with other rounding (matmul summation order,
 its own sigmoid and tanh). These tests bound the difference: one step within
 1e-5 of the largest update and state entry, for every supported hidden size,
 depth and preprocessing, at sizes that exercise the blocks of four
-coordinates and their remainders; NaN gradients poison their own coordinate
-only, as in the reference. The in-place op gives `native_delta`'s values bit
+coordinates and their remainders; tiny cell states keep 1e-6 relative
+precision; NaN gradients poison their own coordinate only, as in the reference. The in-place op gives `native_delta`'s values bit
 for bit and never overwrites a buffer a reader holds. `LearnedOptimizer` runs
 the kernel by default for lstm rules (in place; the functional op in the
 replicas of a `MirroredStrategy`; each test checks which ran), falls back to
@@ -164,6 +164,24 @@ class StepTest(tf.test.TestCase, parameterized.TestCase):
     for a, b in zip(native_state, reference_state):
       self.assertEqual(a.shape, (33, 5, 20))
       self.assertLess(_relative(a, b), 20 * STEP_TOLERANCE)
+
+  def test_tiny_cell_states_keep_their_relative_precision(self):
+    # With every weight zero, all gates see 0: c_new = c / 2, h_new = tanh(c / 2) / 2.
+    # For |c| down to 1e-9 the kernel's tanh must stay within 1e-6 relative of
+    # TensorFlow's (2 sigmoid(2x) - 1 alone would be off by up to ~10% at 1e-6).
+    rule = keras_l2o.rules.get("lstm", init="zeros")
+    meta = rule.init_meta_params(0)
+    var = tf.zeros([40])
+    c = np.geomspace(1e-9, 1e-2, 40) * np.where(np.arange(40) % 2, 1.0, -1.0)
+    fields = {f: tf.zeros([40, 20]) for f in rule.init_state(var)._fields}
+    fields["c1"] = tf.constant(np.repeat(c[:, None], 20, axis=1), tf.float32)
+    state = type(rule.init_state(var))(**fields)
+    grad = tf.fill([40], 1e-3)
+    _, reference = step_lib.rule_delta(rule, meta, grad, var, state, 1, 1.0)
+    _, native = native_lstm.native_delta(rule, meta, grad, var, state, 1, 1.0)
+    self.assertGreater(float(np.min(np.abs(reference.h1))), 0.0)
+    self.assertAllClose(native.h1, reference.h1, rtol=1e-6, atol=0.0)
+    self.assertAllClose(native.c1, reference.c1, rtol=1e-6, atol=0.0)
 
   def test_nan_gradient_poisons_its_own_coordinate_only(self):
     rule = keras_l2o.rules.get("lstm")
