@@ -19,7 +19,7 @@ $(STAMP): setup.py
 	touch $(STAMP)
 
 # Skipped with a warning on machines without g++ or AVX-512 (rules keep their TensorFlow paths).
-$(NATIVE): $(STAMP) $(wildcard keras_l2o/native/*.cc) keras_l2o/native/build.py
+$(NATIVE): $(STAMP) $(wildcard keras_l2o/native/*.cc keras_l2o/native/*.h) keras_l2o/native/build.py
 	$(PY) -c "from keras_l2o.native import build; build.build_all()"
 	touch $(NATIVE)
 

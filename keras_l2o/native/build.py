@@ -32,7 +32,7 @@ import tensorflow as tf
 
 HERE = pathlib.Path(__file__).resolve().parent
 # Kernel name -> its C++ source in this folder.
-SOURCES = {"lstm_rule": "lstm_rule_op.cc"}
+SOURCES = {"lstm_rule": "lstm_rule_op.cc", "lstm_cells": "lstm_cells_op.cc"}
 COMPILER = "g++"
 # -ffp-contract=off: products and sums are rounded where the reference rounds
 # them (no fused multiply-add the source does not ask for).
@@ -73,10 +73,12 @@ def compile_command(name: str, output=None) -> list:
 
 
 def is_stale(name: str) -> bool:
-  """Whether the library of `name` is missing or older than its source."""
+  """Whether the library of `name` is missing or older than its source or a header of this folder."""
   library = library_path(name)
-  return (not library.exists()
-          or library.stat().st_mtime < source_path(name).stat().st_mtime)
+  if not library.exists():
+    return True
+  sources = [source_path(name), *HERE.glob("*.h")]
+  return library.stat().st_mtime < max(p.stat().st_mtime for p in sources)
 
 
 def build(name: str, force: bool = False) -> pathlib.Path:
