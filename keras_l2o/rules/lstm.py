@@ -76,6 +76,26 @@ def lstm_cell(kernel, bias, x, h, c):
   return h_new, c_new
 
 
+def tf_cells(x, state, kernels, biases):
+  """The rule's LSTM layers on TensorFlow ops: layer l's input is the new `h` of layer l - 1.
+
+  Args:
+    x: the first layer's inputs, `[n, in]`.
+    state: `h` and `c` of each layer, `[n, hidden]` each.
+    kernels: each layer's `[in + hidden, 4 * hidden]` kernel.
+    biases: each layer's `[4 * hidden]` bias.
+
+  Returns:
+    The new `h` and `c` of each layer, in the order of `state`.
+  """
+  new_state = []
+  for layer, (kernel, bias) in enumerate(zip(kernels, biases)):
+    h, c = lstm_cell(kernel, bias, x, state[2 * layer], state[2 * layer + 1])
+    new_state += [h, c]
+    x = h
+  return new_state
+
+
 class LSTMRule(base.Rule):
   """Coordinatewise multi-layer LSTM update rule.
 
@@ -109,6 +129,9 @@ class LSTMRule(base.Rule):
   """
 
   name = "lstm"
+  # The function computing the LSTM layers in `apply` (`tf_cells`);
+  # `keras_l2o.native.lstm_cells.for_meta_training` swaps in a native kernel.
+  cells = staticmethod(tf_cells)
 
   def __init__(self, *, preset: str = "paper", hidden_size: int = 20, num_layers: int = 2,
                preprocessing: str = None, preprocess_constant: float = None,
@@ -227,14 +250,11 @@ class LSTMRule(base.Rule):
     hidden = self.hidden_size
     flat_grad = tf.reshape(grad, [-1])
     x = self.preprocess(flat_grad)
-    new_state = []
-    for layer in range(self.num_layers):
-      h = tf.reshape(state[2 * layer], [-1, hidden])
-      c = tf.reshape(state[2 * layer + 1], [-1, hidden])
-      p = mp[f"layer{layer + 1}"]
-      h, c = lstm_cell(p["kernel"], p["bias"], x, h, c)
-      new_state += [h, c]
-      x = h
+    layers = [mp[f"layer{layer + 1}"] for layer in range(self.num_layers)]
+    new_state = self.cells(x, [tf.reshape(s, [-1, hidden]) for s in state],
+                           [p["kernel"] for p in layers], [p["bias"] for p in layers])
+    if new_state:  # the output layer reads the top layer's h (the features with 0 layers)
+      x = new_state[-2]
     out = tf.matmul(x, mp["output"]["kernel"]) + mp["output"]["bias"]
     update = tf.reshape(out[:, 0] * tf.constant(self.output_scale, dtype), tf.shape(grad))
     state_shape = tf.concat([tf.shape(grad), [hidden]], 0)
