@@ -419,7 +419,7 @@ def bytes_per_coordinate(name: str) -> float:
 
 # ----------------------------------------------------------------- BPTT --
 def bptt_benchmark(rule_name: str, *, steps: int, warmup: int, seed: int,
-                   eager_meta_update: bool = False) -> dict:
+                   eager_meta_update: bool = False, native_kernels: bool = True) -> dict:
   """Inner optimizer steps per second of BPTT meta-training on the quadratic setup.
 
   Runs `warmup` meta-steps (tracing, first validation), then times
@@ -427,14 +427,15 @@ def bptt_benchmark(rule_name: str, *, steps: int, warmup: int, seed: int,
   default cadence included, the SavedModel export at the end of `run()`
   excluded (it costs about a second once per run, not per step).
   `eager_meta_update=True` applies the meta-gradient with eager Keras ops, as
-  the trainer did before issue 8.
+  the trainer did before issue 8; `native_kernels` is `BPTTConfig`'s (the
+  result records whether a native kernel was used).
   """
   from keras_l2o import problems  # pylint: disable=g-import-not-at-top
   from trainers import base as trainers_base  # pylint: disable=g-import-not-at-top
   from trainers import bptt  # pylint: disable=g-import-not-at-top
   family = problems.get("quadratic", seed=seed, **BPTT_SETUP["problem_config"])
   config = bptt.BPTTConfig(
-      num_steps=warmup, seed=seed,
+      num_steps=warmup, seed=seed, native_kernels=native_kernels,
       **{k: v for k, v in BPTT_SETUP.items() if k != "problem_config"})
   with tempfile.TemporaryDirectory() as save_dir:
     trainer = bptt.BPTTTrainer(keras_l2o.rules.get(rule_name), family, config, save_dir)
@@ -453,9 +454,11 @@ def bptt_benchmark(rule_name: str, *, steps: int, warmup: int, seed: int,
     finally:
       trainers_base.export_optimizer = export
     meta = [v.numpy() for v in tf.nest.flatten(trainer.meta_vars)]
+    native_used = trainer.unroll_rule is not trainer.rule
   return {
       "rule": rule_name,
       "eager_meta_update": eager_meta_update,
+      "native_kernels": native_used,
       "meta_steps": steps,
       "warmup_meta_steps": warmup,
       "unroll_length": config.unroll_length,
@@ -496,7 +499,8 @@ def child_main(spec: dict, output_path: str):
   if spec.get("kind") == "bptt":  # thread pools first: they are fixed once TensorFlow runs an op
     threads = meta_train_defaults.apply_threads(spec["threads"])
     result = bptt_benchmark(spec["rule"], steps=spec["steps"], warmup=spec["warmup"],
-                            seed=spec["seed"], eager_meta_update=spec["eager_meta_update"])
+                            seed=spec["seed"], eager_meta_update=spec["eager_meta_update"],
+                            native_kernels=spec.get("native_kernels", True))
     result["threads"] = threads
     with open(output_path, "w", encoding="utf-8") as f:
       json.dump(result, f)
@@ -676,25 +680,31 @@ def _bptt_table(report) -> list:
            f"checkpoint every {setup['checkpoint_every']} meta-steps (the defaults of "
            "`keras-l2o-meta-train --problem=quadratic`, its thread pools included); timed over "
            f"{b['meta_steps']} meta-steps after {b['warmup_meta_steps']}, each run in its own "
-           "process. Previous: the same code with the eager meta-update and TensorFlow's "
-           "default thread pools, as before the performance work.", ""]
-  header = ["rule", "meta-update", "threads (inside an op, ops at a time; 0: TensorFlow's)",
-            "inner steps / s", "meta-steps / s", "× previous"]
+           "process. Previous: the same code with the eager meta-update, TensorFlow's "
+           "default thread pools and TensorFlow ops, as before the performance work. Native "
+           "kernels: the rule differentiated through `keras_l2o.native.lstm_cells` "
+           "(`--native_kernels`, equal up to float rounding).", ""]
+  header = ["rule", "meta-update", "rule's ops", "threads (inside an op, ops at a time; 0: "
+            "TensorFlow's)", "inner steps / s", "meta-steps / s", "× previous",
+            "meta-parameters = previous"]
   rows = []
   for r in b["results"]:
     if "error" in r:
-      rows.append([f"`{r['rule']}`", "", "", r["error"], "", ""])
+      rows.append([f"`{r['rule']}`", "", "", "", r["error"], "", "", ""])
       continue
     threads = r.get("threads")
+    same = r.get("identical_to_previous")
     rows.append([f"`{r['rule']}`", "eager (previous)" if r["eager_meta_update"] else "traced",
+                 "native kernels" if r.get("native_kernels") else "TensorFlow",
                  f"{threads['intra_op_threads']}, {threads['inter_op_threads']}" if threads
                  else "n/a",
                  _fmt(r["inner_steps_per_second"]), _fmt(r["meta_steps_per_second"]),
-                 _fmt(r.get("speedup_over_previous"))])
+                 _fmt(r.get("speedup_over_previous")),
+                 "n/a" if same is None else ("bit for bit" if same else "no (rounding)")])
   lines += _table(header, rows)
   if b.get("identical_to_previous") is not None:
-    lines += [f"Meta-parameters after every run identical to the previous code's: "
-              f"{b['identical_to_previous']}.", ""]
+    lines += [f"Meta-parameters of every run on TensorFlow ops identical to the previous "
+              f"code's: {b['identical_to_previous']}.", ""]
   return lines
 
 
@@ -851,29 +861,37 @@ def _flops_section(optimizers, update_results):
 
 
 def _bptt_section(rules):
-  """Each rule twice, each run in its own process (thread pools are per process).
+  """Each rule two or three times, each run in its own process (thread pools are per process).
 
   This version: the traced meta-update with the thread pools of
-  `keras-l2o-meta-train --problem=quadratic`. The previous one: the eager
-  meta-update with TensorFlow's default thread pools, as before issue 8.
+  `keras-l2o-meta-train --problem=quadratic` and native kernels where the rule
+  has one; for such a rule (lstm) also without them. The previous one: the
+  eager meta-update, TensorFlow's default thread pools and TensorFlow ops, as
+  before issue 8.
   """
+  from keras_l2o.native import lstm_cells  # pylint: disable=g-import-not-at-top
   learned = [r for r in rules if keras_l2o.rules.get(r).is_learned]
   results = []
   current_threads = meta_train_defaults.threads("quadratic", "bptt")
   default_threads = {"intra_op_threads": 0, "inter_op_threads": 0}
   for rule in learned:
-    for eager in (False, True):
+    variants = [(False, True), (True, False)]  # (eager meta-update, native kernels)
+    rule_object = keras_l2o.rules.get(rule)
+    if lstm_cells.for_meta_training(rule_object) is not rule_object:
+      variants.insert(1, (False, False))
+    for eager, native in variants:
       t0 = time.perf_counter()
       try:
         result = _run_child({"kind": "bptt", "rule": rule, "steps": FLAGS.bptt_steps,
                              "warmup": FLAGS.bptt_warmup, "seed": FLAGS.seed,
-                             "eager_meta_update": eager,
+                             "eager_meta_update": eager, "native_kernels": native,
                              "threads": default_threads if eager else current_threads})
       except Exception as e:  # pylint: disable=broad-except
-        results.append({"rule": rule, "eager_meta_update": eager,
+        results.append({"rule": rule, "eager_meta_update": eager, "native_kernels": native,
                         "error": f"{type(e).__name__}: {e}"[:120]})
         continue
-      logging.info("bptt %-6s eager meta-update=%s: %.0f inner steps/s (%.1f s)", rule, eager,
+      logging.info("bptt %-6s eager meta-update=%s native kernels=%s: %.0f inner steps/s "
+                   "(%.1f s)", rule, eager, result["native_kernels"],
                    result["inner_steps_per_second"], time.perf_counter() - t0)
       results.append(result)
   identical = None
@@ -883,8 +901,10 @@ def _bptt_section(rules):
     if previous and "error" not in r and not r["eager_meta_update"]:
       r["speedup_over_previous"] = (r["inner_steps_per_second"]
                                     / previous["inner_steps_per_second"])
-      same = r["meta_params_sha"] == previous["meta_params_sha"]
-      identical = same if identical is None else identical and same
+      r["identical_to_previous"] = r["meta_params_sha"] == previous["meta_params_sha"]
+      if not r["native_kernels"]:  # the same ops: the numbers must not change
+        identical = (r["identical_to_previous"] if identical is None
+                     else identical and r["identical_to_previous"])
   return {"setup": BPTT_SETUP, "meta_steps": FLAGS.bptt_steps,
           "warmup_meta_steps": FLAGS.bptt_warmup, "results": results,
           "identical_to_previous": identical}

@@ -60,6 +60,9 @@ def define_flags():
   flags.DEFINE_float("meta_learning_rate", 1e-3, "Adam learning rate of the meta-parameters.")
   flags.DEFINE_float("meta_clipnorm", 1.0, "Global-norm clip of the meta-gradient (0: off).")
   flags.DEFINE_bool("second_derivatives", False, "Keep second derivatives (exact meta-gradient).")
+  flags.DEFINE_bool("native_kernels", True, "BPTT: differentiate the rule through native CPU "
+                    "kernels where one exists (the lstm rule), ~1.2x faster, equal up to float "
+                    "rounding; --nonative_kernels reproduces runs made before them bit for bit.")
   flags.DEFINE_enum("meta_objective", "sum", ["sum", "log_ratio"], "Meta-loss form.")
   flags.DEFINE_enum("time_weights", "uniform", ["uniform", "increasing", "final"],
                     "Weights of the losses in a truncation.")
@@ -309,7 +312,7 @@ def main(argv):
       validation_problems=settings["validation_problems"], patience=FLAGS.patience,
       checkpoint_every=FLAGS.checkpoint_every, log_every=FLAGS.log_every,
       learning_rate=FLAGS.learning_rate, seed=FLAGS.seed,
-      problems_per_replica=FLAGS.problems_per_replica)
+      problems_per_replica=FLAGS.problems_per_replica, native_kernels=FLAGS.native_kernels)
   try:
     config.validate()
   except ValueError as e:
@@ -317,7 +320,8 @@ def main(argv):
   flag_values = {name: FLAGS[name].value for name in (
       "trainer", "rule", "rule_config", "problem", "problem_config", "data_path", "num_steps",
       "unroll_length", "horizon", "meta_learning_rate", "meta_clipnorm", "second_derivatives",
-      "meta_objective", "time_weights", "validation_every", "validation_problems", "patience",
+      "native_kernels", "meta_objective", "time_weights", "validation_every",
+      "validation_problems", "patience",
       "checkpoint_every", "log_every", "learning_rate", "seed", "problems_per_replica",
       "strategy", "num_cpu_devices")}
   flag_values.update(threading)

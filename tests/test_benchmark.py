@@ -149,7 +149,8 @@ class BenchmarkSectionsTest(tf.test.TestCase):
                     "## BPTT meta-training throughput (quadratic setup)"):
       self.assertIn(heading, self.markdown)
     self.assertIn("| `mlp` update alone, ns / param | ≤ 10 | ", self.markdown)
-    self.assertIn("Meta-parameters after every run identical to the previous code's: True.",
+    self.assertIn("Meta-parameters of every run on TensorFlow ops identical to the previous "
+                  "code's: True.",
                   self.markdown)
 
 
