@@ -30,6 +30,12 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "tensorflow/core/framework/op.h"
@@ -330,11 +336,63 @@ absl::Status ReadCells(OpKernelContext* ctx, Cells* c) {
   return absl::OkStatus();
 }
 
-// Blocks of 16 rows split over the device's thread pool (cost: cycles per block).
+// The blocks of 16 rows, shared between the calling thread and helpers run by
+// the inter-op thread pool (ctx->runner()). BPTT runs every op on one thread
+// (intra-op threads: 1, meta_train_defaults) so that independent small ops
+// run side by side; this op, on the critical path of every step, also takes
+// the idle cores. Helpers claim chunks of blocks from a counter; the caller
+// claims too and then waits only for chunks a helper has started, so a helper
+// the pool has not started yet (a busy pool) never delays it, and one that
+// starts after the op has returned finds the share closed and does nothing.
+struct WorkShare {
+  std::atomic<int64_t> next{0};
+  int64_t blocks = 0, chunk = 1;
+  std::function<void(int64_t, int64_t)> work;
+  std::mutex mu;
+  std::condition_variable done;
+  int active = 0;       // helpers inside Run, guarded by mu
+  bool closed = false;  // guarded by mu
+
+  void RunChunks() {
+    for (int64_t b = next.fetch_add(chunk); b < blocks; b = next.fetch_add(chunk)) {
+      work(b, std::min(blocks, b + chunk));
+    }
+  }
+};
+
 template <typename F>
-void ParallelBlocks(OpKernelContext* ctx, int64_t n, int64_t cost, F work) {
+void ParallelBlocks(OpKernelContext* ctx, int64_t n, F work) {
   const int64_t blocks = (n + kLanes - 1) / kLanes;
-  ctx->device()->tensorflow_cpu_worker_threads()->workers->ParallelFor(blocks, cost, work);
+  constexpr int64_t kChunk = 4;  // 64 rows: tens of microseconds of work
+  const int helpers = static_cast<int>(
+      std::min<int64_t>(std::max(0, static_cast<int>(std::thread::hardware_concurrency()) - 1),
+                        blocks / kChunk - 1));
+  auto* runner = ctx->runner();
+  if (helpers <= 0 || runner == nullptr) {
+    work(0, blocks);
+    return;
+  }
+  auto share = std::make_shared<WorkShare>();
+  share->blocks = blocks;
+  share->chunk = kChunk;
+  share->work = work;
+  for (int h = 0; h < helpers; ++h) {
+    (*runner)([share]() {
+      {
+        std::lock_guard<std::mutex> lock(share->mu);
+        if (share->closed) return;
+        ++share->active;
+      }
+      share->RunChunks();
+      std::lock_guard<std::mutex> lock(share->mu);
+      --share->active;
+      share->done.notify_all();
+    });
+  }
+  share->RunChunks();
+  std::unique_lock<std::mutex> lock(share->mu);
+  share->closed = true;
+  share->done.wait(lock, [&share] { return share->active == 0; });
 }
 
 class LstmCellsOp : public OpKernel {
@@ -352,8 +410,7 @@ class LstmCellsOp : public OpKernel {
       OP_REQUIRES_OK(ctx, out.allocate(i, ctx->input(1 + i).shape(), &t));
       new_state.push_back(t->flat<float>().data());
     }
-    ParallelBlocks(ctx, c.n, 6000LL * c.layers,
-                   [&](int64_t begin, int64_t end) { ForwardRange(c, begin, end, new_state); });
+    ParallelBlocks(ctx, c.n, [&](int64_t begin, int64_t end) { ForwardRange(c, begin, end, new_state); });
   }
 };
 
@@ -389,8 +446,7 @@ class LstmCellsGradOp : public OpKernel {
       OP_REQUIRES_OK(ctx, d_z.allocate(l, ::tensorflow::TensorShape({c.n, 4 * c.hidden}), &t));
       d.d_z.push_back(t->flat<float>().data());
     }
-    ParallelBlocks(ctx, c.n, 18000LL * c.layers,
-                   [&](int64_t begin, int64_t end) { BackwardRange(c, d, begin, end); });
+    ParallelBlocks(ctx, c.n, [&](int64_t begin, int64_t end) { BackwardRange(c, d, begin, end); });
   }
 };
 
