@@ -65,7 +65,7 @@ class BPTTConfig:
   # lstm rule's layers: keras_l2o.native.lstm_cells), else through TensorFlow
   # ops. The same function up to float rounding, ~1.2x the meta-steps per
   # second on the quadratic setup (docs/PERFORMANCE.md); False reproduces
-  # earlier runs bit for bit. Validation always runs the reference.
+  # earlier runs bit for bit. Validation unrolls use them too.
   native_kernels: bool = True
 
   def validate(self):
@@ -171,7 +171,7 @@ class BPTTTrainer:
     self.rule = rules_lib.get(rule)
     if not self.rule.is_learned:
       raise ValueError(f"Rule {self.rule.name!r} has no meta-parameters to train.")
-    # The rule the meta-gradient's unrolls differentiate: with native kernels where possible.
+    # The rule the unrolls (meta-gradient and validation) run: with native kernels where possible.
     self.unroll_rule = (native_lstm_cells.for_meta_training(self.rule) if config.native_kernels
                         else self.rule)
     self.family = family
@@ -418,7 +418,7 @@ class BPTTTrainer:
     self._apply_meta_gradient_fn(grads)
 
   def _evaluate_problem(self, family, tensors, state):
-    losses, final_loss, _ = unroll_lib.unroll(self.rule, self.meta_vars, family, tensors,
+    losses, final_loss, _ = unroll_lib.unroll(self.unroll_rule, self.meta_vars, family, tensors,
                                               state, self.config.horizon,
                                               learning_rate=self.config.learning_rate)
     return tf.reduce_mean(unroll_lib.losses_after_updates(losses, final_loss))
