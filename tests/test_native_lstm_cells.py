@@ -121,6 +121,26 @@ class CellsTest(tf.test.TestCase, parameterized.TestCase):
       self.assertAllEqual(w[:16], f)
       self.assertAllEqual(w[16:], l)
 
+  def test_ops_running_side_by_side_share_threads_without_changing_a_bit(self):
+    # The op hands blocks to idle inter-op threads. Four independent cells ops in
+    # one graph run side by side and compete for those threads; each must give
+    # what it gives alone, every time (no race, no deadlock).
+    batches = [_inputs(4099, 20, 2, 2, seed=s) for s in range(4)]
+
+    @tf.function
+    def together():
+      return [lstm_cells.cells(*p) for p in batches]
+
+    alone = [lstm_cells.cells(*p) for p in batches]
+    for _ in range(5):
+      for outputs, expected in zip(together(), alone):
+        for a, b in zip(outputs, expected):
+          self.assertAllEqual(a, b)
+    first = tf.nest.flatten(_forward_and_gradients(lstm_cells.cells, *batches[0]))
+    second = tf.nest.flatten(_forward_and_gradients(lstm_cells.cells, *batches[0]))
+    for a, b in zip(first, second):
+      self.assertAllEqual(a, b)
+
   def test_nan_poisons_only_its_row(self):
     x, state, kernels, biases = _inputs(40, 20, 2, 2)
     poisoned = tf.tensor_scatter_nd_update(x, [[7, 0]], [np.nan])

@@ -19,10 +19,12 @@
 //
 // Layout: coordinates in vector lanes, 16 per block. Each input, gate and
 // state unit of a block is one register, the kernels' entries are broadcast,
-// and every product of the matmuls is a fused multiply-add in order of k. The
-// block's rows are gathered from and scattered to the [n, width] tensors.
-// Sigmoid and tanh are lstm_math.h's; the cell's products and sums are rounded
-// where the reference rounds them (-ffp-contract=off).
+// and every product of the matmuls is a fused multiply-add in order of k. A
+// block's rows of a [n, width] tensor are transposed into registers (and
+// back) 16 x 16 at a time. Sigmoid and tanh are lstm_math.h's; the cell's
+// products and sums are rounded where the reference rounds them
+// (-ffp-contract=off). Blocks are independent, so the result does not depend
+// on how they are shared between threads (ParallelBlocks).
 //
 // Supported: float32, H a multiple of 4 up to 64 (4H fills whole registers),
 // 1 to 4 layers, at most 64 input features. The Python side checks this.
@@ -174,7 +176,7 @@ inline void Gates(const Layer& layer, int hidden, const __m512* in, __m512* z) {
   }
 }
 
-// The forward pass of the block of rows [first, first + 16) (lanes past n masked).
+// The forward pass of the block of rows [first, first + valid) (the other lanes read zeros).
 void Forward(const Cells& c, int64_t first, int valid, Scratch* s) {
   const int hidden = c.hidden;
   for (int l = 0; l < c.layers; ++l) {
