@@ -54,10 +54,10 @@ namespace {
 
 using ::tensorflow::OpInputList;
 using ::tensorflow::OpKernel;
-using ::tensorflow::OpKernelConstruction;
 using ::tensorflow::OpKernelContext;
 using ::tensorflow::OpOutputList;
 using ::tensorflow::Tensor;
+using ::tensorflow::TensorShape;
 using ::tensorflow::errors::InvalidArgument;
 
 constexpr int kLanes = 16;
@@ -397,6 +397,26 @@ void ParallelBlocks(OpKernelContext* ctx, int64_t n, F work) {
   share->done.wait(lock, [&share] { return share->active == 0; });
 }
 
+// Allocates the output list `name`: `shapes[i]` for entry i; returns its buffers in `data`.
+absl::Status AllocateList(OpKernelContext* ctx, const char* name, const std::vector<TensorShape>& shapes,
+                          std::vector<float*>* data) {
+  OpOutputList list;
+  TF_RETURN_IF_ERROR(ctx->output_list(name, &list));
+  for (int i = 0; i < static_cast<int>(shapes.size()); ++i) {
+    Tensor* t = nullptr;
+    TF_RETURN_IF_ERROR(list.allocate(i, shapes[i], &t));
+    data->push_back(t->flat<float>().data());
+  }
+  return absl::OkStatus();
+}
+
+// The shapes of the state inputs (h, c per layer).
+std::vector<TensorShape> StateShapes(OpKernelContext* ctx, int num_state) {
+  std::vector<TensorShape> shapes;
+  for (int i = 0; i < num_state; ++i) shapes.push_back(ctx->input(1 + i).shape());
+  return shapes;
+}
+
 class LstmCellsOp : public OpKernel {
  public:
   using OpKernel::OpKernel;
@@ -404,14 +424,8 @@ class LstmCellsOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     Cells c;
     OP_REQUIRES_OK(ctx, ReadCells(ctx, &c));
-    OpOutputList out;
-    OP_REQUIRES_OK(ctx, ctx->output_list("new_state", &out));
     std::vector<float*> new_state;
-    for (int i = 0; i < 2 * c.layers; ++i) {
-      Tensor* t = nullptr;
-      OP_REQUIRES_OK(ctx, out.allocate(i, ctx->input(1 + i).shape(), &t));
-      new_state.push_back(t->flat<float>().data());
-    }
+    OP_REQUIRES_OK(ctx, AllocateList(ctx, "new_state", StateShapes(ctx, 2 * c.layers), &new_state));
     ParallelBlocks(ctx, c.n, [&](int64_t begin, int64_t end) { ForwardRange(c, begin, end, new_state); });
   }
 };
@@ -435,19 +449,9 @@ class LstmCellsGradOp : public OpKernel {
     Tensor* d_x = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output("d_x", ctx->input(0).shape(), &d_x));
     d.d_x = d_x->flat<float>().data();
-    OpOutputList d_state, d_z;
-    OP_REQUIRES_OK(ctx, ctx->output_list("d_state", &d_state));
-    OP_REQUIRES_OK(ctx, ctx->output_list("d_z", &d_z));
-    for (int i = 0; i < 2 * c.layers; ++i) {
-      Tensor* t = nullptr;
-      OP_REQUIRES_OK(ctx, d_state.allocate(i, ctx->input(1 + i).shape(), &t));
-      d.d_state.push_back(t->flat<float>().data());
-    }
-    for (int l = 0; l < c.layers; ++l) {
-      Tensor* t = nullptr;
-      OP_REQUIRES_OK(ctx, d_z.allocate(l, ::tensorflow::TensorShape({c.n, 4 * c.hidden}), &t));
-      d.d_z.push_back(t->flat<float>().data());
-    }
+    OP_REQUIRES_OK(ctx, AllocateList(ctx, "d_state", StateShapes(ctx, 2 * c.layers), &d.d_state));
+    OP_REQUIRES_OK(ctx, AllocateList(ctx, "d_z", std::vector<TensorShape>(c.layers, TensorShape({c.n, 4 * c.hidden})),
+                                     &d.d_z));
     ParallelBlocks(ctx, c.n, [&](int64_t begin, int64_t end) { BackwardRange(c, d, begin, end); });
   }
 };
