@@ -9,6 +9,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
+from keras_l2o.native import library  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -68,6 +70,38 @@ class MetaTrainCommandTest(tf.test.TestCase):
     bad = _run("scripts.meta_train", "--problem=cifar", f"--save_dir={save_dir}_3")
     self.assertIn("is not a problem. Valid problems: conv, digits_mlp, logistic_regression, "
                   "mnist_mlp, quadratic, robust_linear_regression, two_layer_net", bad.stderr)
+
+
+  def test_native_kernels_flag_and_a_run_resumed_from_before_them(self):
+    save_dir = os.path.join(self.get_temp_dir(), "lstm_run")
+    common = ["--rule=lstm", '--rule_config={"hidden_size": 4, "num_layers": 1}',
+              "--problem=quadratic", '--problem_config={"num_quadratics": 2}', "--unroll_length=5",
+              "--horizon=10", "--validation_every=2", "--validation_problems=1",
+              f"--save_dir={save_dir}"]
+    first = _run("scripts.meta_train", *common, "--num_steps=2")
+    self.assertEqual(first.returncode, 0, msg=first.stderr[-3000:])
+    config_path = os.path.join(save_dir, "config.json")
+    with open(config_path, encoding="utf-8") as f:
+      config = json.load(f)
+    self.assertEqual(config["native_kernels_used"], library.available("lstm_cells"))
+    self.assertTrue(config["settings"]["native_kernels"])
+    self.assertTrue(config["bptt"]["native_kernels"])
+    # A run saved before the flag existed resumes on TensorFlow ops, as it started.
+    del config["settings"]["native_kernels"]
+    with open(config_path, "w", encoding="utf-8") as f:
+      json.dump(config, f)
+    resumed = _run("scripts.meta_train", f"--save_dir={save_dir}", "--resume", "--num_steps=4")
+    self.assertEqual(resumed.returncode, 0, msg=resumed.stderr[-3000:])
+    self.assertEqual(json.loads(resumed.stdout.strip().splitlines()[-1])["steps"], 4)
+    with open(config_path, encoding="utf-8") as f:
+      config = json.load(f)
+    self.assertFalse(config["settings"]["native_kernels"])
+    self.assertFalse(config["native_kernels_used"])
+    off = _run("scripts.meta_train", *common[:-1], "--num_steps=1", "--nonative_kernels",
+               f"--save_dir={save_dir}_off")
+    self.assertEqual(off.returncode, 0, msg=off.stderr[-3000:])
+    with open(os.path.join(f"{save_dir}_off", "config.json"), encoding="utf-8") as f:
+      self.assertFalse(json.load(f)["native_kernels_used"])
 
 
 _THREADING_SCRIPT = """

@@ -63,7 +63,7 @@ class BPTTConfig:
   problems_per_replica: int = 1
   # Differentiate the rule through native CPU kernels where one exists (the
   # lstm rule's layers: keras_l2o.native.lstm_cells), else through TensorFlow
-  # ops. The same function up to float rounding, ~1.2x the meta-steps per
+  # ops. The same function up to float rounding, ~1.4x the inner steps per
   # second on the quadratic setup (docs/PERFORMANCE.md); False reproduces
   # earlier runs bit for bit. Validation unrolls use them too.
   native_kernels: bool = True
