@@ -6,7 +6,8 @@ variable on 2 cores (docs/PERFORMANCE.md). It is the same function up to
 rounding: the matmul sums in another order and sigmoid and tanh are the
 kernel's own, a few float ulp from TensorFlow's (tests/test_native_lstm.py
 bounds the difference). Like the XLA fast path it only *applies* the rule: it
-has no gradient, and meta-training never uses it.
+has no gradient. Meta-training differentiates the rule's layers through a
+second kernel, `keras_l2o.native.lstm_cells`.
 
 `apply_in_place` is the same kernel on the optimizer's variables: it writes
 the new state over the old one and adds `learning_rate * update` to the
