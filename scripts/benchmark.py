@@ -454,7 +454,7 @@ def bptt_benchmark(rule_name: str, *, steps: int, warmup: int, seed: int,
     finally:
       trainers_base.export_optimizer = export
     meta = [v.numpy() for v in tf.nest.flatten(trainer.meta_vars)]
-    native_used = trainer.unroll_rule is not trainer.rule
+    native_used = trainer.native_kernels_used
   return {
       "rule": rule_name,
       "eager_meta_update": eager_meta_update,
@@ -500,7 +500,7 @@ def child_main(spec: dict, output_path: str):
     threads = meta_train_defaults.apply_threads(spec["threads"])
     result = bptt_benchmark(spec["rule"], steps=spec["steps"], warmup=spec["warmup"],
                             seed=spec["seed"], eager_meta_update=spec["eager_meta_update"],
-                            native_kernels=spec.get("native_kernels", True))
+                            native_kernels=spec["native_kernels"])
     result["threads"] = threads
     with open(output_path, "w", encoding="utf-8") as f:
       json.dump(result, f)

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import tempfile
+from unittest import mock
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -14,6 +15,7 @@ from absl.testing import flagsaver  # pylint: disable=g-import-not-at-top,wrong-
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import keras_l2o  # pylint: disable=g-import-not-at-top,wrong-import-position
+from keras_l2o.native import lstm_cells  # pylint: disable=g-import-not-at-top,wrong-import-position
 from keras_l2o.native import lstm_rule as native_lstm  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from scripts import benchmark  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -139,6 +141,45 @@ class BenchmarkSectionsTest(tf.test.TestCase):
     # The traced meta-update and the thread pools change no number.
     self.assertEqual(results[False]["meta_params_sha"], results[True]["meta_params_sha"])
     self.assertTrue(bptt["identical_to_previous"])
+
+  def test_bptt_variants_and_which_runs_must_keep_the_numbers(self):
+    # _run_child stubbed: what matters here is which configurations run and how the
+    # section compares them. Runs on TensorFlow ops must keep the previous code's
+    # meta-parameters; a native-kernel run may differ by rounding.
+    lstm_rule = keras_l2o.rules.get("lstm")
+    has_native = lstm_cells.for_meta_training(lstm_rule) is not lstm_rule
+    specs = []
+
+    def fake_child(spec, tf_sha="tf"):
+      specs.append(spec)
+      native = spec["native_kernels"] and spec["rule"] == "lstm" and has_native
+      speed = 100.0 if spec["eager_meta_update"] else (250.0 if native else 160.0)
+      return {"rule": spec["rule"], "eager_meta_update": spec["eager_meta_update"],
+              "native_kernels": native, "inner_steps_per_second": speed,
+              "meta_params_sha": "native" if native else tf_sha}
+
+    with flagsaver.flagsaver(bptt_steps=2, bptt_warmup=1, seed=0), \
+        mock.patch.object(benchmark, "_run_child", fake_child):
+      section = benchmark._bptt_section(["lstm", "mlp", "sgd"])  # pylint: disable=protected-access
+    variants = [(s["rule"], s["eager_meta_update"], s["native_kernels"]) for s in specs]
+    lstm = ([("lstm", False, True), ("lstm", False, False), ("lstm", True, False)] if has_native
+            else [("lstm", False, True), ("lstm", True, False)])
+    self.assertEqual(variants, lstm + [("mlp", False, True), ("mlp", True, False)])
+    results = {(r["rule"], r["eager_meta_update"], r["native_kernels"]): r
+               for r in section["results"]}
+    self.assertTrue(section["identical_to_previous"])  # the native run's other SHA is allowed
+    if has_native:
+      native = results[("lstm", False, True)]
+      self.assertAlmostEqual(native["speedup_over_previous"], 2.5)
+      self.assertFalse(native["identical_to_previous"])
+    self.assertAlmostEqual(results[("mlp", False, False)]["speedup_over_previous"], 1.6)
+    self.assertTrue(results[("mlp", False, False)]["identical_to_previous"])
+    # A run on TensorFlow ops that changed the numbers makes the section say so.
+    changed = lambda spec: fake_child(spec, tf_sha="changed" if not spec["eager_meta_update"]
+                                      else "tf")
+    with flagsaver.flagsaver(bptt_steps=2, bptt_warmup=1, seed=0), \
+        mock.patch.object(benchmark, "_run_child", changed):
+      self.assertFalse(benchmark._bptt_section(["mlp"])["identical_to_previous"])  # pylint: disable=protected-access
 
   def test_markdown_has_every_section(self):
     self.assertIn(self.markdown.strip(), self.stdout)

@@ -555,6 +555,11 @@ class BPTTTrainer:
             "stopped_early": bool(self.stopped_early),
             "meta_params_sha256": base.digest(self.meta_vars)}
 
+  @property
+  def native_kernels_used(self) -> bool:
+    """Whether the unrolls run a native kernel (`config.native_kernels` and a rule that has one)."""
+    return self.unroll_rule is not self.rule
+
   def _run_config(self) -> dict:
     return {"format": base.RUN_FORMAT, "trainer": "bptt",
             "strategy": {"class": type(self.strategy).__name__,
@@ -563,7 +568,7 @@ class BPTTTrainer:
             "problem_family": {"class": type(self.family).__name__,
                                "config": self.family.get_config()},
             "bptt": dataclasses.asdict(self.config), "versions": base.versions(),
-            "native_kernels_used": self.unroll_rule is not self.rule,
+            "native_kernels_used": self.native_kernels_used,
             **self._extra_config}
 
 

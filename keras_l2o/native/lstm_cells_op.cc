@@ -69,8 +69,8 @@ struct Layer {
   int in;                  // inputs from below: the features, or the H units of the layer below
   const float* kernel;     // [in + H, 4H]
   const float* bias;       // [4H]
-  std::vector<float> kernel_t;  // [4H, padded(in + H)], zeros past in + H: for d inputs
-  int padded;
+  std::vector<float> kernel_t;  // [4H, padded(in + H)], zeros past in + H: for d inputs (TransposeKernels)
+  int padded = 0;
 };
 
 struct Cells {
@@ -321,10 +321,6 @@ absl::Status ReadCells(OpKernelContext* ctx, Cells* c) {
     layer.in = in;
     layer.kernel = kernels[l].flat<float>().data();
     layer.bias = biases[l].flat<float>().data();
-    layer.padded = (inputs + 15) / 16 * 16;
-    layer.kernel_t.assign(static_cast<size_t>(4 * hidden) * layer.padded, 0.0f);
-    for (int k = 0; k < inputs; ++k)
-      for (int j = 0; j < 4 * hidden; ++j) layer.kernel_t[j * layer.padded + k] = layer.kernel[k * 4 * hidden + j];
     c->layer.push_back(std::move(layer));
     in = hidden;
   }
@@ -336,6 +332,19 @@ absl::Status ReadCells(OpKernelContext* ctx, Cells* c) {
     c->state.push_back(state[i].flat<float>().data());
   }
   return absl::OkStatus();
+}
+
+// Each layer's kernel transposed and zero-padded to whole registers, for the
+// backward pass's d inputs = W dz (the forward op does not need it).
+void TransposeKernels(Cells* c) {
+  const int cols = 4 * c->hidden;
+  for (Layer& layer : c->layer) {
+    const int inputs = layer.in + c->hidden;
+    layer.padded = (inputs + kLanes - 1) / kLanes * kLanes;
+    layer.kernel_t.assign(static_cast<size_t>(cols) * layer.padded, 0.0f);
+    for (int k = 0; k < inputs; ++k)
+      for (int j = 0; j < cols; ++j) layer.kernel_t[j * layer.padded + k] = layer.kernel[k * cols + j];
+  }
 }
 
 // The blocks of 16 rows, shared between the calling thread and helpers run by
@@ -437,6 +446,7 @@ class LstmCellsGradOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     Cells c;
     OP_REQUIRES_OK(ctx, ReadCells(ctx, &c));
+    TransposeKernels(&c);
     OpInputList d_new_state;
     OP_REQUIRES_OK(ctx, ctx->input_list("d_new_state", &d_new_state));
     Grads d;
