@@ -7,6 +7,7 @@ from keras_l2o.rules.base import EmptyState
 from keras_l2o.rules.base import Rule
 from keras_l2o.rules.coordinate_policy import CoordinatePolicyRule
 from keras_l2o.rules.factored_mlp import FactoredMLPRule
+from keras_l2o.rules.general import GeneralRule
 from keras_l2o.rules.hand_designed import Adagrad
 from keras_l2o.rules.hand_designed import Adam
 from keras_l2o.rules.hand_designed import Momentum
@@ -23,7 +24,7 @@ from keras_l2o.rules.registry import register
 from keras_l2o.rules.registry import serialize
 
 for _rule_class in (SGD, Momentum, NAG, RMSprop, Adam, Adagrad, LSTMRule, MLPRule, FactoredMLPRule,
-                    PolicyRule, CoordinatePolicyRule):
+                    PolicyRule, CoordinatePolicyRule, GeneralRule):
   register(_rule_class)
 del _rule_class
 

@@ -1,0 +1,136 @@
+"""Accumulators and scale-free input channels of the `general` rule.
+
+Every function is pure TensorFlow. A matrix here is a variable of rank >= 2:
+its last two axes are rows and columns, leading axes (a conv kernel's spatial
+taps) are a batch. Vectors and scalars (rank <= 1) only keep what the `general`
+rule's Adam-like path needs.
+
+State per variable (`GeneralState`):
+
+| field | matrix [..., r, c] | vector / scalar |
+|---|---|---|
+| `momentum` | [..., r, c, 3]: EMAs of g at `MOMENTUM_DECAYS` | shape + [1]: EMA of g at 0.9 |
+| `velocity` | [..., r, c]: EMA of g^2 at `VELOCITY_DECAY` | same |
+| `rows` | [..., r, 3]: EMAs of the row means of g^2 at `FACTORED_DECAYS` | [1], unused |
+| `cols` | [..., c, 3]: EMAs of the column means of g^2 | [1], unused |
+
+So 4 floats per parameter, plus 3 per row and 3 per column of each matrix.
+
+The channels (`CHANNELS`, in this order) are each divided by their RMS over
+the last two axes of the matrix, so that multiplying the gradient (the loss)
+or the parameters by a constant leaves them unchanged. That also makes bias
+correction moot: it multiplies a whole tensor by one number.
+"""
+
+import collections
+
+import tensorflow as tf
+
+MOMENTUM_DECAYS = (0.9, 0.99, 0.999)
+VELOCITY_DECAY = 0.95
+FACTORED_DECAYS = (0.9, 0.99, 0.999)
+# Relative floor of second moments: v + EPS_REL * mean(v) (+ TINY), a floor that
+# scales with the tensor, so the rule stays invariant to the gradient's scale.
+EPS_REL = 1e-10
+TINY = 1e-30
+
+GeneralState = collections.namedtuple("GeneralState", ["momentum", "velocity", "rows", "cols"])
+
+_D = ("0.9", "0.99", "0.999")
+CHANNELS = (("grad", "param") + tuple(f"momentum_{d}" for d in _D) + ("grad_rsqrt_v",)
+            + tuple(f"momentum_{d}_rsqrt_v" for d in _D)
+            + tuple(f"grad_factored_{d}" for d in _D)
+            + tuple(f"momentum_{d}_factored_{d}" for d in _D)
+            + tuple(f"row_rsqrt_{d}" for d in _D) + tuple(f"col_rsqrt_{d}" for d in _D))
+NUM_CHANNELS = len(CHANNELS)  # 21
+# Celo's training-progress features tanh(10 (t / T - c)), used when T is known.
+TIME_CENTRES = (0.03, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0, 1.1)
+
+
+def is_matrix(shape) -> bool:
+  """Whether a variable of static `shape` takes the matrix (learned) path: rank >= 2."""
+  return tf.TensorShape(shape).rank >= 2
+
+
+def init_state(var, dtype) -> GeneralState:
+  """Zeros shaped as in the table of the module docstring."""
+  shape = var.shape.as_list()
+  zeros = lambda s: tf.zeros(s, dtype)
+  if is_matrix(shape):
+    k = len(MOMENTUM_DECAYS)
+    return GeneralState(zeros(shape + [k]), zeros(shape), zeros(shape[:-1] + [len(FACTORED_DECAYS)]),
+                        zeros(shape[:-2] + shape[-1:] + [len(FACTORED_DECAYS)]))
+  return GeneralState(zeros(shape + [1]), zeros(shape), zeros([1]), zeros([1]))
+
+
+def ema(average, value, decays):
+  """`decays * average + (1 - decays) * value`, `decays` broadcast on the last axis."""
+  one_minus = tf.constant([1.0 - d for d in decays], average.dtype)
+  return average + (value - average) * one_minus
+
+
+def floored_rsqrt(v, axis):
+  """`1 / sqrt(v + EPS_REL * mean(v over axis) + TINY)`: a scale-equivariant rsqrt."""
+  floor = EPS_REL * tf.reduce_mean(v, axis=axis, keepdims=True) + TINY
+  return tf.math.rsqrt(v + tf.cast(floor, v.dtype))
+
+
+def rms_normalise(x, axis):
+  """`x / sqrt(mean(x^2 over axis) + TINY)`: every channel to RMS 1 over `axis`."""
+  return x * tf.math.rsqrt(tf.reduce_mean(tf.square(x), axis=axis, keepdims=True)
+                           + tf.constant(TINY, x.dtype))
+
+
+def update_vector_state(grad, state):
+  """The Adam-like path's accumulators: momentum 0.9 and second moment `VELOCITY_DECAY`."""
+  m = ema(state.momentum, grad[..., None], MOMENTUM_DECAYS[:1])
+  v = ema(state.velocity[..., None], tf.square(grad)[..., None], (VELOCITY_DECAY,))[..., 0]
+  return GeneralState(m, v, state.rows, state.cols)
+
+
+def update_matrix_state(grad, state):
+  """All accumulators of a matrix (see the module docstring)."""
+  square = tf.square(grad)
+  m = ema(state.momentum, grad[..., None], MOMENTUM_DECAYS)
+  v = ema(state.velocity[..., None], square[..., None], (VELOCITY_DECAY,))[..., 0]
+  rows = ema(state.rows, tf.reduce_mean(square, axis=-1)[..., None], FACTORED_DECAYS)
+  cols = ema(state.cols, tf.reduce_mean(square, axis=-2)[..., None], FACTORED_DECAYS)
+  return GeneralState(m, v, rows, cols)
+
+
+def matrix_channels(grad, var, state: GeneralState):
+  """The `NUM_CHANNELS` raw (unnormalised) channels `[..., r, c, 21]` of a matrix.
+
+  With R, C the row and column EMAs of g^2 at one decay, the factored second
+  moment is Adafactor's `V_ij = R_i C_j / mean_i(R_i)`; `row_rsqrt` is
+  `rsqrt(R_i / mean_i R_i)` (broadcast over columns), `col_rsqrt` is
+  `rsqrt(C_j / mean_j C_j)` (broadcast over rows).
+  """
+  axes = [-2, -1]
+  m = state.momentum  # [..., r, c, 3]
+  rho = floored_rsqrt(state.velocity, axes)[..., None]  # [..., r, c, 1]
+  rows, cols = state.rows, state.cols  # [..., r, 3], [..., c, 3]
+  row_rel = rows / (tf.reduce_mean(rows, axis=-2, keepdims=True) + TINY)
+  col_rel = cols / (tf.reduce_mean(cols, axis=-2, keepdims=True) + TINY)
+  factored = row_rel[..., :, None, :] * cols[..., None, :, :]  # [..., r, c, 3]
+  floor = EPS_REL * tf.reduce_mean(factored, axis=[-3, -2], keepdims=True) + TINY
+  fac_rsqrt = tf.math.rsqrt(factored + floor)
+  shape = tf.shape(grad)
+  row_feat = tf.broadcast_to(tf.math.rsqrt(row_rel + TINY)[..., :, None, :],
+                             tf.concat([shape, [3]], 0))
+  col_feat = tf.broadcast_to(tf.math.rsqrt(col_rel + TINY)[..., None, :, :],
+                             tf.concat([shape, [3]], 0))
+  g = grad[..., None]
+  return tf.concat([g, var[..., None], m, g * rho, m * rho, g * fac_rsqrt, m * fac_rsqrt,
+                    row_feat, col_feat], axis=-1)
+
+
+def normalised_channels(grad, var, state):
+  """`matrix_channels`, each divided by its RMS over the matrix's last two axes."""
+  return rms_normalise(matrix_channels(grad, var, state), axis=[-3, -2])
+
+
+def time_features(step, num_training_steps, dtype):
+  """`tanh(10 (t / T - c))` for c in `TIME_CENTRES`: a `[9]` vector (t the 1-based step)."""
+  progress = tf.cast(step, dtype) / tf.constant(float(num_training_steps), dtype)
+  return tf.tanh(10.0 * (progress - tf.constant(TIME_CENTRES, dtype)))
