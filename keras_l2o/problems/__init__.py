@@ -7,8 +7,8 @@ dataset and a loss) is built directly, as it needs objects.
 Example:
 
 >>> from keras_l2o import problems
->>> problems.names()[:4]
-['conv', 'digits_mlp', 'logistic_regression', 'mnist_mlp']
+>>> problems.names()[:3]
+['conv', 'digits_mlp', 'general_tasks']
 >>> family = problems.get("quadratic", seed=1)
 >>> family.sample("validation", 0).split
 'validation'
@@ -22,6 +22,7 @@ from keras_l2o.problems.base import problem_seed
 from keras_l2o.problems.base import ProblemFamily
 from keras_l2o.problems.base import SPLITS
 from keras_l2o.problems.conv import ConvFamily
+from keras_l2o.problems.general_tasks import GeneralTasks
 from keras_l2o.problems.keras_model import KerasModelFamily
 from keras_l2o.problems.li_malik import LogisticRegression
 from keras_l2o.problems.li_malik import RobustLinearRegression
@@ -110,7 +111,8 @@ register("conv", ConvFamily)
 register("logistic_regression", LogisticRegression)
 register("robust_linear_regression", RobustLinearRegression)
 register("two_layer_net", TwoLayerNet)
+register("general_tasks", GeneralTasks)
 
-__all__ = ["ClassifierFamily", "ConvFamily", "KerasModelFamily", "LogisticRegression",
+__all__ = ["ClassifierFamily", "ConvFamily", "GeneralTasks", "KerasModelFamily", "LogisticRegression",
            "MLPFamily", "Problem", "ProblemFamily", "Quadratic", "RobustLinearRegression",
            "SPLITS", "TwoLayerNet", "config_names", "get", "names", "problem_seed", "register"]
