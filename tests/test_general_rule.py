@@ -212,6 +212,18 @@ class KerasTest(tf.test.TestCase):
     self.assertLess(testing_utils.max_abs_diff(testing_utils.weights_of(model),
                                                testing_utils.weights_of(loaded)), 1e-6)
 
+  def test_export_warns_and_steps_the_vector_path(self):
+    path = os.path.join(self.get_temp_dir(), "export")
+    with self.assertLogs("absl", "WARNING") as logs:
+      keras_l2o.LearnedOptimizer("general").export(path)
+    self.assertIn("layout_free is False", "\n".join(logs.output))
+    exported = tf.saved_model.load(path)
+    state = exported.init_state(tf.constant(3))
+    self.assertEqual(tuple(state["momentum"].shape), (3, 1))
+    out = exported.step(tf.constant([1.0, -2.0, 0.5]), tf.zeros([3]), state,
+                        tf.constant(0, tf.int64))
+    self.assertAllClose([-1e-3, 1e-3, -1e-3], out["var"], rtol=1e-5)  # Adam's first step
+
 
 if __name__ == "__main__":
   tf.test.main()

@@ -86,6 +86,9 @@ class GeneralRule(base.Rule):
 
   name = "general"
   state_fields = gf.GeneralState._fields
+  # The state of a vector (what an exported SavedModel steps): momentum [n, 1], velocity [n],
+  # rows and cols [1] (unused). Matrices' shapes: `general_features.init_state`.
+  state_extra_dims = (1, None, None, None)
 
   def __init__(self, *, hidden_sizes=(8, 8), step_scale: float = 1e-3, orthogonalize: bool = True,
                ns_steps: int = 5, vector_scale: float = 1.0, num_training_steps=None):

@@ -53,14 +53,19 @@ def is_matrix(shape) -> bool:
 
 
 def init_state(var, dtype) -> GeneralState:
-  """Zeros shaped as in the table of the module docstring."""
-  shape = var.shape.as_list()
-  zeros = lambda s: tf.zeros(s, dtype)
-  if is_matrix(shape):
-    k = len(MOMENTUM_DECAYS)
-    return GeneralState(zeros(shape + [k]), zeros(shape), zeros(shape[:-1] + [len(FACTORED_DECAYS)]),
-                        zeros(shape[:-2] + shape[-1:] + [len(FACTORED_DECAYS)]))
-  return GeneralState(zeros(shape + [1]), zeros(shape), zeros([1]), zeros([1]))
+  """Zeros shaped as in the table of the module docstring.
+
+  Matrices need a static shape; vectors may have an unknown length (a
+  SavedModel signature over vectors).
+  """
+  if var.shape.rank is not None and is_matrix(var.shape):
+    shape, k = var.shape.as_list(), len(FACTORED_DECAYS)
+    return GeneralState(tf.zeros(shape + [len(MOMENTUM_DECAYS)], dtype), tf.zeros(shape, dtype),
+                        tf.zeros(shape[:-1] + [k], dtype),
+                        tf.zeros(shape[:-2] + shape[-1:] + [k], dtype))
+  shape = tf.shape(var)
+  return GeneralState(tf.zeros(tf.concat([shape, [1]], 0), dtype), tf.zeros(shape, dtype),
+                      tf.zeros([1], dtype), tf.zeros([1], dtype))
 
 
 def ema(average, value, decays):
