@@ -6,7 +6,8 @@ Mimics `scripts/benchmark.py`'s fit timing (the 64-h-h-10 ReLU MLP of about
 `keras.optimizers.Adam(1e-3)` and `LearnedOptimizer(rules.get("general",
 **config))` for every JSON config in `--configs`, rounds interleaved so that
 load from other processes hits every optimizer alike. Logs each median and its
-ratio to Adam's.
+ratio to Adam's. `--muon` adds `keras.optimizers.Muon()` (Newton–Schulz on
+every 2-D kernel, as the `general` rule's default), for scale.
 
 Usage:
 
@@ -31,6 +32,7 @@ flags.DEFINE_integer("steps", 60, "Measured steps per round.")
 flags.DEFINE_integer("warmup", 10, "Unmeasured steps per round.")
 flags.DEFINE_integer("rounds", 2, "Interleaved rounds over the optimizers.")
 flags.DEFINE_string("configs", "[{}]", "JSON list of general-rule configs.")
+flags.DEFINE_bool("muon", False, "Also time keras.optimizers.Muon (default arguments).")
 FLAGS = flags.FLAGS
 
 
@@ -71,6 +73,8 @@ def main(argv):
   del argv
   width = _width(FLAGS.params)
   optimizers = {"adam_1e-3": lambda: keras.optimizers.Adam(1e-3)}
+  if FLAGS.muon:
+    optimizers["keras.Muon"] = keras.optimizers.Muon
   for config in json.loads(FLAGS.configs):
     optimizers[f"general {json.dumps(config)}"] = (
         lambda c=config: keras_l2o.LearnedOptimizer(keras_l2o.rules.get("general", **c)))
