@@ -13,7 +13,10 @@ its meta-training tasks (`GENERAL.md`), written from the papers' formulas:
 * **A nominal direction with controlled magnitude.** The MLP's output `d` is a
   skip connection plus a correction, `d = w_skip . f + MLP(f)`; for hidden
   matrices it is orthogonalised by 5 Newton–Schulz iterations
-  (`orthogonalize=True`, as Muon and Celo2 do; conv kernels per spatial tap),
+  (`orthogonalize=True`, as Muon and Celo2 do; the leading axes of a rank >= 3
+  kernel are a batch: a conv kernel [h, w, in, out] is orthogonalised per
+  spatial tap, a Keras `MultiHeadAttention` kernel [d, heads, head_dim] per
+  input unit, which is not the [d, heads * head_dim] matrix Muon would use),
   then divided by its RMS over the last two axes. The update is
   `step_scale * d / rms(d)`: every matrix moves by exactly `step_scale` (times
   the optimizer's learning rate) in RMS at every step, whatever the MLP says.
