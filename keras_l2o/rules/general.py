@@ -96,9 +96,9 @@ class GeneralRule(base.Rule):
   def __init__(self, *, hidden_sizes=(8, 8), step_scale: float = 1e-3, orthogonalize: bool = True,
                ns_steps: int = 5, vector_scale: float = 1.0, num_training_steps=None):
     hidden_sizes = list(hidden_sizes) if isinstance(hidden_sizes, (list, tuple)) else hidden_sizes
-    if not isinstance(hidden_sizes, list) or not all(
+    if not isinstance(hidden_sizes, list) or not hidden_sizes or not all(
         isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden_sizes):
-      raise ValueError("Argument `hidden_sizes` must be a list of positive integers. "
+      raise ValueError("Argument `hidden_sizes` must be a non-empty list of positive integers. "
                        f"Received: hidden_sizes={hidden_sizes!r}")
     if not isinstance(orthogonalize, bool):
       raise ValueError(f"Argument `orthogonalize` must be True or False. "
@@ -158,20 +158,37 @@ class GeneralRule(base.Rule):
 
   # ------------------------------------------------------------------ apply --
   def direction(self, meta_params, grad, var, state, step):
-    """The raw direction `d = w_skip . f + MLP(f)` of a matrix and its new state."""
+    """The raw direction `d = w_skip . f + MLP(f)` of a matrix and its new state.
+
+    Computed channels-first: `W^T [15, n]` products instead of `[n, 21] W`.
+    The row / column channels enter through their products with the kernel
+    at row / column size, the time features (the same for every coordinate)
+    as a bias: the same function as the MLP on all channels broadcast.
+    """
     new_state = gf.update_matrix_state(grad, state)
-    feats = gf.normalised_channels(grad, var, new_state)
-    if self.num_training_steps:
-      times = gf.time_features(step, self.num_training_steps, grad.dtype)
-      times = tf.broadcast_to(times, tf.concat([tf.shape(grad), tf.shape(times)], 0))
-      feats = tf.concat([feats, times], axis=-1)
-    flat = tf.reshape(feats, [-1, self.num_inputs])
-    hidden = flat
-    for i in range(len(self.hidden_sizes)):
+    per_coordinate, rows, cols = gf.normalised_channels(grad, var, new_state)
+    k = gf.NUM_PER_COORDINATE
+    flat = tf.reshape(per_coordinate, [k, -1])
+
+    def linear(kernel, bias):  # kernel [21 (+ 9 time), out] -> [out, n]
+      out = tf.matmul(kernel[:k], flat, transpose_a=True) + bias[:, None]
+      # Row / column channels: their product with the kernel, per row and per column.
+      per_row = tf.tensordot(kernel[k:k + 3], rows, axes=[[0], [0]])  # [out, ..., r]
+      per_col = tf.tensordot(kernel[k + 3:gf.NUM_CHANNELS], cols, axes=[[0], [0]])
+      out += tf.reshape(per_row[..., :, None] + per_col[..., None, :], tf.shape(out))
+      if self.num_training_steps:
+        times = gf.time_features(step, self.num_training_steps, grad.dtype)
+        out += tf.matmul(kernel[gf.NUM_CHANNELS:], times[:, None], transpose_a=True)
+      return out
+
+    first = meta_params["hidden_0"]
+    hidden = tf.nn.relu(linear(first["kernel"], first["bias"]))
+    for i in range(1, len(self.hidden_sizes)):
       layer = meta_params[f"hidden_{i}"]
-      hidden = tf.nn.relu(tf.matmul(hidden, layer["kernel"]) + layer["bias"])
-    out = (tf.matmul(flat, meta_params["skip"]) + tf.matmul(hidden, meta_params["output"]["kernel"])
-           + meta_params["output"]["bias"])
+      hidden = tf.nn.relu(tf.matmul(layer["kernel"], hidden, transpose_a=True)
+                          + layer["bias"][:, None])
+    out = (linear(meta_params["skip"], meta_params["output"]["bias"])
+           + tf.matmul(meta_params["output"]["kernel"], hidden, transpose_a=True))
     return tf.reshape(out, tf.shape(grad)), new_state
 
   def apply(self, meta_params, grad, var, state, step):

@@ -9,12 +9,16 @@ State per variable (`GeneralState`):
 
 | field | matrix [..., r, c] | vector / scalar |
 |---|---|---|
-| `momentum` | [..., r, c, 3]: EMAs of g at `MOMENTUM_DECAYS` | shape + [1]: EMA of g at 0.9 |
+| `momentum` | [3, ..., r, c]: EMAs of g at `MOMENTUM_DECAYS` | shape + [1]: EMA of g at 0.9 |
 | `velocity` | [..., r, c]: EMA of g^2 at `VELOCITY_DECAY` | same |
-| `rows` | [..., r, 3]: EMAs of the row means of g^2 at `FACTORED_DECAYS` | [1], unused |
-| `cols` | [..., c, 3]: EMAs of the column means of g^2 | [1], unused |
+| `rows` | [3, ..., r]: EMAs of the row means of g^2 at `FACTORED_DECAYS` | [1], unused |
+| `cols` | [3, ..., c]: EMAs of the column means of g^2 | [1], unused |
 
 So 4 floats per parameter, plus 3 per row and 3 per column of each matrix.
+Matrices keep the decay axis first and the channels are stacked on a leading
+axis too (`[15, ..., r, c]`, the 6 row / column channels at their own size):
+every per-channel reduction and the stacking are then contiguous, which made
+the rule ~2x faster than channels-last on CPU.
 
 The channels (`CHANNELS`, in this order) are each divided by their RMS over
 the last two axes of the matrix, so that multiplying the gradient (the loss)
@@ -43,6 +47,7 @@ CHANNELS = (("grad", "param") + tuple(f"momentum_{d}" for d in _D) + ("grad_rsqr
             + tuple(f"momentum_{d}_factored_{d}" for d in _D)
             + tuple(f"row_rsqrt_{d}" for d in _D) + tuple(f"col_rsqrt_{d}" for d in _D))
 NUM_CHANNELS = len(CHANNELS)  # 21
+NUM_PER_COORDINATE = NUM_CHANNELS - 6  # the last 6 are row / column channels
 # Celo's training-progress features tanh(10 (t / T - c)), used when T is known.
 TIME_CENTRES = (0.03, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0, 1.1)
 
@@ -60,17 +65,19 @@ def init_state(var, dtype) -> GeneralState:
   """
   if var.shape.rank is not None and is_matrix(var.shape):
     shape, k = var.shape.as_list(), len(FACTORED_DECAYS)
-    return GeneralState(tf.zeros(shape + [len(MOMENTUM_DECAYS)], dtype), tf.zeros(shape, dtype),
-                        tf.zeros(shape[:-1] + [k], dtype),
-                        tf.zeros(shape[:-2] + shape[-1:] + [k], dtype))
+    return GeneralState(tf.zeros([len(MOMENTUM_DECAYS)] + shape, dtype), tf.zeros(shape, dtype),
+                        tf.zeros([k] + shape[:-1], dtype), tf.zeros([k] + shape[:-2] + shape[-1:],
+                                                                   dtype))
   shape = tf.shape(var)
   return GeneralState(tf.zeros(tf.concat([shape, [1]], 0), dtype), tf.zeros(shape, dtype),
                       tf.zeros([1], dtype), tf.zeros([1], dtype))
 
 
-def ema(average, value, decays):
-  """`decays * average + (1 - decays) * value`, `decays` broadcast on the last axis."""
+def ema(average, value, decays, axis=-1):
+  """`decays * average + (1 - decays) * value`, `decays` along `axis` (0 or -1)."""
   one_minus = tf.constant([1.0 - d for d in decays], average.dtype)
+  if axis == 0:
+    one_minus = tf.reshape(one_minus, [-1] + [1] * (average.shape.rank - 1))
   return average + (value - average) * one_minus
 
 
@@ -96,43 +103,49 @@ def update_vector_state(grad, state):
 def update_matrix_state(grad, state):
   """All accumulators of a matrix (see the module docstring)."""
   square = tf.square(grad)
-  m = ema(state.momentum, grad[..., None], MOMENTUM_DECAYS)
-  v = ema(state.velocity[..., None], square[..., None], (VELOCITY_DECAY,))[..., 0]
-  rows = ema(state.rows, tf.reduce_mean(square, axis=-1)[..., None], FACTORED_DECAYS)
-  cols = ema(state.cols, tf.reduce_mean(square, axis=-2)[..., None], FACTORED_DECAYS)
+  m = ema(state.momentum, grad[None], MOMENTUM_DECAYS, axis=0)
+  v = ema(state.velocity[None], square[None], (VELOCITY_DECAY,), axis=0)[0]
+  rows = ema(state.rows, tf.reduce_mean(square, axis=-1)[None], FACTORED_DECAYS, axis=0)
+  cols = ema(state.cols, tf.reduce_mean(square, axis=-2)[None], FACTORED_DECAYS, axis=0)
   return GeneralState(m, v, rows, cols)
 
 
 def matrix_channels(grad, var, state: GeneralState):
-  """The `NUM_CHANNELS` raw (unnormalised) channels `[..., r, c, 21]` of a matrix.
+  """The raw (unnormalised) channels of a matrix, in the order of `CHANNELS`.
 
   With R, C the row and column EMAs of g^2 at one decay, the factored second
   moment is Adafactor's `V_ij = R_i C_j / mean_i(R_i)`; `row_rsqrt` is
-  `rsqrt(R_i / mean_i R_i)` (broadcast over columns), `col_rsqrt` is
-  `rsqrt(C_j / mean_j C_j)` (broadcast over rows).
+  `rsqrt(R_i / mean_i R_i)` (the same for every column of row i), `col_rsqrt`
+  is `rsqrt(C_j / mean_j C_j)`.
+
+  Returns:
+    `(per_coordinate [15, ..., r, c], rows [3, ..., r], cols [3, ..., c])`:
+    the last 6 channels are kept at the size of a row / column; broadcast
+    over the matrix they are channels 15-20 of `CHANNELS`.
   """
-  axes = [-2, -1]
-  m = state.momentum  # [..., r, c, 3]
-  rho = floored_rsqrt(state.velocity, axes)[..., None]  # [..., r, c, 1]
-  rows, cols = state.rows, state.cols  # [..., r, 3], [..., c, 3]
-  row_rel = rows / (tf.reduce_mean(rows, axis=-2, keepdims=True) + TINY)
-  col_rel = cols / (tf.reduce_mean(cols, axis=-2, keepdims=True) + TINY)
-  factored = row_rel[..., :, None, :] * cols[..., None, :, :]  # [..., r, c, 3]
-  floor = EPS_REL * tf.reduce_mean(factored, axis=[-3, -2], keepdims=True) + TINY
+  m = state.momentum  # [3, ..., r, c]
+  rho = floored_rsqrt(state.velocity, [-2, -1])  # [..., r, c]
+  rows, cols = state.rows, state.cols  # [3, ..., r], [3, ..., c]
+  row_rel = rows / (tf.reduce_mean(rows, axis=-1, keepdims=True) + TINY)
+  col_rel = cols / (tf.reduce_mean(cols, axis=-1, keepdims=True) + TINY)
+  factored = row_rel[..., :, None] * cols[..., None, :]  # [3, ..., r, c]
+  floor = EPS_REL * tf.reduce_mean(factored, axis=[-2, -1], keepdims=True) + TINY
   fac_rsqrt = tf.math.rsqrt(factored + floor)
-  shape = tf.shape(grad)
-  row_feat = tf.broadcast_to(tf.math.rsqrt(row_rel + TINY)[..., :, None, :],
-                             tf.concat([shape, [3]], 0))
-  col_feat = tf.broadcast_to(tf.math.rsqrt(col_rel + TINY)[..., None, :, :],
-                             tf.concat([shape, [3]], 0))
-  g = grad[..., None]
-  return tf.concat([g, var[..., None], m, g * rho, m * rho, g * fac_rsqrt, m * fac_rsqrt,
-                    row_feat, col_feat], axis=-1)
+  g = grad[None]
+  per_coordinate = tf.concat([g, var[None], m, g * rho, m * rho, g * fac_rsqrt, m * fac_rsqrt],
+                             axis=0)
+  return per_coordinate, tf.math.rsqrt(row_rel + TINY), tf.math.rsqrt(col_rel + TINY)
 
 
 def normalised_channels(grad, var, state):
-  """`matrix_channels`, each divided by its RMS over the matrix's last two axes."""
-  return rms_normalise(matrix_channels(grad, var, state), axis=[-3, -2])
+  """`matrix_channels`, each divided by its RMS over the matrix's last two axes.
+
+  A row feature's RMS over the matrix is its RMS over the rows (every column
+  repeats it), likewise for columns, so those are normalised at their size.
+  """
+  per_coordinate, rows, cols = matrix_channels(grad, var, state)
+  return (rms_normalise(per_coordinate, axis=[-2, -1]), rms_normalise(rows, axis=-1),
+          rms_normalise(cols, axis=-1))
 
 
 def time_features(step, num_training_steps, dtype):
