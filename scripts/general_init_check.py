@@ -76,7 +76,8 @@ def main(argv):
   config = json.loads(FLAGS.rule_config)
   for name in FLAGS.models:
     optimizers = (("general", lambda: keras_l2o.LearnedOptimizer(
-        keras_l2o.rules.get("general", **config))), ("adam_1e-3", lambda: keras.optimizers.Adam(1e-3)))
+        keras_l2o.rules.get("general", **config))),
+                  ("adam_1e-3", lambda: keras.optimizers.Adam(1e-3)))
     for label, make in optimizers:
       losses, seconds = _run(name, make(), FLAGS.seed, FLAGS.steps, FLAGS.batch_size)
       logging.info("%s %-10s first50 %.4f  last50 %.4f  min %.4f  finite %s  (%.0f s)", name,

@@ -66,10 +66,11 @@ class MetaTrainCommandTest(tf.test.TestCase):
                   again.stderr)
     bad = _run("scripts.meta_train", "--rule=adam", f"--save_dir={save_dir}_2")
     self.assertIn("--rule='adam' is hand-designed: it has no meta-parameters to train. Learned "
-                  "rules: gps_lstm, gps_policy, lstm, mlp, mlp_factored.", bad.stderr)
+                  "rules: general, gps_lstm, gps_policy, lstm, mlp, mlp_factored.", bad.stderr)
     bad = _run("scripts.meta_train", "--problem=cifar", f"--save_dir={save_dir}_3")
-    self.assertIn("is not a problem. Valid problems: conv, digits_mlp, logistic_regression, "
-                  "mnist_mlp, quadratic, robust_linear_regression, two_layer_net", bad.stderr)
+    self.assertIn("is not a problem. Valid problems: conv, digits_mlp, general_tasks, "
+                  "logistic_regression, mnist_mlp, quadratic, robust_linear_regression, "
+                  "two_layer_net", bad.stderr)
 
 
   def test_native_kernels_flag_and_a_run_resumed_from_before_them(self):

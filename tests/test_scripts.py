@@ -94,7 +94,8 @@ class BenchmarkScriptTest(tf.test.TestCase):
 
   def test_invalid_flags_have_clear_messages(self):
     with flagsaver.flagsaver():
-      with self.assertRaisesRegex(flags.IllegalFlagValueError, r"Valid rules: adagrad, adam, lstm"):
+      with self.assertRaisesRegex(flags.IllegalFlagValueError,
+                                  r"Valid rules: adagrad, adam, general, lstm"):
         FLAGS(["keras-l2o-benchmark", "--rules=sgd,nope"])
     with flagsaver.flagsaver():
       with self.assertRaisesRegex(flags.IllegalFlagValueError, r"Unknown size 'huge'"):

@@ -163,7 +163,7 @@ class MetaTaskFamily(mlp.ClassifierFamily):
 
 
 def check_reparam(reparam, reparam_range):
-  """Raises ValueError unless `reparam` is a bool and `reparam_range` is `(lo, hi)`, 0 < lo <= hi."""
+  """Raises ValueError unless `reparam` is a bool and `reparam_range` is (lo, hi), 0 < lo <= hi."""
   if not isinstance(reparam, bool):
     raise ValueError(f"Argument `reparam` must be True or False. Received: reparam={reparam!r}")
   ok = isinstance(reparam_range, (list, tuple)) and len(reparam_range) == 2 and all(
