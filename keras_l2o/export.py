@@ -82,7 +82,8 @@ class _ExportedOptimizer(tf.Module):
 
   def _learning_rate(self, iteration):
     if self._schedule is not None:
-      return tf.cast(self._schedule(iteration), tf.float32)
+      from keras_l2o import step as step_lib  # pylint: disable=g-import-not-at-top
+      return tf.cast(step_lib.learning_rate_at(self._schedule, iteration), tf.float32)
     return tf.convert_to_tensor(self.learning_rate_variable)
 
   def _init_state(self, n):

@@ -9,6 +9,7 @@ from keras_l2o import fast_apply as fast_apply_lib
 from keras_l2o import meta_params as meta_params_lib
 from keras_l2o import rules as rules_lib
 from keras_l2o import step as step_lib
+from keras_l2o import validation
 from keras_l2o.native import lstm_rule as native_lstm
 
 NONFINITE_MODES = ("skip", "zero", "raise")
@@ -40,6 +41,13 @@ def _all_finite(grads):
   return tf.reduce_all(tf.stack(flags)) if flags else tf.constant(True)
 
 
+def _unique_name(prefix):
+  """`prefix`, then `prefix_1`, `prefix_2`, ...: Keras's own naming of optimizers and layers."""
+  # pylint: disable-next=g-import-not-at-top
+  from keras.src.utils import naming  # Keras's `auto_name` counter (no public alias).
+  return naming.uniquify(prefix)
+
+
 @keras.saving.register_keras_serializable(package="keras_l2o")
 class LearnedOptimizer(keras.optimizers.Optimizer):
   """A Keras optimizer whose update is given by a (learned) rule.
@@ -66,9 +74,12 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
       rule dict `{"name": ..., "config": {...}}`.
     meta_params: nested dict of arrays for the rule. Defaults to
       `rule.init_meta_params(seed)`.
-    learning_rate: float, `keras.optimizers.schedules.LearningRateSchedule`, or
-      callable of the iteration; multiplies the rule's output. Defaults to 1.0,
-      which uses a learned rule as it was meta-trained.
+    learning_rate: a finite float >= 0, a
+      `keras.optimizers.schedules.LearningRateSchedule`, or a callable: of the
+      iteration (`lambda iteration: ...`, called with `optimizer.iterations`,
+      like a schedule) or of no argument (Keras's convention); multiplies the
+      rule's output. Defaults to 1.0, which uses a learned rule as it was
+      meta-trained.
     nonfinite: what to do when a gradient contains NaN or Inf: `"skip"`
       (default: the whole step is skipped, variables, rule state and
       `iterations` stay untouched), `"zero"` (non-finite entries are replaced
@@ -83,7 +94,9 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
       the fused form for every rule and variable; `False` always uses the
       reference `keras_l2o.step.rule_delta`, bit-identical to the
       meta-trainers' unroll.
-    name: the optimizer's name.
+    name: the optimizer's name. Defaults to a unique name made as Keras makes
+      its own (`learned_optimizer_adam`, `learned_optimizer_adam_1`, ...), so
+      that several optimizers live in one model's state tree.
     **kwargs: every keyword argument Keras optimizers accept: `weight_decay`,
       `clipnorm`, `clipvalue`, `global_clipnorm`, `use_ema`, `ema_momentum`,
       `ema_overwrite_frequency`, `loss_scale_factor`,
@@ -91,7 +104,9 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
 
   Raises:
     ValueError: for an unknown rule, meta-parameters of the wrong structure or
-      shape, or an unknown `nonfinite` or `jit_rule` mode.
+      shape or with NaN, Inf or absurdly large entries
+      (`validation.MAX_META_PARAM_MAGNITUDE`), a NaN, infinite or negative
+      `learning_rate`, or an unknown `nonfinite` or `jit_rule` mode.
 
   Example:
 
@@ -108,16 +123,14 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     if isinstance(rule, dict):
       rule = rules_lib.deserialize(rule)
     rule = rules_lib.get(rule)
-    if nonfinite not in NONFINITE_MODES:
-      raise ValueError(f"Argument `nonfinite` must be one of {list(NONFINITE_MODES)}. "
-                       f"Received: nonfinite={nonfinite!r}")
+    validation.check_choice("nonfinite", nonfinite, NONFINITE_MODES)
+    seed = validation.check_int("seed", seed)
     if meta_params is None:
       meta_params = rule.init_meta_params(seed)
     meta_values = meta_params_lib.validate(rule, meta_params)
-    if isinstance(learning_rate, (int, np.integer)) and not isinstance(learning_rate, bool):
-      learning_rate = float(learning_rate)
+    learning_rate = validation.check_learning_rate(learning_rate)
     if name is None:
-      name = f"learned_optimizer_{rule.name}"
+      name = _unique_name(f"learned_optimizer_{rule.name}")
     super().__init__(learning_rate=learning_rate, name=name, **kwargs)
     self.rule = rule
     self.nonfinite = nonfinite
@@ -171,6 +184,13 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
       self.set_loss(loss)
     return super().scale_loss(loss)
 
+  # ------------------------------------------------------- learning rate --
+  def _get_current_learning_rate(self):
+    """Keras's rule, plus callables of the iteration (`lambda iteration: ...`)."""
+    if step_lib.takes_iteration(self._learning_rate):
+      return self._learning_rate(self._iterations)
+    return super()._get_current_learning_rate()
+
   # --------------------------------------------------------- meta-params --
   @property
   def meta_params(self) -> dict:
@@ -178,7 +198,16 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     return meta_params_lib.unflatten_paths(zip(self._meta_paths, self._meta_variables))
 
   def set_meta_params(self, meta_params):
-    """Assigns new values to the meta-parameters (validated against the rule)."""
+    """Assigns new values to the meta-parameters (validated against the rule).
+
+    Args:
+      meta_params: nested dict of arrays shaped as `rule.meta_param_shapes()`.
+
+    Raises:
+      ValueError: naming the first missing, unexpected, mis-shaped, non-finite
+        or absurdly large entry (`keras_l2o.meta_params.validate`); no
+        variable is changed then.
+    """
     values = dict(meta_params_lib.flatten_with_paths(meta_params_lib.validate(self.rule,
                                                                                meta_params)))
     for path, variable in zip(self._meta_paths, self._meta_variables):

@@ -5,6 +5,9 @@ the meta-trainers computes `var + delta`. Both get `delta` from `rule_delta`, so
 they produce identical parameters (a test asserts it bit for bit).
 """
 
+import inspect
+
+import keras
 import tensorflow as tf
 
 
@@ -60,3 +63,40 @@ def functional_step(rule, meta_params, grad, var, state, step, learning_rate, lo
   """`(var + delta, new_state)`: the pure form of one optimizer step."""
   delta, new_state = rule_delta(rule, meta_params, grad, var, state, step, learning_rate, loss)
   return var + delta, new_state
+
+
+def takes_iteration(learning_rate) -> bool:
+  """Whether `learning_rate` is a plain callable of one argument (the iteration).
+
+  Keras calls a callable learning rate with no argument and a
+  `LearningRateSchedule` with the iteration; keras_l2o also accepts
+  `lambda iteration: ...`, called like a schedule.
+  """
+  if (not callable(learning_rate) or isinstance(learning_rate, keras.Variable)
+      or isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule)):
+    return False
+  try:
+    parameters = inspect.signature(learning_rate).parameters.values()
+  except (TypeError, ValueError):  # no signature (some builtins): Keras's convention
+    return False
+  return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+             for p in parameters)
+
+
+def learning_rate_at(learning_rate, iteration):
+  """The rate for the step after `iteration` steps: schedules and callables evaluated.
+
+  Args:
+    learning_rate: a number, variable, `LearningRateSchedule`, callable of the
+      iteration, or callable of no argument.
+    iteration: the number of steps already taken (Keras's `iterations`).
+
+  Returns:
+    The learning rate (a number or scalar tensor).
+  """
+  if (isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule)
+      or takes_iteration(learning_rate)):
+    return learning_rate(iteration)
+  if callable(learning_rate) and not isinstance(learning_rate, keras.Variable):
+    return learning_rate()
+  return learning_rate

@@ -56,12 +56,32 @@ def log_and_sign_clamped(grad, k: float = 5.0, eps: float = 1e-10):
 
 
 def ema(average, value, decay: float):
-  """Exponential moving average `decay * average + (1 - decay) * value`.
+  """Exponential moving average `decay * average + (1 - decay) * value`, never `inf - inf`.
 
-  Written as `average + (value - average) * (1 - decay)`, the form Keras's Adam
-  uses, so that hand-designed rules reproduce Keras to the last bit.
+  Computed as `average + (value - average) * (1 - decay)`, the form Keras's Adam
+  uses (so that the hand-designed rules reproduce Keras to the last bit and the
+  shipped learned optimizers keep their numbers), wherever that is finite.
+  Where `value - average` overflows (two huge values of opposite sign, or an
+  infinite average), Keras's form gives `inf - inf = NaN` and the state stays
+  NaN for good; there the convex form `decay * average + (1 - decay) * value`
+  is used, which stays within the range of its inputs.
   """
-  return average + (value - average) * tf.constant(1.0 - decay, average.dtype)
+  weight = tf.constant(1.0 - decay, average.dtype)
+  keras_form = average + (value - average) * weight
+  convex_form = average * tf.constant(decay, average.dtype) + value * weight
+  return tf.where(tf.math.is_finite(keras_form), keras_form, convex_form)
+
+
+def safe_square(grad):
+  """`grad ** 2`, clipped to the largest finite number of its dtype.
+
+  A finite gradient above sqrt(max) (1.8e19 in float32) squares to inf; a
+  second moment that becomes inf freezes the parameter (its normalised steps
+  are 0 forever) or, in Keras's Adam, turns it NaN at the next step
+  (`inf - inf`). Clipped, the second moment is merely huge and decays back.
+  Equal to `tf.square(grad)` for every gradient whose square is finite.
+  """
+  return tf.minimum(tf.square(grad), tf.constant(grad.dtype.max, grad.dtype))
 
 
 def bias_correction(decay: float, step, dtype):

@@ -16,6 +16,7 @@ import functools
 
 import tensorflow as tf
 
+from keras_l2o import validation
 from keras_l2o.rules import base
 from keras_l2o.rules import features
 
@@ -23,16 +24,6 @@ from keras_l2o.rules import features
 @functools.lru_cache(maxsize=None)
 def _state_type(name, fields):
   return collections.namedtuple(name, fields)
-
-
-def _check_range(name, value, low, high, *, low_open=False, high_open=False):
-  ok_low = value > low if low_open else value >= low
-  ok_high = value < high if high_open else value <= high
-  if not (isinstance(value, (int, float)) and ok_low and ok_high):
-    lo = "(" if low_open else "["
-    hi = ")" if high_open else "]"
-    raise ValueError(
-        f"Argument `{name}` must be a number in {lo}{low}, {high}{hi}. Received: {name}={value!r}")
 
 
 class SGD(base.Rule):
@@ -63,9 +54,9 @@ class Momentum(base.Rule):
   _nesterov = False
 
   def __init__(self, *, momentum: float = 0.9):
-    _check_range("momentum", momentum, 0.0, 1.0, high_open=True)
+    momentum = validation.check_decay("momentum", momentum)
     super().__init__(momentum=momentum)
-    self.momentum = float(momentum)
+    self.momentum = momentum
 
   def init_state(self, var):
     return base.zeros_state(self, var, _state_type("MomentumState", self.state_fields))
@@ -103,11 +94,12 @@ class RMSprop(base.Rule):
 
   def __init__(self, *, rho: float = 0.9, epsilon: float = 1e-7, momentum: float = 0.0,
                centered: bool = False):
-    _check_range("rho", rho, 0.0, 1.0, high_open=True)
-    _check_range("epsilon", epsilon, 0.0, float("inf"), low_open=True)
-    _check_range("momentum", momentum, 0.0, 1.0, high_open=True)
-    super().__init__(rho=rho, epsilon=epsilon, momentum=momentum, centered=bool(centered))
-    self.rho, self.epsilon, self.momentum, self.centered = rho, epsilon, momentum, bool(centered)
+    rho = validation.check_decay("rho", rho)
+    epsilon = validation.check_positive("epsilon", epsilon)
+    momentum = validation.check_decay("momentum", momentum)
+    centered = validation.check_bool("centered", centered)
+    super().__init__(rho=rho, epsilon=epsilon, momentum=momentum, centered=centered)
+    self.rho, self.epsilon, self.momentum, self.centered = rho, epsilon, momentum, centered
     fields = ["velocity"]
     if momentum > 0:
       fields.append("momentum")
@@ -141,6 +133,13 @@ class Adam(base.Rule):
       m <- m + (g - m)(1 - beta_1);  v <- v + (g^2 - v)(1 - beta_2)
       update = -m sqrt(1 - beta_2^t) / (1 - beta_1^t) / (sqrt(v) + epsilon)
 
+  One difference, where Keras's state overflows: a finite gradient whose
+  square is infinite (|g| > 1.8e19 in float32) makes Keras's v infinite and,
+  one step later, NaN (`inf - inf`), and the weights with it; here g^2 is
+  clipped to the dtype's largest number (`features.safe_square`) and the
+  moving averages never compute `inf - inf` (`features.ema`), so the rule
+  takes a finite step and recovers (tests/test_numbers.py shows both).
+
   Args:
     beta_1: decay of the first moment, in [0, 1).
     beta_2: decay of the second moment, in [0, 1).
@@ -152,11 +151,12 @@ class Adam(base.Rule):
 
   def __init__(self, *, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
                amsgrad: bool = False):
-    _check_range("beta_1", beta_1, 0.0, 1.0, high_open=True)
-    _check_range("beta_2", beta_2, 0.0, 1.0, high_open=True)
-    _check_range("epsilon", epsilon, 0.0, float("inf"), low_open=True)
-    super().__init__(beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, amsgrad=bool(amsgrad))
-    self.beta_1, self.beta_2, self.epsilon, self.amsgrad = beta_1, beta_2, epsilon, bool(amsgrad)
+    beta_1 = validation.check_decay("beta_1", beta_1)
+    beta_2 = validation.check_decay("beta_2", beta_2)
+    epsilon = validation.check_positive("epsilon", epsilon)
+    amsgrad = validation.check_bool("amsgrad", amsgrad)
+    super().__init__(beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, amsgrad=amsgrad)
+    self.beta_1, self.beta_2, self.epsilon, self.amsgrad = beta_1, beta_2, epsilon, amsgrad
     self.state_fields = ("momentum", "velocity") + (("velocity_hat",) if amsgrad else ())
 
   def init_state(self, var):
@@ -168,7 +168,7 @@ class Adam(base.Rule):
     alpha = tf.sqrt(features.bias_correction(self.beta_2, step, dtype)) / features.bias_correction(
         self.beta_1, step, dtype)
     m = features.ema(state.momentum, grad, self.beta_1)
-    v = features.ema(state.velocity, tf.square(grad), self.beta_2)
+    v = features.ema(state.velocity, features.safe_square(grad), self.beta_2)
     new = {"momentum": m, "velocity": v}
     if self.amsgrad:
       v = new["velocity_hat"] = tf.maximum(state.velocity_hat, v)
@@ -191,8 +191,9 @@ class Adagrad(base.Rule):
   state_fields = ("accumulator",)
 
   def __init__(self, *, initial_accumulator_value: float = 0.1, epsilon: float = 1e-7):
-    _check_range("initial_accumulator_value", initial_accumulator_value, 0.0, float("inf"))
-    _check_range("epsilon", epsilon, 0.0, float("inf"), low_open=True)
+    initial_accumulator_value = validation.check_non_negative("initial_accumulator_value",
+                                                              initial_accumulator_value)
+    epsilon = validation.check_positive("epsilon", epsilon)
     super().__init__(initial_accumulator_value=initial_accumulator_value, epsilon=epsilon)
     self.initial_accumulator_value, self.epsilon = initial_accumulator_value, epsilon
 
