@@ -373,10 +373,11 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     })
     return config
 
-  def export(self, path):
+  def export(self, path, overwrite=False):
     """Writes this optimizer as a SavedModel usable without keras_l2o.
 
-    See `keras_l2o.export.export_optimizer`.
+    See `keras_l2o.export.export_optimizer`: `path` must not be a non-empty
+    directory unless `overwrite=True`, which replaces its content.
     """
     from keras_l2o import export as export_lib  # pylint: disable=g-import-not-at-top
-    return export_lib.export_optimizer(self, path)
+    return export_lib.export_optimizer(self, path, overwrite=overwrite)
