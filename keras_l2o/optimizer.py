@@ -20,10 +20,20 @@ def _values(gradient):
   return gradient.values if isinstance(gradient, tf.IndexedSlices) else gradient
 
 
-def _dense(gradient):
+def _dense(gradient, variable):
+  """The gradient as a dense tensor of the variable's (static) shape."""
   if isinstance(gradient, tf.IndexedSlices):
-    return tf.convert_to_tensor(gradient)
+    # The dense shape of an embedding's IndexedSlices is often unknown in a trace;
+    # rules whose step depends on the shape (mlp_factored) need it static.
+    return tf.ensure_shape(tf.convert_to_tensor(gradient), variable.shape)
   return gradient
+
+
+def _unique_rows(gradient):
+  """`(values, indices)` of IndexedSlices with duplicate indices summed (as densifying does)."""
+  indices, positions = tf.unique(gradient.indices)
+  values = tf.math.unsorted_segment_sum(gradient.values, positions, tf.shape(indices)[0])
+  return values, indices
 
 
 def _zero_nonfinite(gradient):
@@ -269,11 +279,15 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
   def update_step(self, gradient, variable, learning_rate):
     index = self._get_variable_index(variable)
     slots = self._state_variables[index]
+    if isinstance(gradient, tf.IndexedSlices) and getattr(self.rule, "row_sparse", False):
+      self._update_rows(gradient, variable, slots, self._state_types[index], learning_rate)
+      return
+    gradient = _dense(gradient, variable)
     path = fast_apply_lib.step_path(self.jit_rule, self.rule, variable)
     if path == "native" and native_lstm.supports_in_place(self.rule, variable):
       # State and variable updated in place by one op; reading the state first
       # would make the op copy it (it never overwrites a buffer a reader holds).
-      native_lstm.apply_in_place(self.rule, self._meta_values(), _dense(gradient), variable,
+      native_lstm.apply_in_place(self.rule, self._meta_values(), gradient, variable,
                                  slots, learning_rate)
       return
     state = self._state_types[index](*[tf.convert_to_tensor(s) for s in slots])
@@ -282,14 +296,14 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     fast = path == "xla"
     if fast:  # var + delta computed in the compiled step (one pass over memory fewer)
       new_value, new_state = fast_apply_lib.get(self.rule)(
-          self._meta_values(), _dense(gradient), tf.convert_to_tensor(variable), state, step,
+          self._meta_values(), gradient, tf.convert_to_tensor(variable), state, step,
           learning_rate, add_to_var=True)
     elif path == "native":
       delta, new_state = native_lstm.native_delta(self.rule, self._meta_values(),
-                                                  _dense(gradient), variable, state, step,
+                                                  gradient, variable, state, step,
                                                   learning_rate)
     else:
-      delta, new_state = step_lib.rule_delta(self.rule, self._meta_values(), _dense(gradient),
+      delta, new_state = step_lib.rule_delta(self.rule, self._meta_values(), gradient,
                                              tf.convert_to_tensor(variable), state, step,
                                              learning_rate, loss=loss)
     for slot, value in zip(slots, new_state):
@@ -298,6 +312,26 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
       self.assign(variable, new_value)
     else:
       self.assign_add(variable, delta)
+
+  def _update_rows(self, gradient, variable, slots, state_type, learning_rate):
+    """The step on the rows a sparse gradient touches, for rules with `row_sparse = True`.
+
+    Such a rule leaves a coordinate with a zero gradient and its state exactly
+    as they are, so applying `rule_delta` (the one formula) to the gathered
+    touched rows and scattering the results back gives the dense step's
+    numbers at a cost proportional to the touched rows, as Keras's SGD and
+    Adagrad do for embeddings.
+    """
+    values, indices = _unique_rows(gradient)
+    rows = tf.gather(variable, indices)
+    state = state_type(*[tf.gather(s, indices) for s in slots])
+    loss = None if self._loss_variable is None else self._loss_variable.value
+    delta, new_state = step_lib.rule_delta(self.rule, self._meta_values(), values, rows, state,
+                                           self.iterations + 1, learning_rate, loss=loss)
+    for slot, value in zip(slots, new_state):
+      self.assign(slot, tf.IndexedSlices(value, indices, tf.shape(slot, out_type=indices.dtype)))
+    self.assign_add(variable, tf.IndexedSlices(delta, indices,
+                                               tf.shape(variable, out_type=indices.dtype)))
 
   def apply(self, grads, trainable_variables=None):
     if self._loss_variable is not None and not self._loss_was_set:

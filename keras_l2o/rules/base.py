@@ -56,6 +56,12 @@ class Rule(abc.ABC):
   state_extra_dims: tuple = ()
   # Whether `apply` takes `loss=` (the objective at the current iterate).
   uses_loss: bool = False
+  # Whether a coordinate whose gradient is exactly 0 keeps its value and its
+  # state exactly (update 0, state unchanged), coordinate by coordinate. For
+  # such rules `LearnedOptimizer` applies a sparse gradient (an embedding's
+  # `IndexedSlices`) to the touched rows only, with the same numbers as the
+  # dense step; other rules (momentum decays every row) get it densified.
+  row_sparse: bool = False
 
   def __init__(self, **config):
     self._config = dict(config)

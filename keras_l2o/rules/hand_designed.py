@@ -30,6 +30,7 @@ class SGD(base.Rule):
   """Plain gradient descent: `update = -grad`. No state."""
 
   name = "sgd"
+  row_sparse = True  # a sparse gradient updates the touched rows only
 
   def __init__(self):
     super().__init__()
@@ -189,6 +190,7 @@ class Adagrad(base.Rule):
 
   name = "adagrad"
   state_fields = ("accumulator",)
+  row_sparse = True  # a sparse gradient updates the touched rows only, as Keras's Adagrad
 
   def __init__(self, *, initial_accumulator_value: float = 0.1, epsilon: float = 1e-7):
     initial_accumulator_value = validation.check_non_negative("initial_accumulator_value",
