@@ -33,19 +33,17 @@ FactoredState = collections.namedtuple(
     "FactoredState", ["momentum", "slow_momentum", "velocity_rows", "velocity_cols"])
 
 
-def _mean_below_max(x, axis, keepdims=False):
-  """`reduce_mean`, clipped to the dtype's largest number (a sum of huge squares overflows)."""
-  return tf.minimum(tf.reduce_mean(x, axis=axis, keepdims=keepdims),
-                    tf.constant(x.dtype.max, x.dtype))
-
-
 def factored_second_moment(rows, cols):
   """`v_ij = R_i C_j / mean_i(R_i)` from the row and column averages, never NaN.
 
-  Computed as `(R_i C_j) / mean(R)` (the numbers the shipped optimizers were
-  trained with); where the product overflows, as `R_i (C_j / mean(R))`.
+  Computed as `(R_i C_j) / mean(R)`, the numbers the shipped optimizers were
+  trained with. Where the product overflows (R_i C_j > 3.4e38 in float32,
+  after gradients above about 1e9), v would be inf, the coordinate's
+  normalised features 0 and the coordinate frozen for thousands of steps;
+  there it is computed as `R_i (C_j / mean(R))` instead. The mean is clipped
+  (`features.mean_below_max`), so it is finite too.
   """
-  mean_rows = _mean_below_max(rows, -1, keepdims=True)[..., None]
+  mean_rows = features.mean_below_max(rows, -1, keepdims=True)[..., None]
   v = rows[..., :, None] * cols[..., None, :] / mean_rows
   return tf.where(tf.math.is_finite(v), v, rows[..., :, None] * (cols[..., None, :] / mean_rows))
 
@@ -119,14 +117,14 @@ class FactoredMLPRule(mlp.MLPRule):
     dtype = grad.dtype
     square = features.safe_square(grad) + tf.constant(self.epsilon_1, dtype)
     if self.is_factored(grad.shape):
-      rows = features.ema(state.velocity_rows, _mean_below_max(square, -1), beta_2)
-      cols = features.ema(state.velocity_cols, _mean_below_max(square, -2), beta_2)
+      rows = features.ema(state.velocity_rows, features.mean_below_max(square, -1), beta_2)
+      cols = features.ema(state.velocity_cols, features.mean_below_max(square, -2), beta_2)
       v = factored_second_moment(rows, cols)
     else:
       rows = features.ema(state.velocity_rows, square, beta_2)
       cols = state.velocity_cols
       v = rows
-    m = features.ema(state.momentum, grad, self.betas["beta_1"])
-    s = features.ema(state.slow_momentum, grad, self.betas["beta_slow"])
+    m = features.ema(state.momentum, features.bounded(grad), self.betas["beta_1"])
+    s = features.ema(state.slow_momentum, features.bounded(grad), self.betas["beta_slow"])
     feats = mlp.normalised_features(grad, m, s, v, step, **self.betas)
     return feats, FactoredState(m, s, rows, cols)

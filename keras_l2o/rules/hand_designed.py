@@ -137,9 +137,10 @@ class Adam(base.Rule):
   One difference, where Keras's state overflows: a finite gradient whose
   square is infinite (|g| > 1.8e19 in float32) makes Keras's v infinite and,
   one step later, NaN (`inf - inf`), and the weights with it; here g^2 is
-  clipped to the dtype's largest number (`features.safe_square`) and the
-  moving averages never compute `inf - inf` (`features.ema`), so the rule
-  takes a finite step and recovers (tests/test_numbers.py shows both).
+  clipped to a quarter of the dtype's largest number (`features.safe_square`,
+  and g to the same bound in m, `features.bounded`), so the moving averages
+  never compute `inf - inf`: the rule takes a finite step and recovers
+  (tests/test_numbers.py shows both).
 
   Args:
     beta_1: decay of the first moment, in [0, 1).
@@ -168,7 +169,7 @@ class Adam(base.Rule):
     dtype = grad.dtype
     alpha = tf.sqrt(features.bias_correction(self.beta_2, step, dtype)) / features.bias_correction(
         self.beta_1, step, dtype)
-    m = features.ema(state.momentum, grad, self.beta_1)
+    m = features.ema(state.momentum, features.bounded(grad), self.beta_1)
     v = features.ema(state.velocity, features.safe_square(grad), self.beta_2)
     new = {"momentum": m, "velocity": v}
     if self.amsgrad:

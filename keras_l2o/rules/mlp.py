@@ -44,6 +44,7 @@ def normalised_features(grad, m, s, v, step, *, beta_1, beta_slow, beta_2, epsil
 
 def mlp_features(grad, state, step, *, beta_1, beta_slow, beta_2, epsilon):
   """Updates the accumulators and returns `(features [..., 3], new_state)`."""
+  grad = features.bounded(grad)
   m = features.ema(state.momentum, grad, beta_1)
   s = features.ema(state.slow_momentum, grad, beta_slow)
   v = features.ema(state.velocity, features.safe_square(grad), beta_2)
