@@ -70,6 +70,10 @@ class _ExportedOptimizer(tf.Module):
         field: tf.TensorSpec([None, e] if e else [None], tf.float32, name=field)
         for field, e in zip(self._rule.state_fields, self._rule.trailing_state_dims())
     }
+    # The state fields with one row per entry of the variable (mlp_factored's
+    # `velocity_cols` of a vector is a fixed [1]).
+    two = self._rule.init_state(tf.zeros([2], tf.float32))
+    self._per_entry_fields = [f for f, t in zip(two._fields, two) if t.shape[0] == 2]
     vector = tf.TensorSpec([None], tf.float32)
     iteration = tf.TensorSpec([], tf.int64)
     self.init_state = tf.function(self._init_state,
@@ -101,7 +105,7 @@ class _ExportedOptimizer(tf.Module):
         "step(): `grad` and `var` must have the same length"))]
     checks += [tf.debugging.assert_equal(tf.shape(state[f])[0], tf.shape(var)[0], message=(
         f"step(): state field {f} must have one row per entry of `var`"))
-               for f in state_type._fields]
+               for f in self._per_entry_fields]
     with tf.control_dependencies(checks):
       grad, var = tf.identity(grad), tf.identity(var)
     rule_state = state_type(**{f: state[f] for f in state_type._fields})

@@ -29,7 +29,9 @@ def rule_delta(rule, meta_params, grad, var, state, step, learning_rate, loss=No
       `uses_loss = True`, which require it.
 
   Returns:
-    `(delta, new_state)` with `delta = learning_rate * update` in `var.dtype`.
+    `(delta, new_state)` with `delta = learning_rate * update` in `var.dtype`
+    (for rules with `folds_learning_rate`, the update they return given the
+    rate).
 
   Raises:
     ValueError: if `rule.uses_loss` and `loss` is None.
@@ -37,15 +39,37 @@ def rule_delta(rule, meta_params, grad, var, state, step, learning_rate, loss=No
   compute_dtype = rule.state_dtype(var.dtype)
   grad = tf.cast(grad, compute_dtype)
   value = tf.cast(var, compute_dtype)
+  if rule.uses_loss and loss is None:
+    raise ValueError(f"Rule {rule.name!r} uses the objective value: pass `loss=` (the "
+                     "objective at the current iterate). Received: loss=None")
+  return delta_of(rule.apply, rule, meta_params, grad, value, state, step, learning_rate,
+                  var.dtype, loss=loss)
+
+
+def delta_of(apply, rule, meta_params, grad, value, state, step, learning_rate, var_dtype,
+             loss=None):
+  """`(delta, new_state)` from `apply` (the rule's `apply` or its fused form), in `var_dtype`.
+
+  `grad` and `value` are in the rule's compute dtype already. Passes `loss=` to
+  rules that use it and `learning_rate=` to rules that fold it
+  (`rule.folds_learning_rate`); multiplies the others' update by the rate.
+  """
+  compute_dtype = grad.dtype
+  kwargs = {}
   if rule.uses_loss:
-    if loss is None:
-      raise ValueError(f"Rule {rule.name!r} uses the objective value: pass `loss=` (the "
-                       "objective at the current iterate). Received: loss=None")
-    update, new_state = rule.apply(meta_params, grad, value, state, step,
-                                   loss=tf.cast(loss, compute_dtype))
-  else:
-    update, new_state = rule.apply(meta_params, grad, value, state, step)
-  return scaled_delta(update, learning_rate, compute_dtype, var.dtype), new_state
+    kwargs["loss"] = tf.cast(loss, compute_dtype)
+  if getattr(rule, "folds_learning_rate", False):
+    kwargs["learning_rate"] = _as_rate(learning_rate, compute_dtype)
+  update, new_state = apply(meta_params, grad, value, state, step, **kwargs)
+  if getattr(rule, "folds_learning_rate", False):
+    return tf.cast(update, var_dtype), new_state
+  return scaled_delta(update, learning_rate, compute_dtype, var_dtype), new_state
+
+
+def _as_rate(learning_rate, compute_dtype):
+  if isinstance(learning_rate, (int, float)):
+    return tf.constant(learning_rate, compute_dtype)  # exact in float64 too
+  return tf.cast(learning_rate, compute_dtype)
 
 
 def scaled_delta(update, learning_rate, compute_dtype, var_dtype):
@@ -54,9 +78,7 @@ def scaled_delta(update, learning_rate, compute_dtype, var_dtype):
   The last step of every path that applies a rule (`rule_delta`, the XLA fast
   path, the native kernel's `native_delta`), so that they round alike.
   """
-  if isinstance(learning_rate, (int, float)):
-    learning_rate = tf.constant(learning_rate, compute_dtype)  # exact in float64 too
-  return tf.cast(tf.cast(learning_rate, compute_dtype) * update, var_dtype)
+  return tf.cast(_as_rate(learning_rate, compute_dtype) * update, var_dtype)
 
 
 def functional_step(rule, meta_params, grad, var, state, step, learning_rate, loss=None):

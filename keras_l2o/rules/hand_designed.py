@@ -4,11 +4,9 @@ They are the baselines of every evaluation and the oracles that prove the
 machinery exact: `LearnedOptimizer(rules.get("adam"), learning_rate=1e-3)`
 reproduces `keras.optimizers.Adam(1e-3)`, and likewise SGD, momentum, NAG,
 RMSprop and Adagrad reproduce Keras's `SGD`, `SGD(momentum=m)`, `SGD(momentum=m,
-nesterov=True)`, `RMSprop` and `Adagrad`, with a constant learning rate.
-
-With a learning-rate *schedule* the momentum rules differ slightly from Keras:
-Keras folds the learning rate into the momentum buffer, while a rule's output is
-multiplied by the learning rate of the current step.
+nesterov=True)`, `RMSprop` and `Adagrad`, also under a learning-rate schedule:
+the momentum rules fold the current rate into their velocity as Keras does
+(`folds_learning_rate`), so their velocity is in units of the variable.
 """
 
 import collections
@@ -44,7 +42,10 @@ class SGD(base.Rule):
 
 
 class Momentum(base.Rule):
-  """Heavy-ball momentum: `m <- momentum * m - grad; update = m`.
+  """Heavy-ball momentum as Keras's `SGD(momentum=...)`: `m <- momentum m - lr g; var += m`.
+
+  The learning rate of the current step is folded into the velocity
+  (`folds_learning_rate`), so the rule equals Keras under schedules too.
 
   Args:
     momentum: the decay of the velocity, in [0, 1).
@@ -52,6 +53,7 @@ class Momentum(base.Rule):
 
   name = "momentum"
   state_fields = ("momentum",)
+  folds_learning_rate = True
   _nesterov = False
 
   def __init__(self, *, momentum: float = 0.9):
@@ -62,16 +64,18 @@ class Momentum(base.Rule):
   def init_state(self, var):
     return base.zeros_state(self, var, _state_type("MomentumState", self.state_fields))
 
-  def apply(self, meta_params, grad, var, state, step):
+  def apply(self, meta_params, grad, var, state, step, learning_rate=1.0):
+    """`(change of the variable, new_state)`: the rate is applied here (see the class doc)."""
     del meta_params, var, step
     mu = tf.constant(self.momentum, grad.dtype)
-    m = state.momentum * mu - grad
-    update = m * mu - grad if self._nesterov else m
+    scaled = grad * tf.cast(learning_rate, grad.dtype)
+    m = state.momentum * mu - scaled
+    update = m * mu - scaled if self._nesterov else m
     return update, type(state)(m)
 
 
 class NAG(Momentum):
-  """Nesterov momentum: `m <- momentum * m - grad; update = momentum * m - grad`.
+  """Nesterov momentum as Keras: `m <- momentum m - lr g; var += momentum m - lr g`.
 
   Args:
     momentum: the decay of the velocity, in [0, 1).
@@ -82,7 +86,10 @@ class NAG(Momentum):
 
 
 class RMSprop(base.Rule):
-  """RMSprop as in Keras: `v <- rho v + (1 - rho) g^2; update = -g / sqrt(v + eps)`.
+  """RMSprop as in Keras: `v <- rho v + (1 - rho) g^2; var -= lr g / sqrt(v + eps)`.
+
+  With momentum, `m <- momentum m + lr g / sqrt(v + eps); var -= m`: the rate
+  is folded into the velocity as Keras does (`folds_learning_rate`).
 
   Args:
     rho: decay of the squared-gradient average, in [0, 1).
@@ -92,6 +99,7 @@ class RMSprop(base.Rule):
   """
 
   name = "rmsprop"
+  folds_learning_rate = True
 
   def __init__(self, *, rho: float = 0.9, epsilon: float = 1e-7, momentum: float = 0.0,
                centered: bool = False):
@@ -111,7 +119,8 @@ class RMSprop(base.Rule):
   def init_state(self, var):
     return base.zeros_state(self, var, _state_type("RMSpropState", self.state_fields))
 
-  def apply(self, meta_params, grad, var, state, step):
+  def apply(self, meta_params, grad, var, state, step, learning_rate=1.0):
+    """`(change of the variable, new_state)`: the rate is applied here (see the class doc)."""
     del meta_params, var, step
     rho = self.rho
     new = dict(state._asdict())
@@ -121,7 +130,7 @@ class RMSprop(base.Rule):
       denominator = new["velocity"] - tf.square(new["average_gradient"]) + self.epsilon
     else:
       denominator = new["velocity"] + self.epsilon
-    increment = grad / tf.sqrt(denominator)
+    increment = (grad * tf.cast(learning_rate, grad.dtype)) / tf.sqrt(denominator)
     if self.momentum > 0:
       new["momentum"] = self.momentum * state.momentum + increment
       increment = new["momentum"]
