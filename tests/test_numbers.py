@@ -5,6 +5,7 @@ side by side with Keras's Adam), and `learning_rate=lambda iteration: ...`
 works like the equivalent schedule.
 """
 
+import doctest
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -234,6 +235,10 @@ class HugeGradientTest(tf.test.TestCase):
         1.0 - beta_1, tf.float32))
     self.assertAllEqual(new_state.velocity, state.velocity + (tf.square(grad) - state.velocity)
                         * tf.constant(1.0 - beta_2, tf.float32))
+
+  def test_validation_module_examples_run(self):
+    results = doctest.testmod(validation)
+    self.assertEqual((results.failed, results.attempted), (0, 3))
 
   def test_validation_helpers_return_plain_types(self):
     self.assertIs(type(validation.check_number("x", np.float32(0.5))), float)
