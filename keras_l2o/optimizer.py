@@ -29,6 +29,11 @@ def _dense(gradient, variable):
   return gradient
 
 
+def _resource(variable):
+  """The tf.Variable behind a Keras variable (itself otherwise)."""
+  return variable.value if isinstance(variable, keras.Variable) else variable
+
+
 def _unique_rows(gradient):
   """`(values, indices)` of IndexedSlices with duplicate indices summed (as densifying does)."""
   indices, positions = tf.unique(gradient.indices)
@@ -323,15 +328,16 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     Adagrad do for embeddings.
     """
     values, indices = _unique_rows(gradient)
-    rows = tf.gather(variable, indices)
-    state = state_type(*[tf.gather(s, indices) for s in slots])
+    # Gather from the backing tf.Variable (a ResourceGather of the rows): gathering from
+    # the Keras variable reads the whole table, and the scatter below then copies it.
+    rows = tf.gather(_resource(variable), indices)
+    state = state_type(*[tf.gather(_resource(s), indices) for s in slots])
     loss = None if self._loss_variable is None else self._loss_variable.value
     delta, new_state = step_lib.rule_delta(self.rule, self._meta_values(), values, rows, state,
                                            self.iterations + 1, learning_rate, loss=loss)
     for slot, value in zip(slots, new_state):
-      self.assign(slot, tf.IndexedSlices(value, indices, tf.shape(slot, out_type=indices.dtype)))
-    self.assign_add(variable, tf.IndexedSlices(delta, indices,
-                                               tf.shape(variable, out_type=indices.dtype)))
+      self.assign(slot, tf.IndexedSlices(value, indices))
+    self.assign_add(variable, tf.IndexedSlices(delta, indices))
 
   def apply(self, grads, trainable_variables=None):
     if self._loss_variable is not None and not self._loss_was_set:
