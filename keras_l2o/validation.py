@@ -191,8 +191,8 @@ def check_array(name, value, *, max_magnitude=MAX_META_PARAM_MAGNITUDE, shape=No
     raise ValueError(f"{name} must be finite; entry {index} is {float(as_float[index])!r}.")
   if max_magnitude is not None and as_float.size and np.abs(as_float).max() > max_magnitude:
     index = tuple(int(i) for i in np.unravel_index(np.abs(as_float).argmax(), as_float.shape))
-    raise ValueError(f"{name} has entry {index} = {float(as_float[index]):g}, larger in magnitude than "
-                     f"{max_magnitude:g}: not a usable meta-parameter.")
+    raise ValueError(f"{name} has entry {index} = {float(as_float[index]):g}, larger in magnitude "
+                     f"than {max_magnitude:g}: not a usable meta-parameter.")
   return as_float.astype(np.float32)
 
 

@@ -92,7 +92,8 @@ class CraftedExportTest(tf.test.TestCase):
         ("no_config", lambda m: {k: v for k, v in m.items() if k != "optimizer_config"},
          r"its metadata has no `optimizer_config` object with a `rule`"),
         ("config_rule_string", lambda m: {**m, "optimizer_config": {
-            **m["optimizer_config"], "rule": "sgd"}}, r"no `optimizer_config` object with a `rule`"),
+            **m["optimizer_config"], "rule": "sgd"}},
+         r"no `optimizer_config` object with a `rule`"),
         ("no_paths", lambda m: {**m, "meta_param_paths": None},
          r"its metadata has no `meta_param_paths` list of names"),
         ("nan_learning_rate", lambda m: {**m, "optimizer_config": {
