@@ -23,7 +23,7 @@ setuptools.setup(
         "mlxtend>=0.22",
         "matplotlib>=3.6",
     ],
-    extras_require={"test": ["pytest>=7", "pytest-xdist>=3"]},
+    extras_require={"test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6"]},
     entry_points={
         "console_scripts": [
             "keras-l2o-benchmark=scripts.benchmark:run",

@@ -27,6 +27,7 @@ value repeated when they stop before H iterations.
 """
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -37,6 +38,7 @@ import tensorflow as tf
 from absl import logging
 
 from keras_l2o import rules as rules_lib
+from keras_l2o import step as step_lib
 from keras_l2o import unroll as unroll_lib
 
 BASELINES = ("sgd", "momentum", "nag", "rmsprop", "adam", "adagrad")
@@ -107,6 +109,10 @@ def from_optimizer(name: str, optimizer) -> OptimizerSpec:
   return OptimizerSpec(name, optimizer.rule, meta, lr)
 
 
+def _scheduled_rate(schedule, step):
+  return tf.cast(step_lib.learning_rate_at(schedule, step), tf.float32)
+
+
 class Runner:
   """Runs specs on problems of one family with one traced unroll per (rule, horizon).
 
@@ -129,7 +135,7 @@ class Runner:
     if key not in self._functions:
       def run(meta_params, tensors, learning_rate):
         if schedule is not None:
-          learning_rate = lambda step: tf.cast(schedule(step), tf.float32)  # pylint: disable=unnecessary-lambda-assignment
+          learning_rate = functools.partial(_scheduled_rate, schedule)
         state = unroll_lib.init_state(rule, self.family, tensors)
         losses, final, _ = unroll_lib.unroll(rule, meta_params, self.family, tensors, state,
                                              horizon, learning_rate=learning_rate)

@@ -167,9 +167,9 @@ class FastDelta:
     rule = self.rule
     compute_dtype = rule.state_dtype(var.dtype)
     apply = rule.fast_apply if has_fused_form(rule) else rule.apply
-    update, new_state = apply(meta_params, tf.cast(grad, compute_dtype),
-                              tf.cast(var, compute_dtype), state, step)
-    delta = step_lib.scaled_delta(update, learning_rate, compute_dtype, var.dtype)
+    delta, new_state = step_lib.delta_of(apply, rule, meta_params, tf.cast(grad, compute_dtype),
+                                         tf.cast(var, compute_dtype), state, step, learning_rate,
+                                         var.dtype)
     return (var + delta if add_to_var else delta), tuple(new_state)
 
   def __call__(self, meta_params, grad, var, state, step, learning_rate, add_to_var=False):

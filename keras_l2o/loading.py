@@ -35,7 +35,9 @@ def load(path, which: str = "final"):
     A `LearnedOptimizer`, ready for `model.compile`.
 
   Raises:
-    ValueError: if `path` holds nothing keras_l2o wrote, or `which` is unknown.
+    ValueError: if `path` holds nothing keras_l2o wrote, a damaged or crafted
+      export (with the reason), or `which` is unknown or not `"final"` for an
+      export.
 
   Example:
 
@@ -58,4 +60,7 @@ def load(path, which: str = "final"):
                        "still running, or stopped before finishing: continue it with "
                        "`keras-l2o-meta-train --resume --save_dir=...`).")
     return export_lib.load_export(exported)
+  if which != "final" and export_lib.is_export(path):
+    raise ValueError(f"{path!r} is an export (a single optimizer): `which={which!r}` applies to "
+                     "meta-training directories only. Load it with `which='final'` (the default).")
   return export_lib.load_export(path)

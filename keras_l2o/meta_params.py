@@ -3,6 +3,8 @@
 import numpy as np
 import tensorflow as tf
 
+from keras_l2o import validation
+
 
 def flatten_with_paths(nested, prefix="") -> list:
   """`[(path, leaf), ...]` sorted by path; paths join dict keys with '/'."""
@@ -44,8 +46,10 @@ def validate(rule, meta_params) -> dict:
     The same structure with float32 numpy arrays as leaves.
 
   Raises:
-    ValueError: naming the first missing, unexpected or mis-shaped entry, with
-      the expected and received values.
+    ValueError: naming the first missing, unexpected, mis-shaped or
+      non-numeric entry, or one holding NaN, Inf or a value larger in
+      magnitude than `validation.MAX_META_PARAM_MAGNITUDE`, with the expected
+      and received values.
   """
   expected = dict(flatten_with_paths(rule.meta_param_shapes()))
   if meta_params is None:
@@ -69,9 +73,7 @@ def validate(rule, meta_params) -> dict:
     if tuple(value.shape) != tuple(shape):
       raise ValueError(f"{_display(path)} has shape {tuple(value.shape)}; rule {rule.name!r} "
                        f"expects shape {tuple(shape)}.")
-    if not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
-      raise ValueError(f"{_display(path)} must be numeric. Received dtype {value.dtype}.")
-    out.append((path, value.astype(np.float32)))
+    out.append((path, validation.check_array(_display(path), value)))
   return unflatten_paths(out)
 
 

@@ -9,6 +9,7 @@ from keras_l2o import fast_apply as fast_apply_lib
 from keras_l2o import meta_params as meta_params_lib
 from keras_l2o import rules as rules_lib
 from keras_l2o import step as step_lib
+from keras_l2o import validation
 from keras_l2o.native import lstm_rule as native_lstm
 
 NONFINITE_MODES = ("skip", "zero", "raise")
@@ -19,10 +20,25 @@ def _values(gradient):
   return gradient.values if isinstance(gradient, tf.IndexedSlices) else gradient
 
 
-def _dense(gradient):
+def _dense(gradient, variable):
+  """The gradient as a dense tensor of the variable's (static) shape."""
   if isinstance(gradient, tf.IndexedSlices):
-    return tf.convert_to_tensor(gradient)
+    # The dense shape of an embedding's IndexedSlices is often unknown in a trace;
+    # rules whose step depends on the shape (mlp_factored) need it static.
+    return tf.ensure_shape(tf.convert_to_tensor(gradient), variable.shape)
   return gradient
+
+
+def _resource(variable):
+  """The tf.Variable behind a Keras variable (itself otherwise)."""
+  return variable.value if isinstance(variable, keras.Variable) else variable
+
+
+def _unique_rows(gradient):
+  """`(values, indices)` of IndexedSlices with duplicate indices summed (as densifying does)."""
+  indices, positions = tf.unique(gradient.indices)
+  values = tf.math.unsorted_segment_sum(gradient.values, positions, tf.shape(indices)[0])
+  return values, indices
 
 
 def _zero_nonfinite(gradient):
@@ -38,6 +54,13 @@ def _zero_nonfinite(gradient):
 def _all_finite(grads):
   flags = [tf.reduce_all(tf.math.is_finite(_values(g))) for g in grads if g is not None]
   return tf.reduce_all(tf.stack(flags)) if flags else tf.constant(True)
+
+
+def _unique_name(prefix):
+  """`prefix`, then `prefix_1`, `prefix_2`, ...: Keras's own naming of optimizers and layers."""
+  # pylint: disable-next=g-import-not-at-top
+  from keras.src.utils import naming  # Keras's `auto_name` counter (no public alias).
+  return naming.uniquify(prefix)
 
 
 @keras.saving.register_keras_serializable(package="keras_l2o")
@@ -66,9 +89,12 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
       rule dict `{"name": ..., "config": {...}}`.
     meta_params: nested dict of arrays for the rule. Defaults to
       `rule.init_meta_params(seed)`.
-    learning_rate: float, `keras.optimizers.schedules.LearningRateSchedule`, or
-      callable of the iteration; multiplies the rule's output. Defaults to 1.0,
-      which uses a learned rule as it was meta-trained.
+    learning_rate: a finite float >= 0, a
+      `keras.optimizers.schedules.LearningRateSchedule`, or a callable: of the
+      iteration (`lambda iteration: ...`, called with `optimizer.iterations`,
+      like a schedule) or of no argument (Keras's convention); multiplies the
+      rule's output. Defaults to 1.0, which uses a learned rule as it was
+      meta-trained.
     nonfinite: what to do when a gradient contains NaN or Inf: `"skip"`
       (default: the whole step is skipped, variables, rule state and
       `iterations` stay untouched), `"zero"` (non-finite entries are replaced
@@ -83,7 +109,9 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
       the fused form for every rule and variable; `False` always uses the
       reference `keras_l2o.step.rule_delta`, bit-identical to the
       meta-trainers' unroll.
-    name: the optimizer's name.
+    name: the optimizer's name. Defaults to a unique name made as Keras makes
+      its own (`learned_optimizer_adam`, `learned_optimizer_adam_1`, ...), so
+      that several optimizers live in one model's state tree.
     **kwargs: every keyword argument Keras optimizers accept: `weight_decay`,
       `clipnorm`, `clipvalue`, `global_clipnorm`, `use_ema`, `ema_momentum`,
       `ema_overwrite_frequency`, `loss_scale_factor`,
@@ -91,7 +119,9 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
 
   Raises:
     ValueError: for an unknown rule, meta-parameters of the wrong structure or
-      shape, or an unknown `nonfinite` or `jit_rule` mode.
+      shape or with NaN, Inf or absurdly large entries
+      (`validation.MAX_META_PARAM_MAGNITUDE`), a NaN, infinite or negative
+      `learning_rate`, or an unknown `nonfinite` or `jit_rule` mode.
 
   Example:
 
@@ -108,16 +138,14 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     if isinstance(rule, dict):
       rule = rules_lib.deserialize(rule)
     rule = rules_lib.get(rule)
-    if nonfinite not in NONFINITE_MODES:
-      raise ValueError(f"Argument `nonfinite` must be one of {list(NONFINITE_MODES)}. "
-                       f"Received: nonfinite={nonfinite!r}")
+    validation.check_choice("nonfinite", nonfinite, NONFINITE_MODES)
+    seed = validation.check_int("seed", seed)
     if meta_params is None:
       meta_params = rule.init_meta_params(seed)
     meta_values = meta_params_lib.validate(rule, meta_params)
-    if isinstance(learning_rate, (int, np.integer)) and not isinstance(learning_rate, bool):
-      learning_rate = float(learning_rate)
+    learning_rate = validation.check_learning_rate(learning_rate)
     if name is None:
-      name = f"learned_optimizer_{rule.name}"
+      name = _unique_name(f"learned_optimizer_{rule.name}")
     super().__init__(learning_rate=learning_rate, name=name, **kwargs)
     self.rule = rule
     self.nonfinite = nonfinite
@@ -171,6 +199,13 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
       self.set_loss(loss)
     return super().scale_loss(loss)
 
+  # ------------------------------------------------------- learning rate --
+  def _get_current_learning_rate(self):
+    """Keras's rule, plus callables of the iteration (`lambda iteration: ...`)."""
+    if step_lib.takes_iteration(self._learning_rate):
+      return self._learning_rate(self._iterations)
+    return super()._get_current_learning_rate()
+
   # --------------------------------------------------------- meta-params --
   @property
   def meta_params(self) -> dict:
@@ -178,7 +213,16 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     return meta_params_lib.unflatten_paths(zip(self._meta_paths, self._meta_variables))
 
   def set_meta_params(self, meta_params):
-    """Assigns new values to the meta-parameters (validated against the rule)."""
+    """Assigns new values to the meta-parameters (validated against the rule).
+
+    Args:
+      meta_params: nested dict of arrays shaped as `rule.meta_param_shapes()`.
+
+    Raises:
+      ValueError: naming the first missing, unexpected, mis-shaped, non-finite
+        or absurdly large entry (`keras_l2o.meta_params.validate`); no
+        variable is changed then.
+    """
     values = dict(meta_params_lib.flatten_with_paths(meta_params_lib.validate(self.rule,
                                                                                meta_params)))
     for path, variable in zip(self._meta_paths, self._meta_variables):
@@ -240,11 +284,15 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
   def update_step(self, gradient, variable, learning_rate):
     index = self._get_variable_index(variable)
     slots = self._state_variables[index]
+    if isinstance(gradient, tf.IndexedSlices) and getattr(self.rule, "row_sparse", False):
+      self._update_rows(gradient, variable, slots, self._state_types[index], learning_rate)
+      return
+    gradient = _dense(gradient, variable)
     path = fast_apply_lib.step_path(self.jit_rule, self.rule, variable)
     if path == "native" and native_lstm.supports_in_place(self.rule, variable):
       # State and variable updated in place by one op; reading the state first
       # would make the op copy it (it never overwrites a buffer a reader holds).
-      native_lstm.apply_in_place(self.rule, self._meta_values(), _dense(gradient), variable,
+      native_lstm.apply_in_place(self.rule, self._meta_values(), gradient, variable,
                                  slots, learning_rate)
       return
     state = self._state_types[index](*[tf.convert_to_tensor(s) for s in slots])
@@ -253,14 +301,14 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     fast = path == "xla"
     if fast:  # var + delta computed in the compiled step (one pass over memory fewer)
       new_value, new_state = fast_apply_lib.get(self.rule)(
-          self._meta_values(), _dense(gradient), tf.convert_to_tensor(variable), state, step,
+          self._meta_values(), gradient, tf.convert_to_tensor(variable), state, step,
           learning_rate, add_to_var=True)
     elif path == "native":
       delta, new_state = native_lstm.native_delta(self.rule, self._meta_values(),
-                                                  _dense(gradient), variable, state, step,
+                                                  gradient, variable, state, step,
                                                   learning_rate)
     else:
-      delta, new_state = step_lib.rule_delta(self.rule, self._meta_values(), _dense(gradient),
+      delta, new_state = step_lib.rule_delta(self.rule, self._meta_values(), gradient,
                                              tf.convert_to_tensor(variable), state, step,
                                              learning_rate, loss=loss)
     for slot, value in zip(slots, new_state):
@@ -269,6 +317,27 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
       self.assign(variable, new_value)
     else:
       self.assign_add(variable, delta)
+
+  def _update_rows(self, gradient, variable, slots, state_type, learning_rate):
+    """The step on the rows a sparse gradient touches, for rules with `row_sparse = True`.
+
+    Such a rule leaves a coordinate with a zero gradient and its state exactly
+    as they are, so applying `rule_delta` (the one formula) to the gathered
+    touched rows and scattering the results back gives the dense step's
+    numbers at a cost proportional to the touched rows, as Keras's SGD and
+    Adagrad do for embeddings.
+    """
+    values, indices = _unique_rows(gradient)
+    # Gather from the backing tf.Variable (a ResourceGather of the rows): gathering from
+    # the Keras variable reads the whole table, and the scatter below then copies it.
+    rows = tf.gather(_resource(variable), indices)
+    state = state_type(*[tf.gather(_resource(s), indices) for s in slots])
+    loss = None if self._loss_variable is None else self._loss_variable.value
+    delta, new_state = step_lib.rule_delta(self.rule, self._meta_values(), values, rows, state,
+                                           self.iterations + 1, learning_rate, loss=loss)
+    for slot, value in zip(slots, new_state):
+      self.assign(slot, tf.IndexedSlices(value, indices))
+    self.assign_add(variable, tf.IndexedSlices(delta, indices))
 
   def apply(self, grads, trainable_variables=None):
     if self._loss_variable is not None and not self._loss_was_set:
@@ -344,10 +413,11 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     })
     return config
 
-  def export(self, path):
+  def export(self, path, overwrite=False):
     """Writes this optimizer as a SavedModel usable without keras_l2o.
 
-    See `keras_l2o.export.export_optimizer`.
+    See `keras_l2o.export.export_optimizer`: `path` must not be a non-empty
+    directory unless `overwrite=True`, which replaces its content.
     """
     from keras_l2o import export as export_lib  # pylint: disable=g-import-not-at-top
-    return export_lib.export_optimizer(self, path)
+    return export_lib.export_optimizer(self, path, overwrite=overwrite)

@@ -5,6 +5,9 @@ the meta-trainers computes `var + delta`. Both get `delta` from `rule_delta`, so
 they produce identical parameters (a test asserts it bit for bit).
 """
 
+import inspect
+
+import keras
 import tensorflow as tf
 
 
@@ -26,7 +29,9 @@ def rule_delta(rule, meta_params, grad, var, state, step, learning_rate, loss=No
       `uses_loss = True`, which require it.
 
   Returns:
-    `(delta, new_state)` with `delta = learning_rate * update` in `var.dtype`.
+    `(delta, new_state)` with `delta = learning_rate * update` in `var.dtype`
+    (for rules with `folds_learning_rate`, the update they return given the
+    rate).
 
   Raises:
     ValueError: if `rule.uses_loss` and `loss` is None.
@@ -34,15 +39,37 @@ def rule_delta(rule, meta_params, grad, var, state, step, learning_rate, loss=No
   compute_dtype = rule.state_dtype(var.dtype)
   grad = tf.cast(grad, compute_dtype)
   value = tf.cast(var, compute_dtype)
+  if rule.uses_loss and loss is None:
+    raise ValueError(f"Rule {rule.name!r} uses the objective value: pass `loss=` (the "
+                     "objective at the current iterate). Received: loss=None")
+  return delta_of(rule.apply, rule, meta_params, grad, value, state, step, learning_rate,
+                  var.dtype, loss=loss)
+
+
+def delta_of(apply, rule, meta_params, grad, value, state, step, learning_rate, var_dtype,
+             loss=None):
+  """`(delta, new_state)` from `apply` (the rule's `apply` or its fused form), in `var_dtype`.
+
+  `grad` and `value` are in the rule's compute dtype already. Passes `loss=` to
+  rules that use it and `learning_rate=` to rules that fold it
+  (`rule.folds_learning_rate`); multiplies the others' update by the rate.
+  """
+  compute_dtype = grad.dtype
+  kwargs = {}
   if rule.uses_loss:
-    if loss is None:
-      raise ValueError(f"Rule {rule.name!r} uses the objective value: pass `loss=` (the "
-                       "objective at the current iterate). Received: loss=None")
-    update, new_state = rule.apply(meta_params, grad, value, state, step,
-                                   loss=tf.cast(loss, compute_dtype))
-  else:
-    update, new_state = rule.apply(meta_params, grad, value, state, step)
-  return scaled_delta(update, learning_rate, compute_dtype, var.dtype), new_state
+    kwargs["loss"] = tf.cast(loss, compute_dtype)
+  if getattr(rule, "folds_learning_rate", False):
+    kwargs["learning_rate"] = _as_rate(learning_rate, compute_dtype)
+  update, new_state = apply(meta_params, grad, value, state, step, **kwargs)
+  if getattr(rule, "folds_learning_rate", False):
+    return tf.cast(update, var_dtype), new_state
+  return scaled_delta(update, learning_rate, compute_dtype, var_dtype), new_state
+
+
+def _as_rate(learning_rate, compute_dtype):
+  if isinstance(learning_rate, (int, float)):
+    return tf.constant(learning_rate, compute_dtype)  # exact in float64 too
+  return tf.cast(learning_rate, compute_dtype)
 
 
 def scaled_delta(update, learning_rate, compute_dtype, var_dtype):
@@ -51,12 +78,47 @@ def scaled_delta(update, learning_rate, compute_dtype, var_dtype):
   The last step of every path that applies a rule (`rule_delta`, the XLA fast
   path, the native kernel's `native_delta`), so that they round alike.
   """
-  if isinstance(learning_rate, (int, float)):
-    learning_rate = tf.constant(learning_rate, compute_dtype)  # exact in float64 too
-  return tf.cast(tf.cast(learning_rate, compute_dtype) * update, var_dtype)
+  return tf.cast(_as_rate(learning_rate, compute_dtype) * update, var_dtype)
 
 
 def functional_step(rule, meta_params, grad, var, state, step, learning_rate, loss=None):
   """`(var + delta, new_state)`: the pure form of one optimizer step."""
   delta, new_state = rule_delta(rule, meta_params, grad, var, state, step, learning_rate, loss)
   return var + delta, new_state
+
+
+def takes_iteration(learning_rate) -> bool:
+  """Whether `learning_rate` is a plain callable of one argument (the iteration).
+
+  Keras calls a callable learning rate with no argument and a
+  `LearningRateSchedule` with the iteration; keras_l2o also accepts
+  `lambda iteration: ...`, called like a schedule.
+  """
+  if (not callable(learning_rate) or isinstance(learning_rate, keras.Variable)
+      or isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule)):
+    return False
+  try:
+    parameters = inspect.signature(learning_rate).parameters.values()
+  except (TypeError, ValueError):  # no signature (some builtins): Keras's convention
+    return False
+  return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+             for p in parameters)
+
+
+def learning_rate_at(learning_rate, iteration):
+  """The rate for the step after `iteration` steps: schedules and callables evaluated.
+
+  Args:
+    learning_rate: a number, variable, `LearningRateSchedule`, callable of the
+      iteration, or callable of no argument.
+    iteration: the number of steps already taken (Keras's `iterations`).
+
+  Returns:
+    The learning rate (a number or scalar tensor).
+  """
+  if (isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule)
+      or takes_iteration(learning_rate)):
+    return learning_rate(iteration)
+  if callable(learning_rate) and not isinstance(learning_rate, keras.Variable):
+    return learning_rate()
+  return learning_rate

@@ -72,7 +72,7 @@ def main(argv):
       raise app.UsageError(str(e)) from e
     optimizer = keras_l2o.LearnedOptimizer(rule, seed=FLAGS.seed,
                                            learning_rate=FLAGS.learning_rate)
-  path = optimizer.export(FLAGS.output_dir)
+  path = optimizer.export(FLAGS.output_dir, overwrite=FLAGS.overwrite)
   logging.info("Exported %s (rule %s) to %s", optimizer.name, optimizer.rule, path)
   print(path)
 

@@ -65,8 +65,8 @@ class AMSGradTest(rule_test_base.RuleTestBase):
 class HandDesignedConfigErrorsTest(tf.test.TestCase):
 
   def test_out_of_range_arguments_are_refused_with_the_value(self):
-    with self.assertRaisesRegex(ValueError, r"Argument `momentum` must be a number in \[0.0, "
-                                r"1.0\)\. Received: momentum=1\.5"):
+    with self.assertRaisesRegex(ValueError, r"Argument `momentum` must be a finite number in "
+                                r"\[0, 1\)\. Received: momentum=1\.5"):
       keras_l2o.rules.get("momentum", momentum=1.5)
     with self.assertRaisesRegex(ValueError, r"Received: beta_2=-0\.1"):
       keras_l2o.rules.get("adam", beta_2=-0.1)

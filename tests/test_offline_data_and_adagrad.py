@@ -214,7 +214,7 @@ class AdagradRuleTest(tf.test.TestCase):
     self.assertFalse(rule.is_learned)
     self.assertAllClose(rule.init_state(tf.zeros([2, 3])).accumulator, np.full([2, 3], 0.1))
     with self.assertRaisesRegex(ValueError, r"Argument `initial_accumulator_value` must be a "
-                                r"number in \[0.0, inf\]\. Received: "
+                                r"finite number >= 0\. Received: "
                                 r"initial_accumulator_value=-0\.5"):
       keras_l2o.rules.get("adagrad", initial_accumulator_value=-0.5)
     with self.assertRaisesRegex(ValueError, r"Received: epsilon=0"):

@@ -332,9 +332,9 @@ class ErrorsTest(tf.test.TestCase):
               "through). Received: hidden_units=(5,)"),
              ({"activation": "tanh"}, "Argument `activation` must be one of ['relu', "
               "'softplus']. Received: activation='tanh'"),
-             ({"history": 0}, "Argument `history` must be a positive integer. Received: "
+             ({"history": 0}, "Argument `history` must be an integer in [1, 1024]. Received: "
               "history=0"),
-             ({"init_variance": 0.0}, "Argument `init_variance` must be a positive number. "
+             ({"init_variance": 0.0}, "Argument `init_variance` must be a finite number > 0. "
               "Received: init_variance=0.0")]
     for config, message in cases:
       with self.assertRaises(ValueError) as ctx:

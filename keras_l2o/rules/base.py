@@ -17,6 +17,11 @@ The protocol:
 `step` is the 1-based index of the update being computed (as Keras's Adam uses
 `iterations + 1`).
 
+Rules that set `folds_learning_rate = True` (the hand-designed momentum rules,
+as Keras's) take `apply(..., learning_rate=...)` and return the change of the
+variable with the rate already applied; `keras_l2o.step.rule_delta` does not
+multiply it again.
+
 Rules that also need the objective value (Li & Malik's policy) set the class
 attribute `uses_loss = True` and take `apply(..., loss=...)`: a scalar float
 tensor, the objective at the current iterate. `keras_l2o.step.rule_delta`
@@ -56,6 +61,19 @@ class Rule(abc.ABC):
   state_extra_dims: tuple = ()
   # Whether `apply` takes `loss=` (the objective at the current iterate).
   uses_loss: bool = False
+  # Whether the rule applies the learning rate itself: `apply(..., learning_rate=)`
+  # then returns the change of the variable (the rate already applied) and
+  # `keras_l2o.step.rule_delta` does not multiply it. Keras's momentum
+  # optimizers fold the current rate into their velocity
+  # (`m <- mu m - lr_t g; var <- var + m`); the hand-designed momentum rules do
+  # the same, so that they equal Keras under schedules too.
+  folds_learning_rate: bool = False
+  # Whether a coordinate whose gradient is exactly 0 keeps its value and its
+  # state exactly (update 0, state unchanged), coordinate by coordinate. For
+  # such rules `LearnedOptimizer` applies a sparse gradient (an embedding's
+  # `IndexedSlices`) to the touched rows only, with the same numbers as the
+  # dense step; other rules (momentum decays every row) get it densified.
+  row_sparse: bool = False
 
   def __init__(self, **config):
     self._config = dict(config)

@@ -49,6 +49,7 @@ import collections
 import numpy as np
 import tensorflow as tf
 
+from keras_l2o import validation
 from keras_l2o.rules import base
 from keras_l2o.rules import lstm as lstm_lib
 from keras_l2o.rules import policy as policy_lib
@@ -111,16 +112,10 @@ class CoordinatePolicyRule(base.Rule):
 
   def __init__(self, *, hidden_size: int = 16, output_scale: float = 0.01,
                init_step: float = 0.1, init_scale: float = 0.1):
-    if isinstance(hidden_size, bool) or not isinstance(hidden_size, (int, np.integer)) or (
-        hidden_size < 1):
-      raise ValueError("Argument `hidden_size` must be a positive integer. "
-                       f"Received: hidden_size={hidden_size!r}")
-    for arg, value, strict in (("output_scale", output_scale, True), ("init_step", init_step, False),
-                               ("init_scale", init_scale, False)):
-      if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-          value > 0 if strict else value >= 0):
-        kind = "positive" if strict else "non-negative"
-        raise ValueError(f"Argument `{arg}` must be a {kind} number. Received: {arg}={value!r}")
+    hidden_size = validation.check_width("hidden_size", hidden_size)
+    output_scale = validation.check_positive("output_scale", output_scale)
+    init_step = validation.check_non_negative("init_step", init_step)
+    init_scale = validation.check_non_negative("init_scale", init_scale)
     super().__init__(hidden_size=int(hidden_size), output_scale=float(output_scale),
                      init_step=float(init_step), init_scale=float(init_scale))
     self.hidden_size = int(hidden_size)

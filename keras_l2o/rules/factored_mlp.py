@@ -24,12 +24,28 @@ import collections
 
 import tensorflow as tf
 
+from keras_l2o import validation
 from keras_l2o.rules import base
 from keras_l2o.rules import features
 from keras_l2o.rules import mlp
 
 FactoredState = collections.namedtuple(
     "FactoredState", ["momentum", "slow_momentum", "velocity_rows", "velocity_cols"])
+
+
+def factored_second_moment(rows, cols):
+  """`v_ij = R_i C_j / mean_i(R_i)` from the row and column averages, never NaN.
+
+  Computed as `(R_i C_j) / mean(R)`, the numbers the shipped optimizers were
+  trained with. Where the product overflows (R_i C_j > 3.4e38 in float32,
+  after gradients above about 1e9), v would be inf, the coordinate's
+  normalised features 0 and the coordinate frozen for thousands of steps;
+  there it is computed as `R_i (C_j / mean(R))` instead. The mean is clipped
+  (`features.mean_below_max`), so it is finite too.
+  """
+  mean_rows = features.mean_below_max(rows, -1, keepdims=True)[..., None]
+  v = rows[..., :, None] * cols[..., None, :] / mean_rows
+  return tf.where(tf.math.is_finite(v), v, rows[..., :, None] * (cols[..., None, :] / mean_rows))
 
 
 class FactoredMLPRule(mlp.MLPRule):
@@ -60,12 +76,8 @@ class FactoredMLPRule(mlp.MLPRule):
   state_fields = FactoredState._fields
 
   def __init__(self, *, min_dim_to_factor: int = 1, epsilon_1: float = 1e-30, **mlp_config):
-    if isinstance(min_dim_to_factor, bool) or not isinstance(min_dim_to_factor, int) or (
-        min_dim_to_factor < 1):
-      raise ValueError("Argument `min_dim_to_factor` must be a positive integer. "
-                       f"Received: min_dim_to_factor={min_dim_to_factor!r}")
-    if not epsilon_1 > 0:
-      raise ValueError(f"Argument `epsilon_1` must be positive. Received: epsilon_1={epsilon_1!r}")
+    min_dim_to_factor = validation.check_int("min_dim_to_factor", min_dim_to_factor, low=1)
+    epsilon_1 = validation.check_positive("epsilon_1", epsilon_1)
     super().__init__(**mlp_config)
     self._config.update(min_dim_to_factor=min_dim_to_factor, epsilon_1=float(epsilon_1))
     self.min_dim_to_factor = min_dim_to_factor
@@ -103,17 +115,16 @@ class FactoredMLPRule(mlp.MLPRule):
   def features(self, grad, state, step):
     beta_2 = self.betas["beta_2"]
     dtype = grad.dtype
-    square = tf.square(grad) + tf.constant(self.epsilon_1, dtype)
+    square = features.safe_square(grad) + tf.constant(self.epsilon_1, dtype)
     if self.is_factored(grad.shape):
-      rows = features.ema(state.velocity_rows, tf.reduce_mean(square, axis=-1), beta_2)
-      cols = features.ema(state.velocity_cols, tf.reduce_mean(square, axis=-2), beta_2)
-      v = (rows[..., :, None] * cols[..., None, :]
-           / tf.reduce_mean(rows, axis=-1, keepdims=True)[..., None])
+      rows = features.ema(state.velocity_rows, features.mean_below_max(square, -1), beta_2)
+      cols = features.ema(state.velocity_cols, features.mean_below_max(square, -2), beta_2)
+      v = factored_second_moment(rows, cols)
     else:
       rows = features.ema(state.velocity_rows, square, beta_2)
       cols = state.velocity_cols
       v = rows
-    m = features.ema(state.momentum, grad, self.betas["beta_1"])
-    s = features.ema(state.slow_momentum, grad, self.betas["beta_slow"])
+    m = features.ema(state.momentum, features.bounded(grad), self.betas["beta_1"])
+    s = features.ema(state.slow_momentum, features.bounded(grad), self.betas["beta_slow"])
     feats = mlp.normalised_features(grad, m, s, v, step, **self.betas)
     return feats, FactoredState(m, s, rows, cols)

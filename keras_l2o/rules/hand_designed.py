@@ -4,11 +4,9 @@ They are the baselines of every evaluation and the oracles that prove the
 machinery exact: `LearnedOptimizer(rules.get("adam"), learning_rate=1e-3)`
 reproduces `keras.optimizers.Adam(1e-3)`, and likewise SGD, momentum, NAG,
 RMSprop and Adagrad reproduce Keras's `SGD`, `SGD(momentum=m)`, `SGD(momentum=m,
-nesterov=True)`, `RMSprop` and `Adagrad`, with a constant learning rate.
-
-With a learning-rate *schedule* the momentum rules differ slightly from Keras:
-Keras folds the learning rate into the momentum buffer, while a rule's output is
-multiplied by the learning rate of the current step.
+nesterov=True)`, `RMSprop` and `Adagrad`, also under a learning-rate schedule:
+the momentum rules fold the current rate into their velocity as Keras does
+(`folds_learning_rate`), so their velocity is in units of the variable.
 """
 
 import collections
@@ -16,6 +14,7 @@ import functools
 
 import tensorflow as tf
 
+from keras_l2o import validation
 from keras_l2o.rules import base
 from keras_l2o.rules import features
 
@@ -25,20 +24,11 @@ def _state_type(name, fields):
   return collections.namedtuple(name, fields)
 
 
-def _check_range(name, value, low, high, *, low_open=False, high_open=False):
-  ok_low = value > low if low_open else value >= low
-  ok_high = value < high if high_open else value <= high
-  if not (isinstance(value, (int, float)) and ok_low and ok_high):
-    lo = "(" if low_open else "["
-    hi = ")" if high_open else "]"
-    raise ValueError(
-        f"Argument `{name}` must be a number in {lo}{low}, {high}{hi}. Received: {name}={value!r}")
-
-
 class SGD(base.Rule):
   """Plain gradient descent: `update = -grad`. No state."""
 
   name = "sgd"
+  row_sparse = True  # a sparse gradient updates the touched rows only
 
   def __init__(self):
     super().__init__()
@@ -52,7 +42,10 @@ class SGD(base.Rule):
 
 
 class Momentum(base.Rule):
-  """Heavy-ball momentum: `m <- momentum * m - grad; update = m`.
+  """Heavy-ball momentum as Keras's `SGD(momentum=...)`: `m <- momentum m - lr g; var += m`.
+
+  The learning rate of the current step is folded into the velocity
+  (`folds_learning_rate`), so the rule equals Keras under schedules too.
 
   Args:
     momentum: the decay of the velocity, in [0, 1).
@@ -60,26 +53,29 @@ class Momentum(base.Rule):
 
   name = "momentum"
   state_fields = ("momentum",)
+  folds_learning_rate = True
   _nesterov = False
 
   def __init__(self, *, momentum: float = 0.9):
-    _check_range("momentum", momentum, 0.0, 1.0, high_open=True)
+    momentum = validation.check_decay("momentum", momentum)
     super().__init__(momentum=momentum)
-    self.momentum = float(momentum)
+    self.momentum = momentum
 
   def init_state(self, var):
     return base.zeros_state(self, var, _state_type("MomentumState", self.state_fields))
 
-  def apply(self, meta_params, grad, var, state, step):
+  def apply(self, meta_params, grad, var, state, step, learning_rate=1.0):
+    """`(change of the variable, new_state)`: the rate is applied here (see the class doc)."""
     del meta_params, var, step
     mu = tf.constant(self.momentum, grad.dtype)
-    m = state.momentum * mu - grad
-    update = m * mu - grad if self._nesterov else m
+    scaled = grad * tf.cast(learning_rate, grad.dtype)
+    m = state.momentum * mu - scaled
+    update = m * mu - scaled if self._nesterov else m
     return update, type(state)(m)
 
 
 class NAG(Momentum):
-  """Nesterov momentum: `m <- momentum * m - grad; update = momentum * m - grad`.
+  """Nesterov momentum as Keras: `m <- momentum m - lr g; var += momentum m - lr g`.
 
   Args:
     momentum: the decay of the velocity, in [0, 1).
@@ -90,7 +86,10 @@ class NAG(Momentum):
 
 
 class RMSprop(base.Rule):
-  """RMSprop as in Keras: `v <- rho v + (1 - rho) g^2; update = -g / sqrt(v + eps)`.
+  """RMSprop as in Keras: `v <- rho v + (1 - rho) g^2; var -= lr g / sqrt(v + eps)`.
+
+  With momentum, `m <- momentum m + lr g / sqrt(v + eps); var -= m`: the rate
+  is folded into the velocity as Keras does (`folds_learning_rate`).
 
   Args:
     rho: decay of the squared-gradient average, in [0, 1).
@@ -100,14 +99,16 @@ class RMSprop(base.Rule):
   """
 
   name = "rmsprop"
+  folds_learning_rate = True
 
   def __init__(self, *, rho: float = 0.9, epsilon: float = 1e-7, momentum: float = 0.0,
                centered: bool = False):
-    _check_range("rho", rho, 0.0, 1.0, high_open=True)
-    _check_range("epsilon", epsilon, 0.0, float("inf"), low_open=True)
-    _check_range("momentum", momentum, 0.0, 1.0, high_open=True)
-    super().__init__(rho=rho, epsilon=epsilon, momentum=momentum, centered=bool(centered))
-    self.rho, self.epsilon, self.momentum, self.centered = rho, epsilon, momentum, bool(centered)
+    rho = validation.check_decay("rho", rho)
+    epsilon = validation.check_positive("epsilon", epsilon)
+    momentum = validation.check_decay("momentum", momentum)
+    centered = validation.check_bool("centered", centered)
+    super().__init__(rho=rho, epsilon=epsilon, momentum=momentum, centered=centered)
+    self.rho, self.epsilon, self.momentum, self.centered = rho, epsilon, momentum, centered
     fields = ["velocity"]
     if momentum > 0:
       fields.append("momentum")
@@ -118,7 +119,8 @@ class RMSprop(base.Rule):
   def init_state(self, var):
     return base.zeros_state(self, var, _state_type("RMSpropState", self.state_fields))
 
-  def apply(self, meta_params, grad, var, state, step):
+  def apply(self, meta_params, grad, var, state, step, learning_rate=1.0):
+    """`(change of the variable, new_state)`: the rate is applied here (see the class doc)."""
     del meta_params, var, step
     rho = self.rho
     new = dict(state._asdict())
@@ -128,7 +130,7 @@ class RMSprop(base.Rule):
       denominator = new["velocity"] - tf.square(new["average_gradient"]) + self.epsilon
     else:
       denominator = new["velocity"] + self.epsilon
-    increment = grad / tf.sqrt(denominator)
+    increment = (grad * tf.cast(learning_rate, grad.dtype)) / tf.sqrt(denominator)
     if self.momentum > 0:
       new["momentum"] = self.momentum * state.momentum + increment
       increment = new["momentum"]
@@ -141,6 +143,14 @@ class Adam(base.Rule):
       m <- m + (g - m)(1 - beta_1);  v <- v + (g^2 - v)(1 - beta_2)
       update = -m sqrt(1 - beta_2^t) / (1 - beta_1^t) / (sqrt(v) + epsilon)
 
+  One difference, where Keras's state overflows: a finite gradient whose
+  square is infinite (|g| > 1.8e19 in float32) makes Keras's v infinite and,
+  one step later, NaN (`inf - inf`), and the weights with it; here g^2 is
+  clipped to a quarter of the dtype's largest number (`features.safe_square`,
+  and g to the same bound in m, `features.bounded`), so the moving averages
+  never compute `inf - inf`: the rule takes a finite step and recovers
+  (tests/test_numbers.py shows both).
+
   Args:
     beta_1: decay of the first moment, in [0, 1).
     beta_2: decay of the second moment, in [0, 1).
@@ -152,11 +162,12 @@ class Adam(base.Rule):
 
   def __init__(self, *, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
                amsgrad: bool = False):
-    _check_range("beta_1", beta_1, 0.0, 1.0, high_open=True)
-    _check_range("beta_2", beta_2, 0.0, 1.0, high_open=True)
-    _check_range("epsilon", epsilon, 0.0, float("inf"), low_open=True)
-    super().__init__(beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, amsgrad=bool(amsgrad))
-    self.beta_1, self.beta_2, self.epsilon, self.amsgrad = beta_1, beta_2, epsilon, bool(amsgrad)
+    beta_1 = validation.check_decay("beta_1", beta_1)
+    beta_2 = validation.check_decay("beta_2", beta_2)
+    epsilon = validation.check_positive("epsilon", epsilon)
+    amsgrad = validation.check_bool("amsgrad", amsgrad)
+    super().__init__(beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, amsgrad=amsgrad)
+    self.beta_1, self.beta_2, self.epsilon, self.amsgrad = beta_1, beta_2, epsilon, amsgrad
     self.state_fields = ("momentum", "velocity") + (("velocity_hat",) if amsgrad else ())
 
   def init_state(self, var):
@@ -167,8 +178,8 @@ class Adam(base.Rule):
     dtype = grad.dtype
     alpha = tf.sqrt(features.bias_correction(self.beta_2, step, dtype)) / features.bias_correction(
         self.beta_1, step, dtype)
-    m = features.ema(state.momentum, grad, self.beta_1)
-    v = features.ema(state.velocity, tf.square(grad), self.beta_2)
+    m = features.ema(state.momentum, features.bounded(grad), self.beta_1)
+    v = features.ema(state.velocity, features.safe_square(grad), self.beta_2)
     new = {"momentum": m, "velocity": v}
     if self.amsgrad:
       v = new["velocity_hat"] = tf.maximum(state.velocity_hat, v)
@@ -189,10 +200,12 @@ class Adagrad(base.Rule):
 
   name = "adagrad"
   state_fields = ("accumulator",)
+  row_sparse = True  # a sparse gradient updates the touched rows only, as Keras's Adagrad
 
   def __init__(self, *, initial_accumulator_value: float = 0.1, epsilon: float = 1e-7):
-    _check_range("initial_accumulator_value", initial_accumulator_value, 0.0, float("inf"))
-    _check_range("epsilon", epsilon, 0.0, float("inf"), low_open=True)
+    initial_accumulator_value = validation.check_non_negative("initial_accumulator_value",
+                                                              initial_accumulator_value)
+    epsilon = validation.check_positive("epsilon", epsilon)
     super().__init__(initial_accumulator_value=initial_accumulator_value, epsilon=epsilon)
     self.initial_accumulator_value, self.epsilon = initial_accumulator_value, epsilon
 

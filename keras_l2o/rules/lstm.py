@@ -29,6 +29,7 @@ import functools
 import numpy as np
 import tensorflow as tf
 
+from keras_l2o import validation
 from keras_l2o.rules import base
 from keras_l2o.rules import features
 
@@ -136,27 +137,24 @@ class LSTMRule(base.Rule):
   def __init__(self, *, preset: str = "paper", hidden_size: int = 20, num_layers: int = 2,
                preprocessing: str = None, preprocess_constant: float = None,
                output_scale: float = None, init: str = "sign_momentum", init_step: float = 0.01):
-    if preset not in PRESETS:
+    if not isinstance(preset, str) or preset not in PRESETS:
       raise ValueError(f"Unknown lstm preset {preset!r}. Valid presets: {sorted(PRESETS)}.")
     defaults = PRESETS[preset]
     preprocessing = defaults["preprocessing"] if preprocessing is None else preprocessing
-    if preprocessing not in PREPROCESSINGS:
-      raise ValueError(f"Argument `preprocessing` must be one of {list(PREPROCESSINGS)}. "
-                       f"Received: preprocessing={preprocessing!r}")
-    if init not in INITS:
-      raise ValueError(f"Argument `init` must be one of {list(INITS)}. Received: init={init!r}")
-    if not isinstance(hidden_size, int) or hidden_size < 1:
-      raise ValueError(f"Argument `hidden_size` must be a positive integer. Received: "
-                       f"hidden_size={hidden_size!r}")
-    if not isinstance(num_layers, int) or num_layers < 0:
-      raise ValueError(f"Argument `num_layers` must be a non-negative integer. Received: "
-                       f"num_layers={num_layers!r}")
+    validation.check_choice("preprocessing", preprocessing, PREPROCESSINGS)
+    validation.check_choice("init", init, INITS)
+    hidden_size = validation.check_width("hidden_size", hidden_size)
+    num_layers = validation.check_int("num_layers", num_layers, low=0,
+                                      high=validation.MAX_LAYERS)
     if init == "sign_momentum" and num_layers == 0:
       init = "random"  # nothing to wire without layers
     if preprocess_constant is None:
       preprocess_constant = defaults["preprocess_constant"]
     if output_scale is None:
       output_scale = defaults["output_scale"]
+    preprocess_constant = validation.check_positive("preprocess_constant", preprocess_constant)
+    output_scale = validation.check_positive("output_scale", output_scale)
+    init_step = validation.check_non_negative("init_step", init_step)
     super().__init__(preset=preset, hidden_size=hidden_size, num_layers=num_layers,
                      preprocessing=preprocessing, preprocess_constant=float(preprocess_constant),
                      output_scale=float(output_scale), init=init, init_step=float(init_step))

@@ -23,6 +23,7 @@ import collections
 import numpy as np
 import tensorflow as tf
 
+from keras_l2o import validation
 from keras_l2o.rules import base
 from keras_l2o.rules import features
 
@@ -43,9 +44,10 @@ def normalised_features(grad, m, s, v, step, *, beta_1, beta_slow, beta_2, epsil
 
 def mlp_features(grad, state, step, *, beta_1, beta_slow, beta_2, epsilon):
   """Updates the accumulators and returns `(features [..., 3], new_state)`."""
+  grad = features.bounded(grad)
   m = features.ema(state.momentum, grad, beta_1)
   s = features.ema(state.slow_momentum, grad, beta_slow)
-  v = features.ema(state.velocity, tf.square(grad), beta_2)
+  v = features.ema(state.velocity, features.safe_square(grad), beta_2)
   feats = normalised_features(grad, m, s, v, step, beta_1=beta_1, beta_slow=beta_slow,
                               beta_2=beta_2, epsilon=epsilon)
   return feats, MLPState(m, s, v)
@@ -78,17 +80,13 @@ class MLPRule(base.Rule):
 
   def __init__(self, *, hidden_size: int = 16, beta_1: float = 0.9, beta_slow: float = 0.99,
                beta_2: float = 0.999, epsilon: float = 1e-8, step_scale: float = 1e-3):
-    if not isinstance(hidden_size, int) or hidden_size < 1:
-      raise ValueError("Argument `hidden_size` must be a positive integer. "
-                       f"Received: hidden_size={hidden_size!r}")
-    for arg, value in (("beta_1", beta_1), ("beta_slow", beta_slow), ("beta_2", beta_2)):
-      if not 0.0 <= value < 1.0:
-        raise ValueError(f"Argument `{arg}` must be in [0, 1). Received: {arg}={value!r}")
-    if not epsilon > 0 or not step_scale > 0:
-      raise ValueError("Arguments `epsilon` and `step_scale` must be positive. "
-                       f"Received: epsilon={epsilon!r}, step_scale={step_scale!r}")
-    super().__init__(hidden_size=hidden_size, beta_1=float(beta_1), beta_slow=float(beta_slow),
-                     beta_2=float(beta_2), epsilon=float(epsilon), step_scale=float(step_scale))
+    hidden_size = validation.check_width("hidden_size", hidden_size)
+    beta_1, beta_slow, beta_2 = (validation.check_decay(arg, value) for arg, value in (
+        ("beta_1", beta_1), ("beta_slow", beta_slow), ("beta_2", beta_2)))
+    epsilon = validation.check_positive("epsilon", epsilon)
+    step_scale = validation.check_positive("step_scale", step_scale)
+    super().__init__(hidden_size=hidden_size, beta_1=beta_1, beta_slow=beta_slow, beta_2=beta_2,
+                     epsilon=epsilon, step_scale=step_scale)
     self.hidden_size = hidden_size
     self.betas = dict(beta_1=float(beta_1), beta_slow=float(beta_slow), beta_2=float(beta_2),
                       epsilon=float(epsilon))

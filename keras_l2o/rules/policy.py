@@ -48,6 +48,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from keras_l2o import validation
 from keras_l2o.rules import base
 
 PolicyState = collections.namedtuple(
@@ -139,26 +140,20 @@ class PolicyRule(base.Rule):
 
   def __init__(self, *, dimension: int = 4, history: int = 25, hidden_units=(50,),
                activation: str = "relu", init_step: float = 0.1, init_variance: float = 0.01):
-    for arg, value in (("dimension", dimension), ("history", history)):
-      if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"Argument `{arg}` must be a positive integer. Received: {arg}={value!r}")
-    if (not isinstance(hidden_units, (tuple, list)) or any(
-        isinstance(u, bool) or not isinstance(u, (int, np.integer)) or u < 2 * dimension
-        for u in hidden_units)):
+    dimension = validation.check_int("dimension", dimension, low=1, high=validation.MAX_WIDTH)
+    history = validation.check_int("history", history, low=1, high=validation.MAX_WIDTH)
+    if (not isinstance(hidden_units, (tuple, list)) or len(hidden_units) > validation.MAX_LAYERS
+        or any(isinstance(u, bool) or not isinstance(u, (int, np.integer)) or u < 2 * dimension
+               for u in hidden_units)):
       raise ValueError("Argument `hidden_units` must be a (possibly empty) tuple of integers of "
                        f"at least 2 * dimension = {2 * dimension} (the initial policy passes "
                        f"+g and -g through). Received: hidden_units={hidden_units!r}")
-    if activation not in ACTIVATIONS:
-      raise ValueError(f"Argument `activation` must be one of {sorted(ACTIVATIONS)}. "
-                       f"Received: activation={activation!r}")
-    if isinstance(init_step, bool) or not isinstance(init_step, (int, float)) or init_step < 0:
-      raise ValueError("Argument `init_step` must be a non-negative number. "
-                       f"Received: init_step={init_step!r}")
-    if (isinstance(init_variance, bool) or not isinstance(init_variance, (int, float))
-        or not init_variance > 0):
-      raise ValueError("Argument `init_variance` must be a positive number. "
-                       f"Received: init_variance={init_variance!r}")
+    validation.check_choice("activation", activation, sorted(ACTIVATIONS))
+    init_step = validation.check_non_negative("init_step", init_step)
+    init_variance = validation.check_positive("init_variance", init_variance)
     hidden_units = tuple(int(u) for u in hidden_units)
+    widths = (observation_size(dimension, history),) + hidden_units + (dimension,)
+    validation.check_meta_param_count(self.name, sum(a * b for a, b in zip(widths, widths[1:])))
     super().__init__(dimension=int(dimension), history=int(history), hidden_units=hidden_units,
                      activation=activation, init_step=float(init_step),
                      init_variance=float(init_variance))
