@@ -187,11 +187,14 @@ class ClusterTest(tf.test.TestCase):
                                           "num_replicas": 2, "meta_batch": 2})
     # Only the chief (worker 0) wrote the run directory.
     self.assertEqual(sorted(os.listdir(save_dir)), ["best", "checkpoints", "config.json",
-                                                    "final", "metrics.jsonl", "tensorboard"])
+                                                    "final", "metrics.jsonl", "run.lock",
+                                                    "tensorboard"])
 
   def test_parameter_server_run_trains_asynchronously(self):
     save_dir = os.path.join(self.get_temp_dir(), "ps")
-    code, out, err, _ = _launch(["--num_workers=2", "--num_ps=1", "--timeout=200", "--"]
+    logs = os.path.join(self.get_temp_dir(), "ps_logs")  # (else a keras_l2o_cluster_* temp dir)
+    code, out, err, _ = _launch(["--num_workers=2", "--num_ps=1", "--timeout=200",
+                                 f"--cluster_log_dir={logs}", "--"]
                                 + RUN_FLAGS + [f"--save_dir={save_dir}"])
     self.assertEqual(code, 0, msg=err[-3000:])
     result = _last_json(out)
@@ -242,7 +245,9 @@ class ClusterTest(tf.test.TestCase):
   def test_timeout_stops_the_cluster(self):
     save_dir = os.path.join(self.get_temp_dir(), "timeout")
     flags = [f if not f.startswith("--num_steps") else "--num_steps=100000" for f in RUN_FLAGS]
-    code, _, err, seconds = _launch(["--num_workers=1", "--timeout=8", "--"] + flags
+    logs = os.path.join(self.get_temp_dir(), "timeout_logs")
+    code, _, err, seconds = _launch(["--num_workers=1", "--timeout=8", f"--cluster_log_dir={logs}",
+                                     "--"] + flags
                                     + [f"--save_dir={save_dir}"])
     self.assertEqual(code, 2)
     self.assertIn("FAILED: timeout after 8 s", err)

@@ -24,7 +24,9 @@ import dataclasses
 import functools
 import math
 import os
+import shutil
 import tempfile
+import weakref
 from typing import Optional
 
 import keras
@@ -237,6 +239,8 @@ class BPTTTrainer:
     # Only the chief writes the run directory; other workers of a multi-worker
     # run log to a private temporary one (they restore from the chief's files).
     self._write_dir = save_dir if self.is_chief else tempfile.mkdtemp(prefix="keras_l2o_worker_")
+    if not self.is_chief:  # deleted with the trainer (at the latest when the process exits)
+      weakref.finalize(self, shutil.rmtree, self._write_dir, ignore_errors=True)
     self.metrics = base.MetricsLog(self._write_dir)
     self._weights = time_weights(config.time_weights, config.unroll_length)
     self._extra_config = extra_config or {}
