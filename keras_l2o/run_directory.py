@@ -68,7 +68,8 @@ def read_config(save_dir) -> dict:
     with open(path, encoding="utf-8") as f:
       text = f.read()
   except OSError as e:
-    raise RunDirectoryError(f"Cannot read the run's {CONFIG_FILE} ({path}): {e.strerror or e}.") from e
+    raise RunDirectoryError(
+        f"Cannot read the run's {CONFIG_FILE} ({path}): {e.strerror or e}.") from e
   try:
     config = json.loads(text)
   except (json.JSONDecodeError, UnicodeDecodeError) as e:

@@ -121,8 +121,8 @@ def restore_newest_readable(checkpoint, manager, what: str = "step", repair: boo
     if repair:
       _write_state(directory, [p for _, p in reversed(found[position + 1:])
                                if unreadable_reason(p) is None] + [prefix])
-      manager = tf.train.CheckpointManager(checkpoint, directory,
-                                           max_to_keep=manager._max_to_keep)  # pylint: disable=protected-access
+      keep = manager._max_to_keep  # pylint: disable=protected-access
+      manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=keep)
     if skipped:
       logging.warning("Resuming from %s (%s %d) instead of the newer unreadable %s.", prefix,
                       what, step, ", ".join(os.path.basename(p) for p, _ in skipped))
