@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -108,11 +109,18 @@ def _last_json(text):
   return json.loads(text.strip().splitlines()[-1])
 
 
+# The cluster processes' temporary folders (a non-chief worker's keras_l2o_worker_*, which a
+# killed or torn-down worker cannot delete) go into one folder deleted when the tests end.
+_CLUSTER_TMP = tempfile.TemporaryDirectory(prefix="keras_l2o_test_cluster_")
+_CLUSTER_ENV = dict(os.environ, TMPDIR=_CLUSTER_TMP.name)
+
+
 def _launch(args, timeout=240):
   """Runs the launcher to completion; returns (returncode, stdout, stderr, seconds)."""
   start = time.monotonic()
   result = subprocess.run([sys.executable, "-m", "scripts.launch_local_cluster"] + args,
-                          cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False,
+                          env=_CLUSTER_ENV)
   return result.returncode, result.stdout, result.stderr, time.monotonic() - start
 
 
@@ -217,7 +225,7 @@ class ClusterTest(tf.test.TestCase):
     launcher = subprocess.Popen(
         [sys.executable, "-m", "scripts.launch_local_cluster", "--num_workers=2",
          f"--cluster_log_dir={logs}", "--timeout=300", "--"] + flags + [f"--save_dir={save_dir}"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_CLUSTER_ENV)
     try:
       deadline = time.monotonic() + 180
       pids_file = os.path.join(logs, "pids.json")
