@@ -1,24 +1,9 @@
 """`keras_l2o.load`: one entry point for every saved form of a learned optimizer."""
 
-import json
 import os
 
 from keras_l2o import export as export_lib
-
-RUN_CONFIG = "config.json"
-RUN_FORMAT = "keras_l2o.meta_train"
-
-
-def _run_format(path):
-  config = os.path.join(path, RUN_CONFIG)
-  if not os.path.isfile(config):
-    return None
-  with open(config, encoding="utf-8") as f:
-    try:
-      return json.load(f).get("format")
-    except json.JSONDecodeError:
-      return None
-
+from keras_l2o import run_directory
 
 def load(path, which: str = "final"):
   """Loads a learned optimizer as a `keras_l2o.LearnedOptimizer`.
@@ -50,7 +35,7 @@ def load(path, which: str = "final"):
     raise ValueError("Argument `which` must be 'final', 'best' or 'last'. Received: "
                      f"which={which!r}")
   path = os.fspath(path)
-  if _run_format(path) == RUN_FORMAT:
+  if run_directory.is_run(path):
     exported = os.path.join(path, which)
     if not export_lib.is_export(exported):
       if which == "last" and export_lib.is_export(os.path.join(path, "final")):

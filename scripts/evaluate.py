@@ -17,13 +17,17 @@ the table.
 """
 
 import json
+import math
 import os
 
 from absl import app
 from absl import flags
 from absl import logging
 
+from scripts import cli
 from scripts import strategy_flags
+
+RESULT_FILES = ("results.json", "report.md", "curves.png")
 
 
 def define_flags():
@@ -33,15 +37,19 @@ def define_flags():
   flags.DEFINE_string("data_path", None, "A local dataset file for data-based problems.")
   flags.DEFINE_string("optimizers", "sgd,momentum,nag,rmsprop,adam",
                       "Comma list of optimizers (see the module docstring).")
-  flags.DEFINE_integer("num_problems", 100, "Held-out test problems.")
-  flags.DEFINE_integer("horizon", None, "Steps per problem (default: the problem's horizon).")
+  flags.DEFINE_integer("num_problems", 100, "Held-out test problems.", lower_bound=1)
+  flags.DEFINE_integer("horizon", None, "Steps per problem (default: the problem's horizon).",
+                       lower_bound=1)
   flags.DEFINE_string("output_dir", None, "Where to write results.json, report.md, curves.png.")
+  flags.DEFINE_bool("overwrite", False, "Replace the results already in --output_dir.")
   flags.DEFINE_integer("seed", 0, "Seed of the problem family.")
-  flags.DEFINE_integer("tuning_problems", 10, "Validation problems for learning-rate tuning.")
+  flags.DEFINE_integer("tuning_problems", 10, "Validation problems for learning-rate tuning.",
+                       lower_bound=1)
   flags.DEFINE_string("grid", None, "Comma list of learning rates to tune over (default: 1e-4 "
                       "to 10, four per decade).")
   flags.DEFINE_integer("speedup_horizon_factor", 5, "Tuned Adam runs this many horizons to "
-                       "measure speed-ups.")
+                       "measure speed-ups.", lower_bound=1)
+  flags.mark_flag_as_required("output_dir")
   flags.DEFINE_string("title", None, "Title of the report and plot.")
 
 
@@ -63,11 +71,7 @@ def parse_optimizers(text: str) -> list:
   for item in items:
     name, _, rate = item.partition("@")
     if name in evaluation.BASELINES:
-      try:
-        lr = float(rate) if rate else None
-      except ValueError as e:
-        raise app.UsageError(f"--optimizers entry {item!r}: {rate!r} is not a learning "
-                             "rate.") from e
+      lr = cli.finite_positive(rate, f"--optimizers entry {item!r}") if rate else None
       spec = evaluation.baseline(name, lr)
       spec.name = item
     elif name in evaluation.SCIPY_BASELINES:
@@ -118,18 +122,25 @@ def build_family():
     raise app.UsageError(str(e)) from e
 
 
+def check_output_dir(path, overwrite):
+  """Before any work: `path` can be written and holds no results unless `overwrite`.
+
+  Raises:
+    app.UsageError: `path` is a file, cannot be written, or holds results
+      (without `overwrite`).
+  """
+  cli.check_writable_dir("output_dir", path)
+  existing = [name for name in RESULT_FILES if os.path.exists(os.path.join(path, name))]
+  if existing and not overwrite:
+    raise app.UsageError(f"--output_dir={path} already holds {', '.join(existing)}; pass "
+                         "--overwrite to replace them (nothing was written).")
+
+
 def main(argv):
   import logging as std_logging  # pylint: disable=g-import-not-at-top
   std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  if not FLAGS.output_dir:
-    raise app.UsageError("--output_dir is required.")
-  for name in ("num_problems", "tuning_problems", "speedup_horizon_factor"):
-    if FLAGS[name].value < 1:
-      raise app.UsageError(f"--{name} must be a positive integer. Received: {FLAGS[name].value}")
-  if FLAGS.horizon is not None and FLAGS.horizon < 1:
-    raise app.UsageError(f"--horizon must be a positive integer. Received: {FLAGS.horizon}")
   try:  # first: it may split the CPU or join a cluster before TensorFlow initialises
     strategy = strategy_flags.strategy_from_flags()
   except ValueError as e:
@@ -142,8 +153,9 @@ def main(argv):
     except ValueError as e:
       raise app.UsageError(f"--grid must be a comma list of numbers. Received: "
                            f"{FLAGS.grid!r}") from e
-    if min(grid) <= 0:
-      raise app.UsageError(f"--grid learning rates must be positive. Received: {FLAGS.grid!r}")
+    if not all(math.isfinite(v) and v > 0 for v in grid):
+      raise app.UsageError(f"--grid learning rates must be finite numbers > 0. Received: "
+                           f"{FLAGS.grid!r}")
   family = build_family()
   specs = parse_optimizers(FLAGS.optimizers)
   if any(spec.scipy_method is not None for spec in specs):
@@ -151,6 +163,7 @@ def main(argv):
       evaluation.check_full_batch(family)
     except ValueError as e:
       raise app.UsageError(f"--problem={FLAGS.problem}: {e}") from e
+  check_output_dir(FLAGS.output_dir, FLAGS.overwrite)  # last check, first write: before the work
   results = evaluation.evaluate(family, specs, num_problems=FLAGS.num_problems,
                                 horizon=FLAGS.horizon, tuning_problems=FLAGS.tuning_problems,
                                 grid=grid, speedup_horizon_factor=FLAGS.speedup_horizon_factor,
@@ -162,7 +175,7 @@ def main(argv):
 
 def run():
   """Console-script entry point."""
-  app.run(main)
+  cli.run(main, "keras-l2o-evaluate")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from scripts import cli
+
 
 def define_flags():
   """Defines this script's flags (called once, at import of the script only)."""
@@ -28,6 +30,8 @@ def define_flags():
                       "meta-training directory); exported again.")
   flags.DEFINE_string("output_dir", None, "Directory to write the SavedModel to.")
   flags.DEFINE_bool("overwrite", False, "Allow writing into a non-empty --output_dir.")
+  flags.mark_flag_as_required("output_dir")
+  cli.register_number_validator("learning_rate")
 
 
 define_flags()
@@ -37,8 +41,10 @@ FLAGS = flags.FLAGS
 def validate_flags():
   """Raises `app.UsageError` with a clear message for bad flag values."""
   import keras_l2o  # pylint: disable=g-import-not-at-top
-  if not FLAGS.output_dir:
-    raise app.UsageError("--output_dir is required.")
+  if os.path.exists(FLAGS.output_dir) and not os.path.isdir(FLAGS.output_dir):
+    raise app.UsageError(f"--output_dir={FLAGS.output_dir} is a file, not a directory.")
+  if FLAGS.source is not None and not os.path.exists(FLAGS.source):
+    raise app.UsageError(f"--source={FLAGS.source} does not exist.")
   if os.path.isdir(FLAGS.output_dir) and os.listdir(FLAGS.output_dir) and not FLAGS.overwrite:
     raise app.UsageError(f"--output_dir={FLAGS.output_dir} exists and is not empty; pass "
                          "--overwrite to replace it.")
@@ -64,7 +70,10 @@ def main(argv):
   config = validate_flags()
   import keras_l2o  # pylint: disable=g-import-not-at-top
   if FLAGS.source:
-    optimizer = keras_l2o.load(FLAGS.source)
+    try:
+      optimizer = keras_l2o.load(FLAGS.source)
+    except (ValueError, OSError) as e:
+      raise app.UsageError(f"--source={FLAGS.source}: {e}") from None
   else:
     try:
       rule = keras_l2o.rules.get(FLAGS.rule, **config)
@@ -79,7 +88,7 @@ def main(argv):
 
 def run():
   """Console-script entry point."""
-  app.run(main)
+  cli.run(main, "keras-l2o-export")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,11 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from keras_l2o import run_directory
+from keras_l2o import run_lock
+from scripts import cli
 from scripts import meta_train_defaults
+from scripts import meta_train_resume
 from scripts import strategy_flags
 
 TRAINERS = ("bptt", "gps")
@@ -53,10 +57,10 @@ def define_flags():
                       "component names to their configs.")
   flags.DEFINE_string("data_path", None, "A local dataset file for data-based problems (e.g. a "
                       "full MNIST .npz, CIFAR batches).")
-  flags.DEFINE_integer("num_steps", None, "Meta-gradient steps (truncations).")
-  flags.DEFINE_integer("unroll_length", 20, "Optimizer steps per truncation.")
+  flags.DEFINE_integer("num_steps", None, "Meta-gradient steps (truncations).", lower_bound=1)
+  flags.DEFINE_integer("unroll_length", 20, "Optimizer steps per truncation.", lower_bound=1)
   flags.DEFINE_integer("horizon", None, "Optimizer steps per problem (a multiple of "
-                       "--unroll_length; default: the problem's horizon).")
+                       "--unroll_length; default: the problem's horizon).", lower_bound=1)
   flags.DEFINE_float("meta_learning_rate", 1e-3, "Adam learning rate of the meta-parameters.")
   flags.DEFINE_float("meta_clipnorm", 1.0, "Global-norm clip of the meta-gradient (0: off).")
   flags.DEFINE_bool("second_derivatives", False, "Keep second derivatives (exact meta-gradient).")
@@ -67,11 +71,14 @@ def define_flags():
   flags.DEFINE_enum("meta_objective", "sum", ["sum", "log_ratio"], "Meta-loss form.")
   flags.DEFINE_enum("time_weights", "uniform", ["uniform", "increasing", "final"],
                     "Weights of the losses in a truncation.")
-  flags.DEFINE_integer("validation_every", None, "Meta-steps between validations.")
-  flags.DEFINE_integer("validation_problems", None, "Held-out problems per validation.")
-  flags.DEFINE_integer("patience", None, "Stop after this many validations without improvement.")
-  flags.DEFINE_integer("checkpoint_every", 50, "Meta-steps between checkpoints.")
-  flags.DEFINE_integer("log_every", 10, "Meta-steps between metrics records.")
+  flags.DEFINE_integer("validation_every", None, "Meta-steps between validations.",
+                       lower_bound=1)
+  flags.DEFINE_integer("validation_problems", None, "Held-out problems per validation.",
+                       lower_bound=1)
+  flags.DEFINE_integer("patience", None, "Stop after this many validations without improvement.",
+                       lower_bound=1)
+  flags.DEFINE_integer("checkpoint_every", 50, "Meta-steps between checkpoints.", lower_bound=1)
+  flags.DEFINE_integer("log_every", 10, "Meta-steps between metrics records.", lower_bound=1)
   flags.DEFINE_float("learning_rate", 1.0, "Multiplier of the rule's output during meta-training.")
   flags.DEFINE_integer("seed", 0, "Seed of the meta-parameters and of the problem family.")
   flags.DEFINE_string("save_dir", None, "Run directory (required).")
@@ -88,6 +95,12 @@ def define_flags():
   flags.DEFINE_integer("inter_op_threads", None, "TensorFlow ops run at the same time (0: "
                        "TensorFlow's choice). Default: the problem's, else 0.", lower_bound=0)
   strategy_flags.define_strategy_flags()
+  flags.mark_flag_as_required("save_dir")
+  flags.register_validator("save_dir", lambda value: value is None or bool(value.strip()),
+                           "--save_dir must name a directory. Received: an empty string")
+  cli.register_number_validator("meta_learning_rate")
+  cli.register_number_validator("meta_clipnorm", inclusive=True)
+  cli.register_number_validator("learning_rate")
 
 
 define_flags()
@@ -111,8 +124,6 @@ def resolve_settings() -> dict:
   """Validates the flags and fills per-problem defaults; raises app.UsageError."""
   import keras_l2o  # pylint: disable=g-import-not-at-top
   from keras_l2o import problems  # pylint: disable=g-import-not-at-top
-  if not FLAGS.save_dir:
-    raise app.UsageError("--save_dir is required.")
   if FLAGS.trainer not in TRAINERS:
     raise app.UsageError(f"--trainer={FLAGS.trainer!r} is not available. Valid trainers: "
                          f"{', '.join(TRAINERS)}.")
@@ -185,20 +196,16 @@ def resolve_settings() -> dict:
   return settings
 
 
-def threading_settings() -> dict:
+def threading_settings(saved=None) -> dict:
   """`intra_op_threads` and `inter_op_threads` for this run.
 
-  The flags when given; for `--resume`, the resumed run's saved values (so it
-  continues with the numbers it started with); else the problem's default
-  (`PROBLEM_DEFAULTS[problem][trainer]`, shared by every component of a
-  mixture, else 0: TensorFlow's choice). Reads only flags and JSON: call it
-  before TensorFlow runs anything.
+  The flags when given; for `--resume`, the resumed run's saved values
+  (`saved`, its settings, so it continues with the numbers it started with);
+  else the problem's default (`PROBLEM_DEFAULTS[problem][trainer]`, shared by
+  every component of a mixture, else 0: TensorFlow's choice). Reads only flags
+  and JSON: call it before TensorFlow runs anything.
   """
-  saved = {}
-  config_path = os.path.join(FLAGS.save_dir or "", "config.json")
-  if FLAGS.resume and FLAGS.save_dir and os.path.exists(config_path):
-    with open(config_path, encoding="utf-8") as f:
-      saved = json.load(f).get("settings", {})
+  saved = saved or {}
   problem = FLAGS.problem if FLAGS["problem"].present else saved.get("problem", FLAGS.problem)
   trainer = FLAGS.trainer if FLAGS["trainer"].present else saved.get("trainer", FLAGS.trainer)
   values = {}
@@ -212,17 +219,41 @@ def threading_settings() -> dict:
   return values
 
 
-def check_save_dir(save_dir, resume):
-  """Refuses to overwrite a run; returns whether there is a run to resume."""
-  from trainers import base  # pylint: disable=g-import-not-at-top
-  has_run = os.path.exists(os.path.join(save_dir, base.CONFIG_FILE))
-  if has_run and not resume:
-    raise app.UsageError(f"--save_dir={save_dir} already holds a meta-training run. Pass --resume "
-                         "to continue it, or choose another --save_dir (nothing was overwritten).")
-  if not has_run and os.path.isdir(save_dir) and os.listdir(save_dir):
-    raise app.UsageError(f"--save_dir={save_dir} exists, is not empty and holds no run; choose "
-                         "an empty or new directory.")
-  return has_run
+check_save_dir = meta_train_resume.check_save_dir
+
+
+def build_and_run(make_trainer, lock: bool = True) -> dict:
+  """Takes the run directory's lock, builds the trainer and runs it; the lock ends with it.
+
+  `lock=False` (a non-chief worker, which writes no run directory) only
+  builds and runs.
+
+  Raises:
+    app.UsageError: another process holds the lock, `--save_dir` cannot be
+      written, a run appeared in it meanwhile, the trainer refuses its
+      arguments, or the run directory cannot be resumed (damaged files).
+  """
+  if not lock:
+    return make_trainer().run()
+  try:
+    run_lock.acquire(FLAGS.save_dir)
+  except run_lock.RunLockedError as e:
+    raise app.UsageError(str(e)) from None
+  except OSError as e:
+    raise app.UsageError(f"--save_dir={FLAGS.save_dir} cannot be written: "
+                         f"{e.strerror or e}.") from None
+  try:
+    check_save_dir(FLAGS.save_dir, FLAGS.resume)  # again, now that no other process can write
+    try:
+      trainer = make_trainer()
+    except (TypeError, ValueError) as e:
+      raise app.UsageError(str(e)) from e
+    try:
+      return trainer.run()
+    except run_directory.RunDirectoryError as e:
+      raise app.UsageError(str(e)) from None
+  finally:
+    run_lock.release(FLAGS.save_dir)
 
 
 def _run_gps(settings, rule, family, threading) -> dict:
@@ -259,10 +290,10 @@ def _run_gps(settings, rule, family, threading) -> dict:
     flag_values.update(threading)
     extra_config = {"settings": flag_values,
                     "problem": {"name": FLAGS.problem, "config": settings["problem_config"]}}
-    trainer = trainer_class(rule, family, config, FLAGS.save_dir, extra_config=extra_config)
   except (TypeError, ValueError) as e:
     raise app.UsageError(str(e)) from e
-  return trainer.run()
+  return build_and_run(lambda: trainer_class(rule, family, config, FLAGS.save_dir,
+                                             extra_config=extra_config))
 
 
 def main(argv):
@@ -273,7 +304,15 @@ def main(argv):
   if strategy_flags.server_role() != "chief":
     strategy_flags.serve_forever()  # a parameter-server cluster's worker or ps: serve only
     return
-  threading = meta_train_defaults.apply_threads(threading_settings())
+  saved = None
+  if FLAGS.resume:  # before TensorFlow starts: the saved thread pools are set first
+    meta_train_resume.check_save_dir(FLAGS.save_dir, resume=True)
+    saved = meta_train_resume.saved_settings(FLAGS.save_dir)
+    meta_train_resume.check_conflicts(FLAGS.save_dir, saved)
+    meta_train_resume.apply_saved(saved)
+  elif os.path.exists(FLAGS.save_dir) and not os.path.isdir(FLAGS.save_dir):
+    raise app.UsageError(f"--save_dir={FLAGS.save_dir} is a file, not a directory.")
+  threading = meta_train_defaults.apply_threads(threading_settings(saved))
   logging.info("TensorFlow threads: %d inside an op, %d ops at a time (0: TensorFlow's choice).",
                threading["intra_op_threads"], threading["inter_op_threads"])
   try:  # first: it may split the CPU or join a cluster before TensorFlow initialises
@@ -282,22 +321,10 @@ def main(argv):
     raise app.UsageError(str(e)) from e
   from trainers import base as trainers_base  # pylint: disable=g-import-not-at-top
   chief = trainers_base.is_chief(strategy)
-  if chief:
-    has_run = check_save_dir(FLAGS.save_dir, FLAGS.resume)
-  else:  # other workers write nothing in --save_dir; they follow the chief's run
-    has_run = FLAGS.resume and os.path.exists(os.path.join(FLAGS.save_dir,
-                                                           trainers_base.CONFIG_FILE))
-  if has_run:
-    from trainers import base  # pylint: disable=g-import-not-at-top
-    saved = base.read_config(FLAGS.save_dir)["settings"]
+  if chief:  # (other workers write nothing in --save_dir; they follow the chief's run)
+    check_save_dir(FLAGS.save_dir, FLAGS.resume)
+  if saved is not None:
     logging.info("Resuming the run in %s with its saved settings.", FLAGS.save_dir)
-    for name, value in saved.items():
-      # Flags given on this command line win (e.g. a larger --num_steps to train longer).
-      if (name in FLAGS and name not in ("save_dir", "resume", "strategy", "num_cpu_devices")
-          and not FLAGS[name].present):
-        FLAGS[name].value = json.dumps(value) if isinstance(value, dict) else value
-    if "native_kernels" not in saved and not FLAGS["native_kernels"].present:
-      FLAGS.native_kernels = False  # started before the native kernels: on TensorFlow ops
   settings = resolve_settings()
   rule, family = settings.pop("objects")
   if FLAGS.trainer == "gps":
@@ -332,24 +359,20 @@ def main(argv):
   flag_values["num_steps"] = settings["num_steps"]
   extra_config = {"settings": flag_values,
                   "problem": {"name": FLAGS.problem, "config": settings["problem_config"]}}
-  try:
-    if FLAGS.strategy == "parameter_server":
-      from trainers import bptt_async  # pylint: disable=g-import-not-at-top
-      trainer = bptt_async.AsyncBPTTTrainer(rule, family, config, FLAGS.save_dir,
-                                            extra_config=extra_config, strategy=strategy)
-    else:
-      trainer = bptt.BPTTTrainer(rule, family, config, FLAGS.save_dir,
-                                 extra_config=extra_config, strategy=strategy)
-  except ValueError as e:
-    raise app.UsageError(str(e)) from e
-  result = trainer.run()
+  trainer_class = bptt.BPTTTrainer
+  if FLAGS.strategy == "parameter_server":
+    from trainers import bptt_async  # pylint: disable=g-import-not-at-top
+    trainer_class = bptt_async.AsyncBPTTTrainer
+  result = build_and_run(lambda: trainer_class(rule, family, config, FLAGS.save_dir,
+                                               extra_config=extra_config, strategy=strategy),
+                         lock=chief)
   logging.info("Finished: %s", result)
   print(json.dumps(result))
 
 
 def run():
   """Console-script entry point."""
-  app.run(main)
+  cli.run(main, "keras-l2o-meta-train")
 
 
 if __name__ == "__main__":

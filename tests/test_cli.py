@@ -108,12 +108,13 @@ class MetaTrainCommandTest(tf.test.TestCase):
 _THREADING_SCRIPT = """
 import json, sys
 from absl import flags
-from scripts import meta_train
+from scripts import meta_train, meta_train_resume
 results = []
 for argv in json.loads(sys.argv[1]):
   flags.FLAGS.unparse_flags()
-  flags.FLAGS(["keras-l2o-meta-train"] + argv)
-  results.append(meta_train.threading_settings())
+  flags.FLAGS(["keras-l2o-meta-train", "--save_dir=unused"] + argv)
+  saved = meta_train_resume.saved_settings(flags.FLAGS.save_dir) if flags.FLAGS.resume else None
+  results.append(meta_train.threading_settings(saved))
 print(json.dumps(results))
 """
 

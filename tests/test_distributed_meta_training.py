@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -108,11 +109,18 @@ def _last_json(text):
   return json.loads(text.strip().splitlines()[-1])
 
 
+# The cluster processes' temporary folders (a non-chief worker's keras_l2o_worker_*, which a
+# killed or torn-down worker cannot delete) go into one folder deleted when the tests end.
+_CLUSTER_TMP = tempfile.TemporaryDirectory(prefix="keras_l2o_test_cluster_")
+_CLUSTER_ENV = dict(os.environ, TMPDIR=_CLUSTER_TMP.name)
+
+
 def _launch(args, timeout=240):
   """Runs the launcher to completion; returns (returncode, stdout, stderr, seconds)."""
   start = time.monotonic()
   result = subprocess.run([sys.executable, "-m", "scripts.launch_local_cluster"] + args,
-                          cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False,
+                          env=_CLUSTER_ENV)
   return result.returncode, result.stdout, result.stderr, time.monotonic() - start
 
 
@@ -187,11 +195,14 @@ class ClusterTest(tf.test.TestCase):
                                           "num_replicas": 2, "meta_batch": 2})
     # Only the chief (worker 0) wrote the run directory.
     self.assertEqual(sorted(os.listdir(save_dir)), ["best", "checkpoints", "config.json",
-                                                    "final", "metrics.jsonl", "tensorboard"])
+                                                    "final", "metrics.jsonl", "run.lock",
+                                                    "tensorboard"])
 
   def test_parameter_server_run_trains_asynchronously(self):
     save_dir = os.path.join(self.get_temp_dir(), "ps")
-    code, out, err, _ = _launch(["--num_workers=2", "--num_ps=1", "--timeout=200", "--"]
+    logs = os.path.join(self.get_temp_dir(), "ps_logs")  # (else a keras_l2o_cluster_* temp dir)
+    code, out, err, _ = _launch(["--num_workers=2", "--num_ps=1", "--timeout=200",
+                                 f"--cluster_log_dir={logs}", "--"]
                                 + RUN_FLAGS + [f"--save_dir={save_dir}"])
     self.assertEqual(code, 0, msg=err[-3000:])
     result = _last_json(out)
@@ -214,7 +225,7 @@ class ClusterTest(tf.test.TestCase):
     launcher = subprocess.Popen(
         [sys.executable, "-m", "scripts.launch_local_cluster", "--num_workers=2",
          f"--cluster_log_dir={logs}", "--timeout=300", "--"] + flags + [f"--save_dir={save_dir}"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_CLUSTER_ENV)
     try:
       deadline = time.monotonic() + 180
       pids_file = os.path.join(logs, "pids.json")
@@ -242,7 +253,9 @@ class ClusterTest(tf.test.TestCase):
   def test_timeout_stops_the_cluster(self):
     save_dir = os.path.join(self.get_temp_dir(), "timeout")
     flags = [f if not f.startswith("--num_steps") else "--num_steps=100000" for f in RUN_FLAGS]
-    code, _, err, seconds = _launch(["--num_workers=1", "--timeout=8", "--"] + flags
+    logs = os.path.join(self.get_temp_dir(), "timeout_logs")
+    code, _, err, seconds = _launch(["--num_workers=1", "--timeout=8", f"--cluster_log_dir={logs}",
+                                     "--"] + flags
                                     + [f"--save_dir={save_dir}"])
     self.assertEqual(code, 2)
     self.assertIn("FAILED: timeout after 8 s", err)

@@ -9,6 +9,9 @@ A run directory `save_dir` holds:
   moment resumes from the last one and, being deterministic, ends exactly as an
   uninterrupted run would;
 * `tensorboard/` — summaries;
+* `run.lock` — the lock of the process writing the run (`keras_l2o.run_lock`):
+  every trainer's `run` holds it (`holds_run_lock`), so a second process on
+  the same directory is refused instead of interleaving its writes;
 * `final/` and `best/` — the run's result and the best-on-validation learned
   optimizer as SavedModel exports (`keras_l2o.load(save_dir)` /
   `keras_l2o.load(save_dir, which="best")`). `final/` holds the last step's
@@ -18,6 +21,7 @@ A run directory `save_dir` holds:
   `last/`, the last iteration's (`which="last"`).
 """
 
+import functools
 import hashlib
 import json
 import math
@@ -31,10 +35,32 @@ import tensorflow as tf
 from absl import logging
 
 import keras_l2o
+from keras_l2o import run_directory
+from keras_l2o import run_lock
 
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.jsonl"
-RUN_FORMAT = "keras_l2o.meta_train"
+# The run directory's facts live in keras_l2o.run_directory (keras_l2o.load reads them too).
+CONFIG_FILE = run_directory.CONFIG_FILE
+METRICS_FILE = run_directory.METRICS_FILE
+RUN_FORMAT = run_directory.RUN_FORMAT
+read_config = run_directory.read_config
+
+
+def holds_run_lock(run):
+  """Decorates a trainer's `run` to hold its `save_dir`'s lock (`keras_l2o.run_lock`) throughout.
+
+  Another process holding it raises `run_lock.RunLockedError` before anything
+  is read or written. Non-chief workers (`is_chief` False) write no run
+  directory and take no lock.
+  """
+
+  @functools.wraps(run)
+  def locked(self, *args, **kwargs):
+    if not getattr(self, "is_chief", True):
+      return run(self, *args, **kwargs)
+    with run_lock.hold(self.save_dir):
+      return run(self, *args, **kwargs)
+
+  return locked
 
 
 class MetricsLog:
@@ -44,21 +70,55 @@ class MetricsLog:
     self.path = os.path.join(save_dir, METRICS_FILE)
 
   def truncate_after(self, step: int):
-    """Drops records with `step` > `step` (written after the checkpoint resumed from)."""
+    """Keeps the records up to `step` (the checkpoint resumed from), one per step.
+
+    Records after `step` were written after that checkpoint; a step recorded
+    twice (a run killed between a record and its checkpoint, then restarted)
+    keeps its last record. `step=-1` empties the log.
+    """
     if not os.path.exists(self.path):
       return
-    kept = [line for line in self.read_lines() if json.loads(line)["step"] <= step]
+    by_step = {}
+    for record in self.read():
+      if record["step"] <= step:
+        by_step.pop(record["step"], None)
+        by_step[record["step"]] = record
     tmp = self.path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
-      f.writelines(line + "\n" for line in kept)
+      f.writelines(json.dumps(r) + "\n" for r in sorted(by_step.values(),
+                                                       key=lambda r: r["step"]))
     os.replace(tmp, self.path)
 
-  def read_lines(self):
-    with open(self.path, encoding="utf-8") as f:
-      return [line.strip() for line in f if line.strip()]
-
   def read(self) -> list:
-    return [json.loads(line) for line in self.read_lines()] if os.path.exists(self.path) else []
+    """The records, in file order.
+
+    A last line cut short (a kill in the middle of a write) is dropped with a
+    warning; any other line that is not a JSON object with an integer `step`
+    raises `keras_l2o.run_directory.RunDirectoryError` naming the file and line.
+    """
+    if not os.path.exists(self.path):
+      return []
+    with open(self.path, encoding="utf-8", errors="replace") as f:
+      text = f.read()
+    lines = text.split("\n")
+    records = []
+    for number, line in enumerate(lines, 1):
+      if not line.strip():
+        continue
+      try:
+        record = json.loads(line)
+        if not isinstance(record, dict) or isinstance(record.get("step"), bool) or not isinstance(
+            record.get("step"), int):
+          raise ValueError("not a JSON object with an integer 'step'")
+      except ValueError as e:
+        if number == len(lines):  # no newline after it: the write was cut short
+          logging.warning("Dropping the incomplete last line of %s: %r.", self.path, line[:80])
+          continue
+        raise run_directory.RunDirectoryError(
+            f"Line {number} of {self.path} is not a metrics record ({e}): "
+                         f"{line[:80]!r}. Delete that line to resume the run.") from None
+      records.append(record)
+    return records
 
   def write(self, record: dict):
     clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
@@ -102,11 +162,6 @@ def write_config(save_dir, config: dict):
   with open(tmp, "w", encoding="utf-8") as f:
     json.dump(config, f, indent=2, sort_keys=True)
   os.replace(tmp, os.path.join(save_dir, CONFIG_FILE))
-
-
-def read_config(save_dir) -> dict:
-  with open(os.path.join(save_dir, CONFIG_FILE), encoding="utf-8") as f:
-    return json.load(f)
 
 
 def versions() -> dict:

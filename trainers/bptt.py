@@ -24,7 +24,9 @@ import dataclasses
 import functools
 import math
 import os
+import shutil
 import tempfile
+import weakref
 from typing import Optional
 
 import keras
@@ -37,6 +39,7 @@ from keras_l2o import rules as rules_lib
 from keras_l2o import unroll as unroll_lib
 from keras_l2o.native import lstm_cells as native_lstm_cells
 from trainers import base
+from trainers import checkpointing
 
 META_OBJECTIVES = ("sum", "log_ratio")
 TIME_WEIGHTS = ("uniform", "increasing", "final")
@@ -236,6 +239,8 @@ class BPTTTrainer:
     # Only the chief writes the run directory; other workers of a multi-worker
     # run log to a private temporary one (they restore from the chief's files).
     self._write_dir = save_dir if self.is_chief else tempfile.mkdtemp(prefix="keras_l2o_worker_")
+    if not self.is_chief:  # deleted with the trainer (at the latest when the process exits)
+      weakref.finalize(self, shutil.rmtree, self._write_dir, ignore_errors=True)
     self.metrics = base.MetricsLog(self._write_dir)
     self._weights = time_weights(config.time_weights, config.unroll_length)
     self._extra_config = extra_config or {}
@@ -469,9 +474,14 @@ class BPTTTrainer:
       self.manager.save(checkpoint_number=step)
 
   def restore(self) -> bool:
-    """Restores the latest checkpoint, if any. Returns whether it did."""
-    latest = self.manager.latest_checkpoint
-    if latest is None:
+    """Restores the newest readable checkpoint, if any. Returns whether it did.
+
+    See `trainers.checkpointing.restore_newest_readable`: unreadable newer
+    checkpoints are skipped with a warning; checkpoints of which none can be
+    read raise ValueError.
+    """
+    checkpoints = self.manager.directory
+    if not checkpointing.candidates(checkpoints):
       return False
     saved = base.read_config(self.save_dir).get("strategy", {}) if os.path.exists(
         os.path.join(self.save_dir, base.CONFIG_FILE)) else {}
@@ -481,11 +491,13 @@ class BPTTTrainer:
           f"meta-step ({saved['num_replicas']} replicas); this trainer has {self.meta_batch} "
           f"({self.num_replicas} replicas x {self.config.problems_per_replica} problems per "
           "replica). Resume with the same strategy and problems_per_replica.")
-    self.checkpoint.restore(latest).assert_existing_objects_matched()
+    self.manager, latest, _ = checkpointing.restore_newest_readable(
+        self.checkpoint, self.manager, "meta-step", repair=self.is_chief)
     self.metrics.truncate_after(int(self.global_step))
     logging.info("Resumed from %s at meta-step %d.", latest, int(self.global_step))
     return True
 
+  @base.holds_run_lock
   def run(self) -> dict:
     """Meta-trains until `num_steps` (or early stopping); returns a summary dict."""
     config = self.config
@@ -495,6 +507,7 @@ class BPTTTrainer:
     writer = tf.summary.create_file_writer(os.path.join(self._write_dir, "tensorboard"))
     step = int(self.global_step)
     if step == 0 and not resumed:
+      self.metrics.truncate_after(-1)  # records of an attempt killed before its first checkpoint
       for slot in range(self.meta_batch):
         self._start_trajectory(slot)
       value = self._validation_round(0)

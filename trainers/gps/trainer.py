@@ -83,6 +83,7 @@ from absl import logging
 from keras_l2o import rules as rules_lib
 from keras_l2o import unroll as unroll_lib
 from trainers import base
+from trainers import checkpointing
 from trainers.gps import dynamics as dynamics_lib
 from trainers.gps import gaussians
 from trainers.gps import initial_controller
@@ -601,15 +602,21 @@ class GPSTrainer:
 
   # ----------------------------------------------------------------- run --
   def restore(self) -> bool:
-    """Restores the latest checkpoint, if any. Returns whether it did."""
-    latest = self.manager.latest_checkpoint
+    """Restores the newest readable checkpoint, if any. Returns whether it did.
+
+    See `trainers.checkpointing.restore_newest_readable`: unreadable newer
+    checkpoints are skipped with a warning; checkpoints of which none can be
+    read raise ValueError.
+    """
+    self.manager, latest, _ = checkpointing.restore_newest_readable(
+        self.checkpoint, self.manager, "GPS iteration")
     if latest is None:
       return False
-    self.checkpoint.restore(latest).assert_existing_objects_matched()
     self.metrics.truncate_after(int(self.iteration))
     logging.info("Resumed from %s at GPS iteration %d.", latest, int(self.iteration))
     return True
 
+  @base.holds_run_lock
   def run(self) -> dict:
     """Runs GPS to `config.iterations`; exports final/, best/ and last/; returns a summary.
 
@@ -623,6 +630,7 @@ class GPSTrainer:
     writer = tf.summary.create_file_writer(os.path.join(self.save_dir, "tensorboard"))
     iteration = int(self.iteration)
     if iteration == 0 and not resumed:
+      self.metrics.truncate_after(-1)  # records of an attempt killed before its first checkpoint
       self._initialize_local_policies()
       value = self._validation_round()
       self.metrics.write({"step": 0, "validation_loss": value,
