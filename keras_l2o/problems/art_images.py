@@ -110,19 +110,22 @@ def tile_crop(image, family_seed, split, rng, size) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=None)
-def _digit_split(family_seed: int) -> dict:
+def _digit_images() -> np.ndarray:
   from sklearn import datasets  # pylint: disable=g-import-not-at-top
-  images = datasets.load_digits().images.astype(np.float32) / 16.0
-  order = np.random.default_rng([family_seed, DIGITS_SALT]).permutation(len(images))
-  cut1, cut2 = int(0.6 * len(images)), int(0.8 * len(images))
-  parts = {"train": order[:cut1], "validation": order[cut1:cut2], "test": order[cut2:]}
-  return {split: images[index] for split, index in parts.items()}
+  return datasets.load_digits().images.astype(np.float32) / 16.0
+
+
+def digit_indices(family_seed: int) -> dict:
+  """Disjoint indices of scikit-learn's 1,797 digits per split (60/20/20), from the family seed."""
+  order = np.random.default_rng([int(family_seed), DIGITS_SALT]).permutation(len(_digit_images()))
+  cut1, cut2 = int(0.6 * len(order)), int(0.8 * len(order))
+  return {"train": order[:cut1], "validation": order[cut1:cut2], "test": order[cut2:]}
 
 
 def digit_image(family_seed: int, split: str, rng: np.random.Generator, size: int) -> np.ndarray:
   """A digit of `split` upscaled to `size`, in a random foreground / background colour."""
-  digits = _digit_split(family_seed)[split]
-  digit = digits[int(rng.integers(len(digits)))]
+  indices = digit_indices(family_seed)[split]
+  digit = _digit_images()[indices[int(rng.integers(len(indices)))]]
   colors = rng.uniform(0.0, 1.0, (2, 3)).astype(np.float32)
   mask = resize(np.repeat(digit[:, :, None], 3, axis=2), size)
   return (colors[0] * (1.0 - mask) + colors[1] * mask).astype(np.float32)
