@@ -21,6 +21,9 @@ PROBLEM_DEFAULTS = {
                       "horizon": 400, "projection_dim": 48, "init_scale": "glorot"}}},
     "digits_mlp": {"num_steps": 1000, "validation_every": 100, "validation_problems": 4},
     "conv": {"num_steps": 500, "validation_every": 100, "validation_problems": 4},
+    # 64x64 style transfer (issue 23): one thread per op keeps a run on one core.
+    "neural_art": {"num_steps": 1200, "validation_every": 100, "validation_problems": 4,
+                   "bptt": {"intra_op_threads": 1, "inter_op_threads": 1}},
     # Li & Malik's problems; a trainer's own entry overrides (GPS counts iterations). Both GPS
     # trainers train on 20 problems here (GroupGPSConfig's own default, 2, is for MNIST nets):
     # with 2, gps_lstm on logistic regression failed for 5 of 8 seeds (docs/RESULTS.md).

@@ -69,8 +69,8 @@ class MetaTrainCommandTest(tf.test.TestCase):
                   "rules: general, gps_lstm, gps_policy, lstm, mlp, mlp_factored.", bad.stderr)
     bad = _run("scripts.meta_train", "--problem=cifar", f"--save_dir={save_dir}_3")
     self.assertIn("is not a problem. Valid problems: conv, digits_mlp, general_tasks, "
-                  "logistic_regression, mnist_mlp, quadratic, robust_linear_regression, "
-                  "two_layer_net", bad.stderr)
+                  "logistic_regression, mnist_mlp, neural_art, quadratic, "
+                  "robust_linear_regression, two_layer_net", bad.stderr)
 
 
   def test_native_kernels_flag_and_a_run_resumed_from_before_them(self):

@@ -248,8 +248,8 @@ class FamiliesTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_names(self):
     self.assertEqual(problems.names(), ["conv", "digits_mlp", "general_tasks",
-                                        "logistic_regression", "mnist_mlp", "quadratic",
-                                        "robust_linear_regression", "two_layer_net"])
+                                        "logistic_regression", "mnist_mlp", "neural_art",
+                                        "quadratic", "robust_linear_regression", "two_layer_net"])
 
   def test_paper_generalisation_config(self):
     family = problems.get("mnist_mlp", seed=0, hidden_sizes=(40,), activation="relu",
@@ -410,7 +410,7 @@ class ErrorsTest(tf.test.TestCase):
     with self.assertRaises(ValueError) as ctx:
       problems.get("mlp")
     self.assertEqual(str(ctx.exception), "Unknown problem 'mlp'. Valid problems: conv, "
-                     "digits_mlp, general_tasks, logistic_regression, mnist_mlp, quadratic, "
+                     "digits_mlp, general_tasks, logistic_regression, mnist_mlp, neural_art, quadratic, "
                      "robust_linear_regression, two_layer_net.")
 
   def test_unknown_config(self):

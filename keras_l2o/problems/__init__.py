@@ -30,6 +30,7 @@ from keras_l2o.problems.li_malik import TwoLayerNet
 from keras_l2o.problems.mlp import ClassifierFamily
 from keras_l2o.problems.mlp import MLPFamily
 from keras_l2o.problems.mixture import MixtureFamily
+from keras_l2o.problems.neural_art import NeuralArtFamily
 from keras_l2o.problems.quadratic import Quadratic
 
 _REGISTRY = {}
@@ -112,7 +113,9 @@ register("logistic_regression", LogisticRegression)
 register("robust_linear_regression", RobustLinearRegression)
 register("two_layer_net", TwoLayerNet)
 register("general_tasks", GeneralTasks)
+register("neural_art", NeuralArtFamily)
 
 __all__ = ["ClassifierFamily", "ConvFamily", "GeneralTasks", "KerasModelFamily", "LogisticRegression",
-           "MLPFamily", "Problem", "ProblemFamily", "Quadratic", "RobustLinearRegression",
+           "MLPFamily", "NeuralArtFamily", "Problem", "ProblemFamily", "Quadratic",
+           "RobustLinearRegression",
            "SPLITS", "TwoLayerNet", "config_names", "get", "names", "problem_seed", "register"]
