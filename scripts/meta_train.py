@@ -30,9 +30,10 @@ from absl import flags
 from absl import logging
 
 from scripts import meta_train_defaults
+from scripts import meta_train_es
 from scripts import strategy_flags
 
-TRAINERS = ("bptt", "gps")
+TRAINERS = ("bptt", "gps") + meta_train_es.ES_TRAINERS
 GPS_RULES = ("gps_policy", "gps_lstm")
 
 PROBLEM_DEFAULTS = meta_train_defaults.PROBLEM_DEFAULTS
@@ -87,6 +88,7 @@ def define_flags():
                        lower_bound=0)
   flags.DEFINE_integer("inter_op_threads", None, "TensorFlow ops run at the same time (0: "
                        "TensorFlow's choice). Default: the problem's, else 0.", lower_bound=0)
+  meta_train_es.define_es_flags()
   strategy_flags.define_strategy_flags()
 
 
@@ -302,6 +304,11 @@ def main(argv):
   rule, family = settings.pop("objects")
   if FLAGS.trainer == "gps":
     result = _run_gps(settings, rule, family, threading)
+    logging.info("Finished: %s", result)
+    print(json.dumps(result))
+    return
+  if FLAGS.trainer in meta_train_es.ES_TRAINERS:
+    result = meta_train_es.run_es(FLAGS, settings, rule, family, strategy, threading)
     logging.info("Finished: %s", result)
     print(json.dumps(result))
     return
