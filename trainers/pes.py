@@ -39,6 +39,8 @@ from trainers import base
 from trainers import es_estimators as estimators
 
 _LENGTH_SEED = 18  # mixed into the seed of trajectory lengths
+# Per-pair outputs with a leading sign axis ([2, n, ...]); the others are [n, ...].
+_SIGNED = ("params", "rule_state", "init_loss", "values", "mean_losses")
 
 
 @dataclasses.dataclass
@@ -217,7 +219,8 @@ class PESTrainer:
         "xi": out["xi"], "params": [pairs(p) for p in new.params],
         "rule_state": [tuple(pairs(v) for v in s) for s in new.rule_state],
         "init_loss": pairs(new.init_loss), "step": new.step[:n], "values": pairs(out["values"]),
-        "mean_losses": pairs(out["mean_losses"]), "finite": out["finite"]}
+        "mean_losses": pairs(out["mean_losses"]),
+        "finite": tf.cast(out["finite"], tf.int32)}  # (gather takes no bool)
 
   def _meta_gradient(self):
     """The mean estimate over all pairs and every pair's new state (traced)."""
@@ -243,9 +246,8 @@ class PESTrainer:
       grad_sum = tf.nest.map_structure(
           lambda g: self.strategy.reduce(tf.distribute.ReduceOp.SUM, g, axis=None), grad_sum)
       out = {key: tf.nest.map_structure(
-          lambda t, a=(1 if key in ("params", "rule_state", "init_loss", "values",
-                                    "mean_losses") else 0): self.strategy.gather(t, axis=a),
-          value) for key, value in out.items()}
+          lambda t, a=_SIGNED.count(key): self.strategy.gather(t, axis=a), value)
+             for key, value in out.items()}
     grads = [g / self.config.num_pairs for g in tf.nest.flatten(grad_sum)]
     return grads, tf.linalg.global_norm(grads), out
 
@@ -289,7 +291,7 @@ class PESTrainer:
     else:
       self.nonfinite_skips.assign_add(1)
     self._write_fn(out)
-    finite = out["finite"].numpy()
+    finite = out["finite"].numpy().astype(bool)
     ended = out["step"].numpy() >= self.pair_vars["length"].numpy()
     for i in np.flatnonzero(ended | ~finite):
       if not finite[i]:
