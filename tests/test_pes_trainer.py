@@ -1,5 +1,6 @@
 """The PES / ES trainer: configuration, trajectory lengths, restarts, learning, resume."""
 
+import doctest
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -10,6 +11,7 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-posi
 import keras_l2o  # pylint: disable=g-import-not-at-top,wrong-import-position
 from keras_l2o import problems  # pylint: disable=g-import-not-at-top,wrong-import-position
 from trainers import base as trainers_base  # pylint: disable=g-import-not-at-top,wrong-import-position
+from keras_l2o.rules import learned_lr  # pylint: disable=g-import-not-at-top,wrong-import-position
 from trainers import pes  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
@@ -25,6 +27,15 @@ def _trainer(save_dir, rule="mlp", **overrides):
   rule = keras_l2o.rules.get(rule, hidden_size=4) if rule == "mlp" else rule
   return pes.PESTrainer(rule, problems.get("quadratic", seed=3, num_quadratics=8),
                         _config(**overrides), save_dir)
+
+
+class ExamplesTest(tf.test.TestCase):
+
+  def test_docstring_examples_run(self):
+    for module in (pes, learned_lr):
+      failed, attempted = doctest.testmod(module)
+      self.assertGreater(attempted, 0, msg=module.__name__)
+      self.assertEqual(failed, 0, msg=module.__name__)
 
 
 class ConfigTest(tf.test.TestCase):

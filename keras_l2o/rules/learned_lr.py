@@ -31,7 +31,7 @@ class LearnedLRRule(base.Rule):
 
   Example:
 
-  >>> import keras_l2o
+  >>> import keras_l2o, tensorflow as tf
   >>> rule = keras_l2o.rules.get("learned_lr", initial_learning_rate=0.1)
   >>> meta = rule.init_meta_params(0)
   >>> update, _ = rule.apply(meta, tf.constant([2.0]), tf.constant([0.0]),
