@@ -1,4 +1,4 @@
-"""A PES run killed with SIGKILL resumes (--resume) to bit-identical meta-parameters."""
+"""keras-l2o-meta-train --trainer=pes: SIGKILL + --resume is bit-identical; bad settings are named."""
 
 import json
 import os
@@ -64,6 +64,26 @@ class KillAndResumeTest(tf.test.TestCase):
     moved = max(float(np.abs(a.numpy() - b.numpy()).max()) for a, b in zip(
         tf.nest.flatten(keras_l2o.load(straight).meta_params), init))
     self.assertGreater(moved, 1e-3)  # it trained: not a vacuous equality
+
+
+class CommandLineErrorsTest(tf.test.TestCase):
+
+  def _error(self, *flags):
+    result = subprocess.run([sys.executable, "-m", "scripts.meta_train", "--trainer=pes",
+                             "--rule=learned_lr", "--problem=quadratic",
+                             f"--save_dir={self.get_temp_dir()}/run_{len(flags)}", *flags],
+                            cwd=_REPO, capture_output=True, text=True, timeout=300, check=False)
+    self.assertNotEqual(result.returncode, 0)
+    return result.stderr
+
+  def test_pairs_must_split_over_the_replicas(self):
+    self.assertIn("`num_pairs` must be a multiple of the number of replicas (2). Received: "
+                  "num_pairs=3", self._error("--num_pairs=3", "--strategy=mirrored",
+                                             "--num_cpu_devices=2"))
+
+  def test_bad_horizons_are_named(self):
+    self.assertIn("`min_horizon` must be at most `max_horizon`. Received: min_horizon=500, "
+                  "max_horizon=200", self._error("--min_horizon=500", "--max_horizon=200"))
 
 
 if __name__ == "__main__":
