@@ -44,14 +44,56 @@ def losses_after_updates(losses, final_loss):
   return tf.concat([losses[1:], final_loss[None]], axis=0)
 
 
-def _losses_and_grads(family, tensors, params, step):
-  batch = family.batch(tensors, step)
+def losses_and_grads(family, tensors, params, batch):
+  """The mean loss at `params` on `batch` and the gradient of the summed losses.
+
+  Args:
+    family: the `ProblemFamily`.
+    tensors: the problem's tensors.
+    params: list of parameter tensors.
+    batch: the minibatch (`family.batch(tensors, step)`).
+
+  Returns:
+    `(mean_loss, grads)`, `grads` a list like `params`.
+  """
   with tf.GradientTape() as tape:
     tape.watch(params)
     losses = family.losses(tensors, params, batch)
     total = tf.reduce_sum(losses)
   grads = tape.gradient(total, params, unconnected_gradients=tf.UnconnectedGradients.ZERO)
   return tf.reduce_mean(losses), grads
+
+
+def rule_steps(rule, meta_params, grads, params, rule_state, step, learning_rate, loss,
+               second_derivatives=False):
+  """One optimizer step of `rule` on every parameter: the body of an unroll.
+
+  Args:
+    rule: a `keras_l2o.rules.Rule`.
+    meta_params: its meta-parameters.
+    grads: the gradients at `params` (list).
+    params: the parameters theta_t (list).
+    rule_state: the rule's state per parameter (list).
+    step: int64 scalar, updates applied so far (the update computed is `step + 1`).
+    learning_rate: scalar, or a callable of `step`.
+    loss: the objective at `params` (for rules that use it).
+    second_derivatives: keep the dependence of `grads` and `loss` on the
+      meta-parameters.
+
+  Returns:
+    `(new_params, new_rule_state)`, lists.
+  """
+  if not second_derivatives:
+    grads = [tf.stop_gradient(g) for g in grads]
+    loss = tf.stop_gradient(loss)  # an input of the rule, like the gradient
+  # A schedule is evaluated at the number of steps taken, as Keras does.
+  lr = learning_rate(step) if callable(learning_rate) else learning_rate
+  new_params, new_rule_state = [], []
+  for g, p, s in zip(grads, params, rule_state):
+    p, s = step_lib.functional_step(rule, meta_params, g, p, s, step + 1, lr, loss=loss)
+    new_params.append(p)
+    new_rule_state.append(s)
+  return new_params, new_rule_state
 
 
 def unroll(rule, meta_params, family, tensors, state: UnrollState, num_steps: int,
@@ -79,18 +121,9 @@ def unroll(rule, meta_params, family, tensors, state: UnrollState, num_steps: in
 
   def body(i, params, rule_state, history):
     step = state.step + tf.cast(i, tf.int64)
-    loss, grads = _losses_and_grads(family, tensors, params, step)
-    rule_loss = loss  # the objective at theta_t, for rules that use it (`rule.uses_loss`)
-    if not second_derivatives:
-      grads = [tf.stop_gradient(g) for g in grads]
-      rule_loss = tf.stop_gradient(loss)  # an input of the rule, like the gradient
-    # A schedule is evaluated at the number of steps taken, as Keras does.
-    lr = learning_rate(step) if callable(learning_rate) else learning_rate
-    new_params, new_rule_state = [], []
-    for g, p, s in zip(grads, params, rule_state):
-      p, s = step_lib.functional_step(rule, meta_params, g, p, s, step + 1, lr, loss=rule_loss)
-      new_params.append(p)
-      new_rule_state.append(s)
+    loss, grads = losses_and_grads(family, tensors, params, family.batch(tensors, step))
+    new_params, new_rule_state = rule_steps(rule, meta_params, grads, params, rule_state, step,
+                                            learning_rate, loss, second_derivatives)
     return i + 1, new_params, new_rule_state, history.write(i, loss)
 
   dtype = state.params[0].dtype

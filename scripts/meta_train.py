@@ -33,10 +33,11 @@ from keras_l2o import run_directory
 from keras_l2o import run_lock
 from scripts import cli
 from scripts import meta_train_defaults
+from scripts import meta_train_es
 from scripts import meta_train_resume
 from scripts import strategy_flags
 
-TRAINERS = ("bptt", "gps")
+TRAINERS = ("bptt", "gps") + meta_train_es.ES_TRAINERS
 GPS_RULES = ("gps_policy", "gps_lstm")
 
 PROBLEM_DEFAULTS = meta_train_defaults.PROBLEM_DEFAULTS
@@ -94,6 +95,7 @@ def define_flags():
                        lower_bound=0)
   flags.DEFINE_integer("inter_op_threads", None, "TensorFlow ops run at the same time (0: "
                        "TensorFlow's choice). Default: the problem's, else 0.", lower_bound=0)
+  meta_train_es.define_es_flags()
   strategy_flags.define_strategy_flags()
   flags.mark_flag_as_required("save_dir")
   flags.register_validator("save_dir", lambda value: value is None or bool(value.strip()),
@@ -329,6 +331,12 @@ def main(argv):
   rule, family = settings.pop("objects")
   if FLAGS.trainer == "gps":
     result = _run_gps(settings, rule, family, threading)
+    logging.info("Finished: %s", result)
+    print(json.dumps(result))
+    return
+  if FLAGS.trainer in meta_train_es.ES_TRAINERS:
+    result = build_and_run(meta_train_es.es_trainer_factory(FLAGS, settings, rule, family,
+                                                             strategy, threading), lock=chief)
     logging.info("Finished: %s", result)
     print(json.dumps(result))
     return

@@ -240,3 +240,63 @@ def check_numbers(config, positive=(), non_negative=()):
       value = getattr(config, name)
       if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
         raise ValueError(f"`{name}` must be a {kind} number. Received: {name}={value!r}")
+
+
+# ----------------------------------------------- shared by the trainers' run loops --
+# A trainer using these holds: `meta_vars`, `_flat_meta`, `best_vars`, the tf.Variables
+# `best_validation`, `rounds_without_improvement`, `stopped_early`, `nonfinite_skips`,
+# `diverged_trajectories`, a `config` with `patience`, `metrics` (MetricsLog), `rule`,
+# `save_dir`, `is_chief`, and a `validate()` method.
+
+
+def validation_round(trainer, step) -> float:
+  """Validates `trainer`, keeps the best meta-parameters and counts rounds for early stopping.
+
+  Returns:
+    The validation loss.
+  """
+  value = trainer.validate()
+  if value < float(trainer.best_validation):
+    trainer.best_validation.assign(value)
+    for best, current in zip(tf.nest.flatten(trainer.best_vars), trainer._flat_meta):  # pylint: disable=protected-access
+      best.assign(current)
+    trainer.rounds_without_improvement.assign(0)
+  else:
+    trainer.rounds_without_improvement.assign_add(1)
+  patience = trainer.config.patience
+  if patience and int(trainer.rounds_without_improvement) >= patience:
+    logging.info("Early stopping at meta-step %d: %d validation rounds without improvement.",
+                 step, int(trainer.rounds_without_improvement))
+    trainer.stopped_early.assign(True)
+  return value
+
+
+def write_record(metrics, writer, record):
+  """Appends `record` to the metrics log and writes its numbers to TensorBoard at its step."""
+  metrics.write(record)
+  with writer.as_default(step=record["step"]):
+    for key, value in record.items():
+      if key != "step" and value is not None:
+        tf.summary.scalar(key, value)
+
+
+def finish_run(trainer, step, learning_rate) -> dict:
+  """Exports `final/` and `best/` (on the chief) and returns the run's summary.
+
+  A run that never validated a finite loss keeps its last meta-parameters as the best.
+  """
+  if not math.isfinite(float(trainer.best_validation)):
+    for best, current in zip(tf.nest.flatten(trainer.best_vars), trainer._flat_meta):  # pylint: disable=protected-access
+      best.assign(current)
+  if trainer.is_chief:
+    export_optimizer(trainer.save_dir, "final", trainer.rule, trainer.meta_vars, learning_rate)
+    export_optimizer(trainer.save_dir, "best", trainer.rule, trainer.best_vars, learning_rate)
+  records = trainer.metrics.read()
+  validation = [r["validation_loss"] for r in records if r.get("validation_loss") is not None]
+  return {"steps": step, "first_validation_loss": validation[0] if validation else None,
+          "last_validation_loss": validation[-1] if validation else None,
+          "best_validation_loss": float(trainer.best_validation),
+          "nonfinite_skips": int(trainer.nonfinite_skips),
+          "diverged_trajectories": int(trainer.diverged_trajectories),
+          "stopped_early": bool(trainer.stopped_early),
+          "meta_params_sha256": digest(trainer.meta_vars)}

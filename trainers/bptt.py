@@ -454,19 +454,7 @@ class BPTTTrainer:
     return value if math.isfinite(value) else float("inf")
 
   def _validation_round(self, step):
-    value = self.validate()
-    if value < float(self.best_validation):
-      self.best_validation.assign(value)
-      for best, current in zip(tf.nest.flatten(self.best_vars), self._flat_meta):
-        best.assign(current)
-      self.rounds_without_improvement.assign(0)
-    else:
-      self.rounds_without_improvement.assign_add(1)
-    if self.config.patience and int(self.rounds_without_improvement) >= self.config.patience:
-      logging.info("Early stopping at meta-step %d: %d validation rounds without improvement.",
-                   step, int(self.rounds_without_improvement))
-      self.stopped_early.assign(True)
-    return value
+    return base.validation_round(self, step)
 
   # ---------------------------------------------------------------- run --
   def _save(self, step):
@@ -539,34 +527,14 @@ class BPTTTrainer:
         record["validation_loss"] = self._validation_round(step)
         record["best_validation_loss"] = float(self.best_validation)
       if record is not None:
-        self.metrics.write(record)
-        with writer.as_default(step=step):
-          for key, value in record.items():
-            if key != "step" and value is not None:
-              tf.summary.scalar(key, value)
+        base.write_record(self.metrics, writer, record)
       if step % config.checkpoint_every == 0 or step == config.num_steps:
         self._save(step)
       progress.update(step, meta_loss=objective,
                       validation_loss=record.get("validation_loss") if record else None)
     self._save(step)
     writer.flush()
-    if not math.isfinite(float(self.best_validation)):
-      for best, current in zip(tf.nest.flatten(self.best_vars), self._flat_meta):
-        best.assign(current)
-    if self.is_chief:
-      base.export_optimizer(self.save_dir, "final", self.rule, self.meta_vars,
-                            config.learning_rate)
-      base.export_optimizer(self.save_dir, "best", self.rule, self.best_vars,
-                            config.learning_rate)
-    records = self.metrics.read()
-    validation = [r["validation_loss"] for r in records if r.get("validation_loss") is not None]
-    return {"steps": step, "first_validation_loss": validation[0] if validation else None,
-            "last_validation_loss": validation[-1] if validation else None,
-            "best_validation_loss": float(self.best_validation),
-            "nonfinite_skips": int(self.nonfinite_skips),
-            "diverged_trajectories": int(self.diverged_trajectories),
-            "stopped_early": bool(self.stopped_early),
-            "meta_params_sha256": base.digest(self.meta_vars)}
+    return base.finish_run(self, step, config.learning_rate)
 
   @property
   def native_kernels_used(self) -> bool:

@@ -14,6 +14,7 @@ from keras_l2o.rules.hand_designed import Momentum
 from keras_l2o.rules.hand_designed import NAG
 from keras_l2o.rules.hand_designed import RMSprop
 from keras_l2o.rules.hand_designed import SGD
+from keras_l2o.rules.learned_lr import LearnedLRRule
 from keras_l2o.rules.lstm import LSTMRule
 from keras_l2o.rules.mlp import MLPRule
 from keras_l2o.rules.policy import PolicyRule
@@ -24,7 +25,7 @@ from keras_l2o.rules.registry import register
 from keras_l2o.rules.registry import serialize
 
 for _rule_class in (SGD, Momentum, NAG, RMSprop, Adam, Adagrad, LSTMRule, MLPRule, FactoredMLPRule,
-                    PolicyRule, CoordinatePolicyRule, GeneralRule):
+                    PolicyRule, CoordinatePolicyRule, GeneralRule, LearnedLRRule):
   register(_rule_class)
 del _rule_class
 

@@ -1,0 +1,402 @@
+"""Meta-training by PES or truncated ES over long trajectories (`--trainer=pes` / `--trainer=es`).
+
+Every meta-step continues `num_pairs` antithetic particle pairs by
+`unroll_length` inner steps (`trainers.es_estimators`: one vectorised
+computation), estimates the meta-gradient from their meta-losses and applies
+it with Adam (global-norm clipped). Each pair works on its own training
+problem for a trajectory whose length is drawn log-uniformly from
+[`min_horizon`, `max_horizon`] (rounded up to whole truncations); the first
+trajectory of each pair is cut at a uniformly drawn truncation, so pairs
+restart at different meta-steps and every meta-batch mixes truncations from
+early and late in training. A pair whose losses or parameters become
+non-finite contributes nothing and restarts.
+
+Under a `tf.distribute` strategy the pairs are split evenly over the replicas;
+the replicas' estimates are summed and divided by the number of pairs.
+
+The checkpoint holds the meta-parameters, Adam's slots, every particle's inner
+state, every pair's problem, accumulated perturbation xi, trajectory length
+and index, and the counters the random draws derive from (perturbations from
+`(seed, meta-step)`, lengths from `(seed, trajectory index)`), so a killed run
+resumes to the same meta-parameters bit for bit.
+"""
+
+import dataclasses
+import math
+import os
+import tempfile
+import time
+from typing import Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from keras_l2o import meta_params as meta_params_lib
+from keras_l2o import rules as rules_lib
+from trainers import base
+from trainers import checkpointing
+from trainers import es_estimators as estimators
+
+_LENGTH_SEED = 18  # mixed into the seed of trajectory lengths
+# Per-pair outputs with a leading sign axis ([2, n, ...]); the others are [n, ...].
+_SIGNED = ("params", "rule_state", "init_loss", "values", "mean_losses")
+
+
+@dataclasses.dataclass
+class PESConfig:
+  """Configuration of `PESTrainer` (defaults near Celo2's PES setup, GENERAL.md)."""
+  estimator: str = "pes"
+  num_steps: int = 1000
+  unroll_length: int = 20
+  min_horizon: int = 100
+  max_horizon: int = 2000
+  num_pairs: int = 8
+  sigma: float = 0.01
+  meta_learning_rate: float = 3e-4
+  meta_clipnorm: Optional[float] = 1.0
+  meta_objective: str = "sum"
+  validation_every: int = 100
+  validation_problems: int = 4
+  validation_horizon: Optional[int] = None  # default: max_horizon
+  patience: Optional[int] = None
+  checkpoint_every: int = 50
+  log_every: int = 10
+  learning_rate: float = 1.0
+  seed: int = 0
+  vectorized: bool = True
+
+  def validate(self):
+    """Raises ValueError naming the first bad field, with the allowed values."""
+    base.check_positive_ints(self, ("num_steps", "unroll_length", "min_horizon", "max_horizon",
+                                    "num_pairs", "validation_every", "validation_problems",
+                                    "checkpoint_every", "log_every"))
+    if self.validation_horizon is not None:
+      base.check_positive_ints(self, ("validation_horizon",))
+    base.check_numbers(self, positive=("sigma", "meta_learning_rate", "learning_rate"))
+    base.check_bools(self, ("vectorized",))
+    if self.estimator not in estimators.ESTIMATORS:
+      raise ValueError(f"`estimator` must be one of {list(estimators.ESTIMATORS)}. Received: "
+                       f"estimator={self.estimator!r}")
+    if self.meta_objective not in estimators.OBJECTIVES:
+      raise ValueError(f"`meta_objective` must be one of {list(estimators.OBJECTIVES)}. "
+                       f"Received: meta_objective={self.meta_objective!r}")
+    if self.min_horizon > self.max_horizon:
+      raise ValueError(f"`min_horizon` must be at most `max_horizon`. Received: min_horizon="
+                       f"{self.min_horizon}, max_horizon={self.max_horizon}")
+    if self.meta_clipnorm is not None:
+      base.check_numbers(self, positive=("meta_clipnorm",))
+    if self.patience is not None:
+      base.check_positive_ints(self, ("patience",))
+
+
+def trajectory_length(config: PESConfig, index: int, first: bool) -> int:
+  """The inner steps of trajectory `index`: log-uniform, whole truncations; cut if `first`."""
+  rng = np.random.default_rng([config.seed, _LENGTH_SEED, int(index)])
+  k = config.unroll_length
+  drawn = math.exp(rng.uniform(math.log(config.min_horizon), math.log(config.max_horizon)))
+  truncations = max(1, min(math.ceil(drawn / k), math.ceil(config.max_horizon / k)))
+  if first:  # staggered: the run starts somewhere inside its first trajectory
+    truncations = int(rng.integers(1, truncations + 1))
+  return truncations * k
+
+
+class PESTrainer:
+  """PES / truncated-ES meta-trainer of a rule on a problem family.
+
+  Args:
+    rule: a `keras_l2o.rules.Rule` (or name) with meta-parameters.
+    family: a `keras_l2o.problems.ProblemFamily` (not a mixture).
+    config: a `PESConfig`.
+    save_dir: run directory (see `trainers.base`).
+    initial_meta_params: starting meta-parameters (default:
+      `rule.init_meta_params(config.seed)`).
+    extra_config: more JSON entries for `config.json`.
+    strategy: a `tf.distribute.Strategy` (default: the current one).
+
+  Example:
+
+  >>> import tempfile, keras_l2o
+  >>> from keras_l2o import problems
+  >>> from trainers import pes
+  >>> trainer = pes.PESTrainer(
+  ...     "learned_lr", problems.get("quadratic", num_quadratics=4),
+  ...     pes.PESConfig(num_steps=3, unroll_length=5, min_horizon=10, max_horizon=20,
+  ...                   num_pairs=2, validation_every=3, validation_problems=2),
+  ...     save_dir=tempfile.mkdtemp())
+  >>> trainer.run()["steps"]
+  3
+  """
+
+  def __init__(self, rule, family, config: PESConfig, save_dir: str, initial_meta_params=None,
+               extra_config: Optional[dict] = None, strategy=None):
+    config.validate()
+    self.rule = rules_lib.get(rule)
+    if not self.rule.is_learned:
+      raise ValueError(f"Rule {self.rule.name!r} has no meta-parameters to train.")
+    if len(getattr(family, "components", [family])) > 1:
+      raise ValueError(f"--trainer={config.estimator} trains on one problem family; received a "
+                       f"mixture of {len(family.components)}.")
+    self.family, self.config, self.save_dir = family, config, save_dir
+    self.strategy = strategy or tf.distribute.get_strategy()
+    self.num_replicas = int(self.strategy.num_replicas_in_sync)
+    if config.num_pairs % self.num_replicas:
+      raise ValueError(f"`num_pairs` must be a multiple of the number of replicas "
+                       f"({self.num_replicas}). Received: num_pairs={config.num_pairs}")
+    self.is_chief = base.is_chief(self.strategy)
+    os.makedirs(save_dir, exist_ok=True)
+    initial = (self.rule.init_meta_params(config.seed) if initial_meta_params is None else
+               meta_params_lib.validate(self.rule, initial_meta_params))
+    with self.strategy.scope():
+      self.meta_vars = base.variables_like(initial, "meta")
+      self._flat_meta = tf.nest.flatten(self.meta_vars)
+      self.meta_optimizer = keras.optimizers.Adam(config.meta_learning_rate,
+                                                  global_clipnorm=config.meta_clipnorm)
+      self.meta_optimizer.build(self._flat_meta)
+    self.best_vars = base.variables_like(initial, "best")
+    self._make_state_variables(initial)
+    self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(save_dir,
+                                                                          "checkpoints"),
+                                              max_to_keep=3)
+    self._write_dir = save_dir if self.is_chief else tempfile.mkdtemp(prefix="keras_l2o_worker_")
+    self.metrics = base.MetricsLog(self._write_dir)
+    self._extra_config = extra_config or {}
+    self._step_fn = tf.function(self._meta_gradient)
+    self._apply_fn = tf.function(lambda grads: self.meta_optimizer.apply(grads, self._flat_meta))
+    self._write_fn = tf.function(self._write_state)
+    self._reset_fn = tf.function(self._reset_pair)
+    self._validate_fn = None
+
+  def _make_state_variables(self, initial):
+    n = self.config.num_pairs
+    problem = self.family.sample("train", 0).tensors
+    tensors = estimators.tile(tf.nest.map_structure(lambda t: t[None], problem), n)
+    particles = estimators.init_particles(self.rule, self.family, estimators.tile(tensors, 2))
+    self._state_types = [type(s) for s in particles.rule_state]
+    as_pairs = lambda t: tf.reshape(t, [2, n, *t.shape[1:]])  # pylint: disable=unnecessary-lambda-assignment
+    self.pair_vars = {
+        "tensors": base.variables_like(tensors, "problem"),
+        "params": base.variables_like([as_pairs(p) for p in particles.params], "params"),
+        "rule_state": base.variables_like([tuple(as_pairs(t) for t in s)
+                                           for s in particles.rule_state], "rule_state"),
+        "init_loss": tf.Variable(tf.zeros([2, n]), trainable=False, name="init_loss"),
+        "step": tf.Variable(tf.zeros([n], tf.int64), trainable=False, name="step"),
+        "xi": base.variables_like(tf.nest.map_structure(
+            lambda t: tf.zeros([n, *t.shape], t.dtype), initial), "xi"),
+        "length": tf.Variable(tf.zeros([n], tf.int64), trainable=False, name="length"),
+        "trajectory": tf.Variable(tf.range(n, dtype=tf.int64), trainable=False, name="index"),
+    }
+    counter = lambda value=0: tf.Variable(value, dtype=tf.int64, trainable=False)  # pylint: disable=unnecessary-lambda-assignment
+    self.global_step, self.next_trajectory = counter(), counter(n)
+    self.nonfinite_skips, self.diverged_trajectories = counter(), counter()
+    self.rounds_without_improvement = counter()
+    self.best_validation = tf.Variable(np.inf, dtype=tf.float64, trainable=False)
+    self.stopped_early = tf.Variable(False, trainable=False)
+    self.checkpoint = tf.train.Checkpoint(
+        meta=self.meta_vars, best=self.best_vars, meta_optimizer=self.meta_optimizer,
+        pairs=self.pair_vars, global_step=self.global_step, next_trajectory=self.next_trajectory,
+        nonfinite_skips=self.nonfinite_skips, diverged=self.diverged_trajectories,
+        best_validation=self.best_validation, rounds=self.rounds_without_improvement,
+        stopped_early=self.stopped_early)
+
+  # ---------------------------------------------------------- meta-step --
+  def _pairs_step(self, eps, xi, tensors, params, rule_state, init_loss, step):
+    """One truncation of the pairs given (leaves [n, ...] / [2, n, ...]), on this replica."""
+    n = int(step.shape[0])
+    flat = lambda t: tf.reshape(t, [2 * n, *t.shape[2:]])  # pylint: disable=unnecessary-lambda-assignment
+    particles = estimators.Particles(
+        [flat(p) for p in params],
+        [t(*[flat(v) for v in s]) for t, s in zip(self._state_types, rule_state)],
+        tf.concat([step, step], 0), flat(init_loss))
+    theta = tf.nest.map_structure(tf.convert_to_tensor, self.meta_vars)
+    out = estimators.truncation_estimate(
+        self.rule, self.family, theta, eps, xi, tensors, particles, self.config.unroll_length,
+        self.config.sigma, self.config.estimator, self.config.learning_rate,
+        self.config.meta_objective, self.config.vectorized)
+    pairs = lambda t: tf.reshape(t, [2, n, *t.shape[1:]])  # pylint: disable=unnecessary-lambda-assignment
+    new = out["particles"]
+    return out["grad_sum"], {
+        "xi": out["xi"], "params": [pairs(p) for p in new.params],
+        "rule_state": [tuple(pairs(v) for v in s) for s in new.rule_state],
+        "init_loss": pairs(new.init_loss), "step": new.step[:n], "values": pairs(out["values"]),
+        "mean_losses": pairs(out["mean_losses"]),
+        "finite": tf.cast(out["finite"], tf.int32)}  # (gather takes no bool)
+
+  def _meta_gradient(self):
+    """The mean estimate over all pairs and every pair's new state (traced)."""
+    v = self.pair_vars
+    eps = estimators.sample_perturbations(self.meta_vars, self.config.num_pairs,
+                                          self.config.sigma, self.config.seed, self.global_step)
+    inputs = tf.nest.map_structure(tf.convert_to_tensor, (
+        eps, v["xi"], v["tensors"], v["params"], v["rule_state"], v["init_loss"], v["step"]))
+    axes = (0, 0, 0, 1, 1, 1, 0)  # the pair axis of each input
+    if self.num_replicas == 1:
+      grad_sum, out = self._pairs_step(*inputs)
+    else:
+      per = self.config.num_pairs // self.num_replicas
+
+      def piece(ctx):
+        r = ctx.replica_id_in_sync_group
+        return tuple(tf.nest.map_structure(
+            lambda t, a=a: t[r * per:(r + 1) * per] if a == 0 else t[:, r * per:(r + 1) * per],
+            x) for x, a in zip(inputs, axes))
+
+      values = self.strategy.experimental_distribute_values_from_function(piece)
+      grad_sum, out = self.strategy.run(lambda x: self._pairs_step(*x), args=(values,))
+      grad_sum = tf.nest.map_structure(
+          lambda g: self.strategy.reduce(tf.distribute.ReduceOp.SUM, g, axis=None), grad_sum)
+      out = {key: tf.nest.map_structure(
+          lambda t, a=_SIGNED.count(key): self.strategy.gather(t, axis=a), value)
+             for key, value in out.items()}
+    grads = [g / self.config.num_pairs for g in tf.nest.flatten(grad_sum)]
+    return grads, tf.linalg.global_norm(grads), out
+
+  def _write_state(self, out):
+    v = self.pair_vars
+    for key in ("xi", "params", "rule_state", "init_loss", "step"):
+      for var, value in zip(tf.nest.flatten(v[key]), tf.nest.flatten(out[key])):
+        var.assign(value)
+
+  def _reset_pair(self, i, tensors, length, index):
+    """Pair `i` starts trajectory `index` (problem `tensors`) of `length` steps (traced)."""
+    v = self.pair_vars
+    start = estimators.init_particles(self.rule, self.family,
+                                      tf.nest.map_structure(lambda t: t[None], tensors))
+    for var, value in zip(tf.nest.flatten(v["tensors"]), tf.nest.flatten(tensors)):
+      var[i].assign(value)
+    for var, value in zip(tf.nest.flatten((v["params"], v["rule_state"])),
+                          tf.nest.flatten((start.params, [tuple(s) for s in start.rule_state]))):
+      var[:, i].assign(tf.concat([value, value], 0))
+    for var in tf.nest.flatten(v["xi"]):
+      var[i].assign(tf.zeros(var.shape[1:], var.dtype))
+    v["init_loss"][:, i].assign(tf.zeros([2]))
+    v["step"][i].assign(0)
+    v["length"][i].assign(length)
+    v["trajectory"][i].assign(index)
+
+  def _start(self, i, first=False):
+    index = int(self.pair_vars["trajectory"][i]) if first else int(self.next_trajectory)
+    if not first:
+      self.next_trajectory.assign_add(1)
+    length = trajectory_length(self.config, index, first)
+    self._reset_fn(tf.constant(i), self.family.sample("train", index).tensors,
+                   tf.constant(length, tf.int64), tf.constant(index, tf.int64))
+
+  def _train_step(self):
+    """One meta-step; returns its metrics (means over the particles)."""
+    grads, norm, out = self._step_fn()
+    norm = float(norm)
+    if math.isfinite(norm):
+      self._apply_fn(grads)
+    else:
+      self.nonfinite_skips.assign_add(1)
+    self._write_fn(out)
+    finite = out["finite"].numpy().astype(bool)
+    ended = out["step"].numpy() >= self.pair_vars["length"].numpy()
+    for i in np.flatnonzero(ended | ~finite):
+      if not finite[i]:
+        self.diverged_trajectories.assign_add(1)
+      self._start(int(i))
+    values = out["values"].numpy()
+    return {"meta_loss": float(np.mean(values[np.isfinite(values)])) if np.isfinite(
+        values).any() else float("nan"), "train_loss": float(np.nanmean(out["mean_losses"])),
+            "meta_grad_norm": norm}
+
+  # ---------------------------------------------------------- validation --
+  def _validation_values(self, tensors):
+    count = int(tf.nest.flatten(tensors)[0].shape[0])
+    theta = tf.nest.map_structure(lambda m: tf.stack([tf.convert_to_tensor(m)] * count),
+                                  self.meta_vars)
+    particles = estimators.init_particles(self.rule, self.family, tensors)
+    values, _, _ = estimators.run_truncation(
+        self.rule, self.family, theta, tensors, particles,
+        self.config.validation_horizon or self.config.max_horizon, self.config.learning_rate,
+        "sum", self.config.vectorized)
+    return values
+
+  def validate(self) -> float:
+    """Mean loss after each update over the validation horizon, on the validation problems."""
+    if self._validate_fn is None:
+      self._validate_fn = tf.function(self._validation_values)
+    tensors = estimators.stack([self.family.sample("validation", i).tensors
+                                for i in range(self.config.validation_problems)])
+    value = float(np.mean(self._validate_fn(tensors).numpy()))
+    return value if math.isfinite(value) else float("inf")
+
+  # ---------------------------------------------------------------- run --
+  def restore(self) -> bool:
+    """Restores the newest readable checkpoint, if any. Returns whether it did.
+
+    See `trainers.checkpointing.restore_newest_readable`: unreadable newer
+    checkpoints are skipped with a warning; checkpoints of which none can be
+    read raise ValueError.
+    """
+    if not checkpointing.candidates(self.manager.directory):
+      return False
+    self.manager, latest, _ = checkpointing.restore_newest_readable(
+        self.checkpoint, self.manager, "meta-step", repair=self.is_chief)
+    self.metrics.truncate_after(int(self.global_step))
+    logging.info("Resumed from %s at meta-step %d.", latest, int(self.global_step))
+    return True
+
+  def _save(self, step):
+    if self.is_chief:
+      self.manager.save(checkpoint_number=step)
+
+  @base.holds_run_lock
+  def run(self) -> dict:
+    """Meta-trains until `num_steps` (or early stopping); returns a summary dict."""
+    config = self.config
+    resumed = self.restore()
+    if self.is_chief:
+      base.write_config(self.save_dir, self._run_config())
+    writer = tf.summary.create_file_writer(os.path.join(self._write_dir, "tensorboard"))
+    step = int(self.global_step)
+    if step == 0 and not resumed:
+      self.metrics.truncate_after(-1)  # records of an attempt killed before its first checkpoint
+      for i in range(config.num_pairs):
+        self._start(i, first=True)
+      base.write_record(self.metrics, writer, {"step": 0,
+                                               "validation_loss": base.validation_round(self, 0)})
+      self._save(0)
+    progress = base.Progress(config.num_steps, start=step)
+    inner_steps = 2 * config.num_pairs * config.unroll_length
+    timer, timed = time.perf_counter(), 0
+    while step < config.num_steps and not bool(self.stopped_early):
+      record = self._train_step()
+      step += 1
+      timed += 1
+      self.global_step.assign(step)
+      logged = step % config.log_every == 0 or step == config.num_steps
+      validating = step % config.validation_every == 0 or step == config.num_steps
+      if logged or validating:
+        rate = timed * inner_steps / max(time.perf_counter() - timer, 1e-9)
+        record.update(step=step, particle_steps_per_second=rate,
+                      nonfinite_skips=int(self.nonfinite_skips),
+                      diverged_trajectories=int(self.diverged_trajectories))
+        logging.info("meta-step %d: %.0f inner particle-steps/s, meta-loss %.4g", step, rate,
+                     record["meta_loss"])
+        if validating:
+          record["validation_loss"] = base.validation_round(self, step)
+          record["best_validation_loss"] = float(self.best_validation)
+        base.write_record(self.metrics, writer, record)
+      if step % config.checkpoint_every == 0 or step == config.num_steps:
+        self._save(step)
+      progress.update(step, meta_loss=record["meta_loss"],
+                      validation_loss=record.get("validation_loss"))
+      if logged or validating:
+        timer, timed = time.perf_counter(), 0
+    self._save(step)
+    writer.flush()
+    return base.finish_run(self, step, config.learning_rate)
+
+  def _run_config(self) -> dict:
+    return {"format": base.RUN_FORMAT, "trainer": self.config.estimator,
+            "strategy": {"class": type(self.strategy).__name__,
+                         "num_replicas": self.num_replicas, "num_pairs": self.config.num_pairs},
+            "rule": rules_lib.serialize(self.rule),
+            "problem_family": {"class": type(self.family).__name__,
+                               "config": self.family.get_config()},
+            "pes": dataclasses.asdict(self.config), "versions": base.versions(),
+            **self._extra_config}
