@@ -14,7 +14,7 @@ for s in 0 1 2 3 4 5 6 7; do
   OPTS="$OPTS,runs/gpslstm-logreg-s$s/last,runs/gpslstm-logreg-s$s"
 done
 for h in 100 400; do
-  $PY -m scripts.evaluate --problem=logistic_regression --optimizers=${OPTS#,},sgd,momentum \
+  $PY -m scripts.evaluate --overwrite --problem=logistic_regression --optimizers=${OPTS#,},sgd,momentum \
       --horizon=$h --output_dir=docs/results/gps/logreg_gpslstm_h$h
 done
 for s in 0 1 2 3 4 5 6 7; do

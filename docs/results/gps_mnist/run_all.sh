@@ -6,7 +6,7 @@ PY=${PY:-.venv/bin/python}
 OUT=docs/results/gps_mnist
 OPTIMIZERS=pretrained:gps-mnist,runs/bptt-lstm-p2/best,sgd,momentum,adam,rmsprop,adagrad
 eval_one() {  # $1: output name, $2: problem_config
-  $PY -m scripts.evaluate --problem=mnist_mlp --horizon=800 --num_problems=50 \
+  $PY -m scripts.evaluate --overwrite --problem=mnist_mlp --horizon=800 --num_problems=50 \
     --tuning_problems=5 --grid=0.001,0.003,0.01,0.03,0.1,0.3,1,3 --speedup_horizon_factor=1 \
     --optimizers=$OPTIMIZERS --problem_config="$2" --output_dir=$OUT/$1 --title="$1"
 }
