@@ -14,6 +14,9 @@ and `lbfgs`: scipy's conjugate gradient and L-BFGS-B, which have no learning
 rate (e.g. `--problem=logistic_regression --optimizers=cg,lbfgs,sgd,momentum,adam`).
 Writes `results.json`, `report.md` and `curves.png` to `--output_dir` and prints
 the table.
+
+`--suite=general` evaluates on the held-out Keras task suite instead (see
+scripts/suite_evaluate.py).
 """
 
 import json
@@ -24,6 +27,7 @@ from absl import flags
 from absl import logging
 
 from scripts import strategy_flags
+from scripts import suite_evaluate
 
 
 def define_flags():
@@ -46,6 +50,7 @@ def define_flags():
 
 
 define_flags()
+suite_evaluate.define_flags()
 strategy_flags.define_strategy_flags()
 FLAGS = flags.FLAGS
 
@@ -123,6 +128,9 @@ def main(argv):
   std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if FLAGS.suite:  # the held-out task suite: scripts/suite_evaluate.py
+    suite_evaluate.main(FLAGS)
+    return
   if not FLAGS.output_dir:
     raise app.UsageError("--output_dir is required.")
   for name in ("num_problems", "tuning_problems", "speedup_horizon_factor"):
