@@ -1,15 +1,22 @@
 """The held-out task suite: metrics, tuning protocol, resume, split and every task's first step."""
 
+import contextlib
 import functools
+import io
+import json
 import math
 import os
 import tempfile
+from unittest import mock
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags  # pylint: disable=g-import-not-at-top
+from absl.testing import flagsaver  # pylint: disable=g-import-not-at-top
 
 from keras_l2o import problems  # pylint: disable=g-import-not-at-top
 from keras_l2o import suite  # pylint: disable=g-import-not-at-top
@@ -17,6 +24,8 @@ from keras_l2o.suite import base  # pylint: disable=g-import-not-at-top
 from keras_l2o.suite import optimizers  # pylint: disable=g-import-not-at-top
 from keras_l2o.suite import split  # pylint: disable=g-import-not-at-top
 from keras_l2o.suite import summary  # pylint: disable=g-import-not-at-top
+from keras_l2o.suite import training  # pylint: disable=g-import-not-at-top
+from scripts import evaluate  # pylint: disable=g-import-not-at-top
 
 _REFERENCE = [1.0 - 0.05 * j for j in range(20)]  # 20 windows of 10 steps; ends at 0.05
 
@@ -178,6 +187,41 @@ class TasksTest(tf.test.TestCase):
     self.assertEqual(first["curve"], second["curve"])
     self.assertLess(first["curve"][1], first["initial_loss"])
     self.assertEqual(sorted(first["test"]), ["loss"])
+
+
+class CommandLineTest(tf.test.TestCase):
+
+  def _main(self, *args):
+    with flagsaver.flagsaver():
+      remaining = flags.FLAGS(["keras-l2o-evaluate", "--suite=general"] + list(args))
+      with contextlib.redirect_stdout(io.StringIO()):
+        evaluate.main(remaining)
+
+  def test_errors_name_what_is_allowed(self):
+    with self.assertRaisesRegex(app.UsageError, "'pretrained:nope': NAME must be one of "):
+      self._main("--optimizers=pretrained:nope", "--output_dir=/tmp/unused")
+    with self.assertRaisesRegex(app.UsageError, r"--suite_tasks: unknown \['nope'\]"):
+      self._main("--suite_tasks=nope", "--output_dir=/tmp/unused")
+    with self.assertRaisesRegex(app.UsageError, "Unknown suite baseline 'sgd'"):
+      self._main("--suite_baselines=sgd", "--output_dir=/tmp/unused")
+
+  def test_quick_run_writes_the_report(self):
+    output = tempfile.mkdtemp()
+    runner = StubRunner()
+    with mock.patch.object(training, "run", runner):
+      self._main("--quick", "--suite_tasks=wine_mlp_deep_gelu", "--output_dir=" + output,
+                 "--optimizers=pretrained:l2o-mlp-general", "--suite_baselines=adam@1e-3,adamw")
+    # learned (1 test seed), adam@1e-3 (1), AdamW: its 3-point quick grid on the validation seed, 1.
+    self.assertEqual([seed for seed, _ in runner.calls], [0, 0, 10_000, 10_000, 10_000, 0])
+    with open(os.path.join(output, "results.json"), encoding="utf-8") as f:
+      document = json.load(f)
+    self.assertEqual(document["protocol"]["grids"]["adamw"], [
+        "learning_rate=0.0003,weight_decay=0.01", "learning_rate=0.001,weight_decay=0.01",
+        "learning_rate=0.003,weight_decay=0.01"])
+    self.assertEqual(document["rows"]["wine_mlp_deep_gelu"]["adamw"]["speedup"], 1.0)
+    self.assertTrue(os.path.exists(os.path.join(output, "plots", "summary.png")))
+    with open(os.path.join(output, "report.md"), encoding="utf-8") as f:
+      self.assertIn("| adamw | lr=0.003,wd=0.01 |", f.read())
 
 
 if __name__ == "__main__":

@@ -81,7 +81,7 @@ def training_uses() -> dict:
 
 
 def overlaps(task_names=None) -> dict:
-  """`{task: [meta-training uses]}` for suite tasks that share a training identity (should be {})."""
+  """`{task: [meta-training uses]}` of suite tasks sharing a training identity (should be {})."""
   uses = training_uses()
   found = {}
   for name in task_names or base.names():

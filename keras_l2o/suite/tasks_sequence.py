@@ -1,4 +1,4 @@
-"""Suite tasks on generated sequences and text: GRU, LSTM, a transformer block and a wide embedding."""
+"""Suite tasks on generated sequences and text: GRU, LSTM, a transformer block, a wide embedding."""
 
 import keras
 
@@ -58,7 +58,7 @@ def markov_text_transformer(seed):
 @base.register("topics_wide_embedding", kind="classification", dataset="topic_documents",
                architecture="embedding", horizon=1000, batch_size=64)
 def topics_wide_embedding(seed):
-  """Topic of bag-of-words documents: a 16,384 x 80 embedding (1.3M parameters), pooled, MLP head."""
+  """Topics of bag-of-words documents: a 16,384 x 80 embedding (1.3M parameters), pooled, MLP head."""
   x, y = data_lib.topic_documents(seed)
   train, validation, test = base.split_arrays(x, y, seed)
   model = keras.Sequential([
