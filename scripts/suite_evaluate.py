@@ -84,8 +84,11 @@ def main(flag_values):
   from keras_l2o import suite  # pylint: disable=g-import-not-at-top
   if not flag_values.output_dir:
     raise app.UsageError("--output_dir is required.")
-  tf.config.threading.set_intra_op_parallelism_threads(flag_values.suite_threads)
-  tf.config.threading.set_inter_op_parallelism_threads(flag_values.suite_threads)
+  try:
+    tf.config.threading.set_intra_op_parallelism_threads(flag_values.suite_threads)
+    tf.config.threading.set_inter_op_parallelism_threads(flag_values.suite_threads)
+  except RuntimeError as e:  # TensorFlow already ran in this process (e.g. a test)
+    logging.warning("--suite_threads=%d not applied: %s", flag_values.suite_threads, e)
   task_names = suite.names()
   if flag_values.suite_tasks:
     task_names = [t.strip() for t in flag_values.suite_tasks.split(",") if t.strip()]

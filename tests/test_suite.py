@@ -128,6 +128,7 @@ class ProtocolTest(tf.test.TestCase):
     results = suite.evaluate_task(self.spec, self.choices, self.store, (0,), StubRunner())
     rows = summary.task_rows(results)
     self.assertEqual(rows["adamw"]["speedup"], 1.0)
+    self.assertFalse(rows["adamw"]["at_grid_edge"])  # 3e-3 is inside the 1e-4 .. 0.1 grid
     across = summary.across_tasks({"wine": rows})
     self.assertEqual(across["adam"]["wins"]["adam@1e-3"], {"wins": 1, "tasks": 1})
     self.assertEqual(across["adam@1e-3"]["wins"]["adam"], {"wins": 0, "tasks": 1})
@@ -221,7 +222,7 @@ class CommandLineTest(tf.test.TestCase):
     self.assertEqual(document["rows"]["wine_mlp_deep_gelu"]["adamw"]["speedup"], 1.0)
     self.assertTrue(os.path.exists(os.path.join(output, "plots", "summary.png")))
     with open(os.path.join(output, "report.md"), encoding="utf-8") as f:
-      self.assertIn("| adamw | lr=0.003,wd=0.01 |", f.read())
+      self.assertIn("| adamw | lr=0.003,wd=0.01 (grid edge) |", f.read())  # largest quick rate
 
 
 if __name__ == "__main__":

@@ -68,17 +68,20 @@ def evaluate_task(spec, choices, store, test_seeds, run_fn=None,
   """Tunes and runs every optimizer on one task; returns `{optimizer: entry}`.
 
   Each entry holds `setting` (the chosen or fixed setting), `tuning` (setting key
-  -> validation score, tuned baselines only) and `runs` (one record per test
-  seed, in `test_seeds` order).
+  -> validation score, tuned baselines only), `at_grid_edge` (True if the tuned
+  learning rate is the smallest or largest of the grid: the grid may be too
+  narrow) and `runs` (one record per test seed, in `test_seeds` order).
   """
   check_seeds(test_seeds, validation_seeds)
   run_fn = run_fn or training.run
   results = {}
   for choice in choices:
-    entry = {"setting": None, "tuning": {}}
+    entry = {"setting": None, "tuning": {}, "at_grid_edge": False}
     if choice.tuned:
       entry["setting"], entry["tuning"] = tune(spec, choice, store, run_fn, validation_seeds,
                                                on_run)
+      rates = [setting["learning_rate"] for setting in choice.grid]
+      entry["at_grid_edge"] = entry["setting"]["learning_rate"] in (min(rates), max(rates))
       logging.info("%s on %s: tuned setting %s", choice.name, spec.name, entry["setting"])
     entry["runs"] = []
     for seed in test_seeds:

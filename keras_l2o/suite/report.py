@@ -53,7 +53,8 @@ def task_markdown(task, rows) -> list:
            "speed-up vs AdamW | diverged |", "|---|---|---|---|---|---|---|---|"]
   for name, row in rows.items():
     lines.append(
-        f"| {name} | {_setting(row['setting'])} | {_fmt(row['final_train_loss'])} "
+        f"| {name} | {_setting(row['setting'])}{' (grid edge)' if row['at_grid_edge'] else ''} "
+        f"| {_fmt(row['final_train_loss'])} "
         f"({_fmt(row['final_train_loss_std'], 2)}) | {_fmt(row['validation_loss'])} | "
         f"{_fmt(row['test_loss'])} | {_fmt(row['test_accuracy'], 3)} | {_fmt(row['speedup'], 3)} "
         f"| {row['diverged']}/{row['seeds']} |")
@@ -85,7 +86,8 @@ def report_markdown(document) -> str:
   lines += ["", metrics.__doc__.split("\n\n", 1)[1].strip(), "", "## Across tasks", "",
             "Wins: tasks where the row's mean final training loss is strictly below the "
             "column's. Speed-up: IQM over tasks of the per-task mean speed-up over tuned AdamW "
-            "(percentile bootstrap over tasks).", ""]
+            "(percentile bootstrap over tasks). A tuned setting marked (grid edge) is the "
+            "smallest or largest learning rate of its grid.", ""]
   lines += summary_markdown(document["summary"]) + ["", "## Per task", ""]
   for task, rows in document["rows"].items():
     lines += task_markdown(task, rows)

@@ -24,6 +24,7 @@ def optimizer_row(entry, reference_entry) -> dict:
   finals = [metrics.final_loss(r["curve"]) for r in runs]
   row = {
       "setting": entry["setting"],
+      "at_grid_edge": bool(entry.get("at_grid_edge")),
       "final_train_loss": _mean(finals) if all(map(math.isfinite, finals)) else math.inf,
       "final_train_loss_std": _std(finals),
       "diverged": sum(metrics.diverged(r["curve"], r["initial_loss"]) for r in runs),
