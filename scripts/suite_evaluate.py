@@ -9,8 +9,9 @@ Every optimizer trains every suite task through `model.fit` (see
 (`pretrained:NAME`, a meta-training directory or an export; default: every
 shipped pretrained optimizer); the baselines of `--suite_baselines` are always
 added. Finished runs are stored under `--output_dir/runs` and reused: rerun the
-same command to continue after a crash. Writes `results.json`, `report.md`,
-`plots/TASK.png` and `plots/summary.png` to `--output_dir`.
+same command to continue after a crash; `--suite_report_only` reports the runs
+stored so far. Writes `results.json`, `report.md`, `plots/TASK.png` and
+`plots/summary.png` to `--output_dir`.
 """
 
 import os
@@ -31,6 +32,8 @@ def define_flags():
                       "Suite: comma list of baselines (empty: none).")
   flags.DEFINE_integer("suite_seeds", None, "Suite: test seeds 0..N-1 (default 3; 1 with --quick).")
   flags.DEFINE_integer("suite_threads", 1, "Suite: TensorFlow intra- and inter-op threads.")
+  flags.DEFINE_bool("suite_report_only", False, "Suite: train nothing; report the stored runs "
+                    "(tasks with a run not stored yet are left out).")
 
 
 def _learned_factory(item):
@@ -106,8 +109,13 @@ def main(flag_values):
                "are reused from %s)", flag_values.suite, len(task_names), len(choices), seeds,
                total, flag_values.output_dir)
   store = suite.RunStore(flag_values.output_dir)
-  results = suite.evaluate_suite(task_names, choices, store, seeds,
-                                 progress=keras.utils.Progbar(total, unit_name="run"))
+  if flag_values.suite_report_only:
+    results = suite.evaluate_suite(task_names, choices, store, seeds, run_fn=suite.stored_only)
+  else:
+    results = suite.evaluate_suite(task_names, choices, store, seeds,
+                                   progress=keras.utils.Progbar(total, unit_name="run"))
+  if not results:
+    raise app.UsageError(f"No task has all its runs stored in {flag_values.output_dir!r} yet.")
   protocol = suite.protocol_description(choices, seeds, quick=flag_values.quick)
   paths = suite.write_report(results, protocol, flag_values.output_dir)
   logging.info("Wrote %s", paths)

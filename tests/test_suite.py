@@ -124,6 +124,15 @@ class ProtocolTest(tf.test.TestCase):
     suite.evaluate_task(self.spec, self.choices, self.store, (0,), runner)
     self.assertLen(runner.calls, made + 1)  # only the removed run
 
+  def test_report_only_leaves_out_unfinished_tasks(self):
+    suite.evaluate_task(self.spec, self.choices, self.store, (0,), StubRunner())
+    with self.assertRaisesRegex(suite.MissingRun, "'diabetes_mlp_relu', seed 10000: a run is not"):
+      suite.evaluate_task(suite.get("diabetes_mlp_relu"), self.choices, self.store, (0,),
+                          suite.stored_only)
+    results = suite.evaluate_suite([self.spec.name, "diabetes_mlp_relu"], self.choices,
+                                   self.store, (0,), suite.stored_only)
+    self.assertEqual(list(results), [self.spec.name])
+
   def test_summary_counts_wins_and_self_speedup(self):
     results = suite.evaluate_task(self.spec, self.choices, self.store, (0,), StubRunner())
     rows = summary.task_rows(results)

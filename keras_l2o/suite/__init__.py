@@ -38,7 +38,9 @@ from keras_l2o.suite.protocol import check_seeds
 from keras_l2o.suite.protocol import count_runs
 from keras_l2o.suite.protocol import evaluate_suite
 from keras_l2o.suite.protocol import evaluate_task
+from keras_l2o.suite.protocol import MissingRun
 from keras_l2o.suite.protocol import QUICK_TEST_SEEDS
+from keras_l2o.suite.protocol import stored_only
 from keras_l2o.suite.protocol import TEST_SEEDS
 from keras_l2o.suite.protocol import tune
 from keras_l2o.suite.protocol import VALIDATION_SEEDS
@@ -50,9 +52,9 @@ from keras_l2o.suite.split import training_uses
 from keras_l2o.suite.store import RunStore
 from keras_l2o.suite.training import run
 
-__all__ = ["ARCHITECTURES", "BASELINES", "Choice", "QUICK_TEST_SEEDS", "RunStore", "TEST_SEEDS",
+__all__ = ["ARCHITECTURES", "BASELINES", "Choice", "MissingRun", "QUICK_TEST_SEEDS", "RunStore", "TEST_SEEDS",
            "Task", "TaskSpec", "VALIDATION_SEEDS", "baseline", "check_seeds", "count_runs",
            "diverged", "evaluate_suite", "evaluate_task", "final_loss", "get", "iqm",
            "iqm_interval", "learned", "names", "overlaps", "protocol_description", "register",
-           "report_markdown", "run", "speedup", "steps_to_reach", "training_uses", "tune",
+           "report_markdown", "run", "speedup", "steps_to_reach", "stored_only", "training_uses", "tune",
            "write_report"]
