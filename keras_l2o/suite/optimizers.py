@@ -24,8 +24,10 @@ import keras
 WARMUP_FRACTION = 0.05
 # Learning-rate grids (log, half a decade apart) and AdamW's weight-decay grid.
 FULL_LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
-QUICK_LR_GRIDS = {"adamw": (3e-4, 1e-3, 3e-3), "adam": (3e-4, 1e-3, 3e-3),
-                  "muon": (1e-3, 3e-3, 1e-2), "schedule_free_adamw": (1e-3, 3e-3, 1e-2)}
+# The quick grids: 3 rates around where the full grid's argmin fell (a first quick run with
+# rates one half-decade lower picked the largest rate for every baseline on the first 3 tasks).
+QUICK_LR_GRIDS = {"adamw": (1e-3, 3e-3, 1e-2), "adam": (1e-3, 3e-3, 1e-2),
+                  "muon": (3e-3, 1e-2, 3e-2), "schedule_free_adamw": (3e-3, 1e-2, 3e-2)}
 FULL_WD_GRID = (0.01, 0.1)
 QUICK_WD_GRID = (0.01,)
 TUNED_BASELINES = ("adamw", "muon", "schedule_free_adamw", "adam")

@@ -57,7 +57,9 @@ def run(spec, seed, optimizer, windows=DEFAULT_WINDOWS, batch_size=None, horizon
     A dict: `curve` (window mean losses), `initial_loss` (training-data loss at
     the initial weights), `validation` / `test` / `train_eval` (Keras
     `evaluate` dicts at the end: `loss` and the task's metrics), `stopped`
-    (True if a non-finite loss ended the run), `seconds`.
+    (True if a non-finite loss ended the run), `seconds` (wall) and
+    `cpu_seconds` (process CPU time, all threads: what the run costs on an idle
+    machine).
 
   Raises:
     ValueError: if the horizon is not a multiple of `windows`.
@@ -73,7 +75,7 @@ def run(spec, seed, optimizer, windows=DEFAULT_WINDOWS, batch_size=None, horizon
   per_window = horizon // windows
   task.model.compile(optimizer=optimizer, loss=task.loss, metrics=list(task.metrics),
                      steps_per_execution=per_window)
-  start = time.time()
+  start, cpu_start = time.time(), time.process_time()
   initial = _evaluate(task.model, tuple(a[:_INITIAL_EXAMPLES] for a in task.train))["loss"]
   recorder = _WindowLosses()
   task.model.fit(_pipeline(task.train, task.batch_size, int(seed)), epochs=windows,
@@ -87,4 +89,5 @@ def run(spec, seed, optimizer, windows=DEFAULT_WINDOWS, batch_size=None, horizon
                      ("test", task.test)):
     record[name] = {} if stopped else _evaluate(task.model, part)
   record["seconds"] = time.time() - start
+  record["cpu_seconds"] = time.process_time() - cpu_start  # all threads; independent of load
   return record
