@@ -75,6 +75,18 @@ def summary_markdown(across) -> list:
   return lines
 
 
+def matrix_markdown(rows_by_task, column, digits=3) -> list:
+  """A tasks x optimizers table of one row field (e.g. `final_train_loss`); * marks a
+  task on which some seed diverged."""
+  names = list(next(iter(rows_by_task.values())))
+  lines = ["| task | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+  for task, rows in rows_by_task.items():
+    cells = [_fmt(rows[n][column], digits) + ("*" if rows[n]["diverged"] else "")
+             if n in rows else "-" for n in names]
+    lines.append(f"| {task} | " + " | ".join(cells) + " |")
+  return lines
+
+
 def report_markdown(document) -> str:
   """The report of a `results.json` document."""
   protocol = document["protocol"]
@@ -88,7 +100,12 @@ def report_markdown(document) -> str:
             "column's. Speed-up: IQM over tasks of the per-task mean speed-up over tuned AdamW "
             "(percentile bootstrap over tasks). A tuned setting marked (grid edge) is the "
             "smallest or largest learning rate of its grid.", ""]
-  lines += summary_markdown(document["summary"]) + ["", "## Per task", ""]
+  lines += summary_markdown(document["summary"])
+  for title, column in (("Final training loss", "final_train_loss"), ("Test loss", "test_loss"),
+                        ("Speed-up over tuned AdamW", "speedup")):
+    lines += ["", f"### {title} (mean over test seeds; * some seed diverged)", ""]
+    lines += matrix_markdown(document["rows"], column)
+  lines += ["", "## Per task", ""]
   for task, rows in document["rows"].items():
     lines += task_markdown(task, rows)
   return "\n".join(lines)
