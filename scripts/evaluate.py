@@ -14,6 +14,9 @@ and `lbfgs`: scipy's conjugate gradient and L-BFGS-B, which have no learning
 rate (e.g. `--problem=logistic_regression --optimizers=cg,lbfgs,sgd,momentum,adam`).
 Writes `results.json`, `report.md` and `curves.png` to `--output_dir` and prints
 the table.
+
+`--suite=general` evaluates on the held-out Keras task suite instead (see
+scripts/suite_evaluate.py).
 """
 
 import json
@@ -26,6 +29,7 @@ from absl import logging
 
 from scripts import cli
 from scripts import strategy_flags
+from scripts import suite_evaluate
 
 RESULT_FILES = ("results.json", "report.md", "curves.png")
 
@@ -54,6 +58,7 @@ def define_flags():
 
 
 define_flags()
+suite_evaluate.define_flags()
 strategy_flags.define_strategy_flags()
 FLAGS = flags.FLAGS
 
@@ -141,6 +146,9 @@ def main(argv):
   std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if FLAGS.suite:  # the held-out task suite: scripts/suite_evaluate.py
+    suite_evaluate.main(FLAGS)
+    return
   try:  # first: it may split the CPU or join a cluster before TensorFlow initialises
     strategy = strategy_flags.strategy_from_flags()
   except ValueError as e:

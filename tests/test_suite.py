@@ -1,0 +1,238 @@
+"""The held-out task suite: metrics, tuning protocol, resume, split and every task's first step."""
+
+import contextlib
+import functools
+import io
+import json
+import math
+import os
+import tempfile
+from unittest import mock
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # pylint: disable=g-import-not-at-top
+import numpy as np  # pylint: disable=g-import-not-at-top
+import tensorflow as tf  # pylint: disable=g-import-not-at-top
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags  # pylint: disable=g-import-not-at-top
+from absl.testing import flagsaver  # pylint: disable=g-import-not-at-top
+
+from keras_l2o import problems  # pylint: disable=g-import-not-at-top
+from keras_l2o import suite  # pylint: disable=g-import-not-at-top
+from keras_l2o.suite import base  # pylint: disable=g-import-not-at-top
+from keras_l2o.suite import optimizers  # pylint: disable=g-import-not-at-top
+from keras_l2o.suite import split  # pylint: disable=g-import-not-at-top
+from keras_l2o.suite import summary  # pylint: disable=g-import-not-at-top
+from keras_l2o.suite import training  # pylint: disable=g-import-not-at-top
+from scripts import evaluate  # pylint: disable=g-import-not-at-top
+
+_REFERENCE = [1.0 - 0.05 * j for j in range(20)]  # 20 windows of 10 steps; ends at 0.05
+
+
+class StubRunner:
+  """A fake `run_fn`: the final loss is (log10(lr) + 2.5)^2 (its grid argmin is lr=3e-3);
+  lr >= 0.1 diverges (NaN). Records every (seed, setting) it is asked to run."""
+
+  def __init__(self):
+    self.calls = []
+
+  def __call__(self, spec, seed, make):
+    optimizer = make(spec.horizon)
+    lr = float(keras.ops.convert_to_numpy(optimizer.learning_rate)) if not callable(
+        getattr(optimizer, "_learning_rate", None)) else float(
+            optimizer._learning_rate.warmup_target)  # pylint: disable=protected-access
+    lr = float(f"{lr:.6g}")  # the optimizer holds it in float32
+    self.calls.append((seed, lr))
+    value = math.nan if lr >= 0.1 else (math.log10(lr) + 2.5) ** 2 + 0.01 * seed
+    return {"curve": [1.0] * 19 + [value], "initial_loss": 2.0, "horizon": spec.horizon,
+            "validation": {"loss": value}, "test": {"loss": value}, "stopped": False}
+
+
+class MetricsTest(tf.test.TestCase):
+
+  def test_final_loss_is_the_mean_of_the_last_five_percent(self):
+    self.assertAllClose(suite.final_loss(np.arange(100.0)), 97.0)  # mean of 95..99
+    self.assertEqual(suite.final_loss([1.0, math.nan, 0.5]), math.inf)
+
+  def test_speedup_on_hand_made_curves(self):
+    stalls = [0.9, 0.7] + [0.5] * 18  # ends at 0.5; the reference first reaches 0.5 at window 10
+    self.assertAllClose(suite.speedup(stalls, _REFERENCE, 200), 110 / 200)
+    faster = [0.5, 0.2, 0.04] + [0.01] * 17  # reaches the reference's 0.05 in 30 steps
+    self.assertAllClose(suite.speedup(faster, _REFERENCE, 200), 200 / 30)
+    self.assertEqual(suite.speedup(_REFERENCE, _REFERENCE, 200), 1.0)
+    self.assertEqual(suite.speedup([0.5, math.nan] + [0.1] * 18, _REFERENCE, 200), 0.0)
+    self.assertEqual(suite.speedup(faster, [math.inf] * 20, 200), math.inf)
+    self.assertEqual(suite.steps_to_reach(_REFERENCE, 0.001, 200), None)
+
+  def test_divergence(self):
+    self.assertTrue(suite.diverged([1.0, 3.0], initial_loss=2.0))
+    self.assertTrue(suite.diverged([1.0, math.inf], initial_loss=2.0))
+    self.assertFalse(suite.diverged([1.0, 1.5], initial_loss=2.0))
+
+  def test_iqm_of_a_known_array(self):
+    self.assertAllClose(suite.iqm(np.arange(1.0, 9.0)), 4.5)  # mean of 3, 4, 5, 6
+    value, low, high = suite.iqm_interval([0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 100.0, 100.0])
+    self.assertAllClose(value, 1.0)
+    self.assertLessEqual(low, value)
+    self.assertGreaterEqual(high, value)
+    self.assertLess(high, 100.0)
+
+
+class ProtocolTest(tf.test.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.spec = suite.get("wine_mlp_deep_gelu")
+    self.store = suite.RunStore(tempfile.mkdtemp())
+    self.choices = [suite.baseline("adam"), suite.baseline("adamw"), suite.baseline("adam@1e-3")]
+
+  def test_tuned_rate_is_the_grid_argmin(self):
+    runner = StubRunner()
+    setting, scores = suite.tune(self.spec, suite.baseline("adam"), self.store, runner)
+    self.assertEqual(setting, {"learning_rate": 3e-3})
+    self.assertEqual(len(scores), len(optimizers.FULL_LR_GRID))
+    self.assertAllClose(scores["learning_rate=0.003"], (math.log10(3e-3) + 2.5) ** 2 + 100.0)
+    self.assertEqual(scores["learning_rate=0.1"], math.inf)  # diverged: never chosen
+    setting, _ = suite.tune(self.spec, suite.baseline("adamw"), self.store, runner)
+    self.assertEqual(setting["learning_rate"], 3e-3)
+
+  def test_tuning_never_sees_test_seeds(self):
+    runner = StubRunner()
+    results = suite.evaluate_task(self.spec, self.choices, self.store, (0, 1, 2), runner)
+    grid_size = len(optimizers.FULL_LR_GRID)
+    tuning = runner.calls[:grid_size]  # adam's grid comes first
+    self.assertEqual({seed for seed, _ in tuning}, set(suite.VALIDATION_SEEDS))
+    self.assertEqual(sorted(lr for _, lr in tuning), sorted(optimizers.FULL_LR_GRID))
+    tested = [seed for seed, _ in runner.calls if seed not in suite.VALIDATION_SEEDS]
+    self.assertEqual(len(tested), 3 * 3)
+    self.assertEqual(len(runner.calls), grid_size * 3 + 9)  # adamw: 7 rates x 2 decays
+    self.assertEqual([r["validation"]["loss"] for r in results["adam"]["runs"]],
+                     [(math.log10(3e-3) + 2.5) ** 2 + 0.01 * s for s in (0, 1, 2)])
+    with self.assertRaisesRegex(ValueError, r"Test seeds \[0, 10000\] overlap the validation"):
+      suite.evaluate_task(self.spec, self.choices, self.store, (0, 10_000), runner)
+
+  def test_resume_skips_finished_runs(self):
+    runner = StubRunner()
+    first = suite.evaluate_task(self.spec, self.choices, self.store, (0,), runner)
+    made = len(runner.calls)
+    self.assertEqual(made, suite.count_runs(["x"], self.choices, (0,)))
+    again = suite.evaluate_task(self.spec, self.choices, self.store, (0,), runner)
+    self.assertLen(runner.calls, made)  # nothing rerun
+    self.assertEqual(again["adam"]["runs"], first["adam"]["runs"])
+    os.remove(self.store.path(self.spec.name, "adam@1e-3", 0, "untuned"))
+    suite.evaluate_task(self.spec, self.choices, self.store, (0,), runner)
+    self.assertLen(runner.calls, made + 1)  # only the removed run
+
+  def test_report_only_leaves_out_unfinished_tasks(self):
+    suite.evaluate_task(self.spec, self.choices, self.store, (0,), StubRunner())
+    with self.assertRaisesRegex(suite.MissingRun, "'diabetes_mlp_relu', seed 10000: a run is not"):
+      suite.evaluate_task(suite.get("diabetes_mlp_relu"), self.choices, self.store, (0,),
+                          suite.stored_only)
+    results = suite.evaluate_suite([self.spec.name, "diabetes_mlp_relu"], self.choices,
+                                   self.store, (0,), suite.stored_only)
+    self.assertEqual(list(results), [self.spec.name])
+
+  def test_summary_counts_wins_and_self_speedup(self):
+    results = suite.evaluate_task(self.spec, self.choices, self.store, (0,), StubRunner())
+    rows = summary.task_rows(results)
+    self.assertEqual(rows["adamw"]["speedup"], 1.0)
+    self.assertFalse(rows["adamw"]["at_grid_edge"])  # 3e-3 is inside the 1e-4 .. 0.1 grid
+    across = summary.across_tasks({"wine": rows})
+    self.assertEqual(across["adam"]["wins"]["adam@1e-3"], {"wins": 1, "tasks": 1})
+    self.assertEqual(across["adam@1e-3"]["wins"]["adam"], {"wins": 0, "tasks": 1})
+
+
+class SplitTest(tf.test.TestCase):
+
+  def test_suite_and_meta_training_problems_are_disjoint(self):
+    self.assertEqual(suite.overlaps(), {})
+    self.assertIn(("mnist", "mlp"), suite.training_uses())
+    self.assertIn(("digits", "conv"), suite.training_uses())
+
+  def test_a_newly_registered_family_is_covered(self):
+    name = "suite_test_breast_cancer_mlp"
+    problems.register(name, functools.partial(problems.MLPFamily, dataset="breast_cancer"))
+    try:
+      self.assertEqual(split.identities(name), {("breast_cancer", "mlp")})
+      self.assertEqual(list(suite.overlaps()), ["breast_cancer_mlp_tanh"])
+    finally:
+      problems._REGISTRY.pop(name)  # pylint: disable=protected-access
+
+
+class TasksTest(tf.test.TestCase):
+
+  def test_registry(self):
+    self.assertGreaterEqual(len(suite.names()), 12)
+    for name in suite.names():
+      spec = suite.get(name)
+      self.assertBetween(spec.horizon, 1000, 10000)
+      self.assertEqual(spec.horizon % 40, 0)  # whole training windows
+    kinds = {suite.get(n).architecture for n in suite.names()}
+    self.assertEqual(kinds, set(suite.ARCHITECTURES))
+    with self.assertRaisesRegex(ValueError, "Unknown suite task 'nope'. Valid tasks: "):
+      suite.get("nope")
+    with self.assertRaisesRegex(ValueError, r"horizon must be in \[1000, 10000\]. Received: 50"):
+      base.register("short", kind="regression", dataset="d", architecture="mlp", horizon=50,
+                    batch_size=1)
+
+  def test_every_task_builds_and_takes_a_finite_step(self):
+    params = {}
+    for name in suite.names():
+      keras.utils.set_random_seed(0)
+      task = suite.get(name).build(0, batch_size=4)
+      task.model.compile(keras.optimizers.Adam(1e-3), task.loss, run_eagerly=True)
+      loss = task.model.train_on_batch(task.train[0][:4], task.train[1][:4])
+      self.assertTrue(np.isfinite(loss), msg=name)
+      self.assertGreater(len(task.validation[0]), 0, msg=name)
+      self.assertGreater(len(task.test[0]), 0, msg=name)
+      params[name] = task.model.count_params()
+    self.assertGreater(max(params.values()), 1_000_000)
+
+  def test_a_short_fit_run_is_deterministic(self):
+    spec = suite.get("diabetes_mlp_relu")
+    first, second = (suite.run(spec, 3, lambda h: keras.optimizers.Adam(1e-2), windows=2,
+                               horizon=10, batch_size=8) for _ in range(2))
+    self.assertLen(first["curve"], 2)
+    self.assertEqual(first["curve"], second["curve"])
+    self.assertLess(first["curve"][1], first["initial_loss"])
+    self.assertEqual(sorted(first["test"]), ["loss"])
+
+
+class CommandLineTest(tf.test.TestCase):
+
+  def _main(self, *args):
+    with flagsaver.flagsaver():
+      remaining = flags.FLAGS(["keras-l2o-evaluate", "--suite=general"] + list(args))
+      with contextlib.redirect_stdout(io.StringIO()):
+        evaluate.main(remaining)
+
+  def test_errors_name_what_is_allowed(self):
+    with self.assertRaisesRegex(app.UsageError, "'pretrained:nope': NAME must be one of "):
+      self._main("--optimizers=pretrained:nope", "--output_dir=/tmp/unused")
+    with self.assertRaisesRegex(app.UsageError, r"--suite_tasks: unknown \['nope'\]"):
+      self._main("--suite_tasks=nope", "--output_dir=/tmp/unused")
+    with self.assertRaisesRegex(app.UsageError, "Unknown suite baseline 'sgd'"):
+      self._main("--suite_baselines=sgd", "--output_dir=/tmp/unused")
+
+  def test_quick_run_writes_the_report(self):
+    output = tempfile.mkdtemp()
+    runner = StubRunner()
+    with mock.patch.object(training, "run", runner):
+      self._main("--quick", "--suite_tasks=wine_mlp_deep_gelu", "--output_dir=" + output,
+                 "--optimizers=pretrained:l2o-mlp-general", "--suite_baselines=adam@1e-3,adamw")
+    # learned (1 test seed), adam@1e-3 (1), AdamW: its 3-point quick grid on the validation seed, 1.
+    self.assertEqual([seed for seed, _ in runner.calls], [0, 0, 10_000, 10_000, 10_000, 0])
+    with open(os.path.join(output, "results.json"), encoding="utf-8") as f:
+      document = json.load(f)
+    self.assertEqual(document["protocol"]["grids"]["adamw"], [
+        "learning_rate=0.001,weight_decay=0.01", "learning_rate=0.003,weight_decay=0.01",
+        "learning_rate=0.01,weight_decay=0.01"])
+    self.assertEqual(document["rows"]["wine_mlp_deep_gelu"]["adamw"]["speedup"], 1.0)
+    self.assertTrue(os.path.exists(os.path.join(output, "plots", "summary.png")))
+    with open(os.path.join(output, "report.md"), encoding="utf-8") as f:
+      self.assertIn("| adamw | lr=0.003,wd=0.01 |", f.read())  # inside the quick grid
+
+
+if __name__ == "__main__":
+  tf.test.main()
