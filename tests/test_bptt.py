@@ -1,11 +1,6 @@
 """Correctness of the unroll and of truncated-BPTT meta-training."""
 
-import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -18,10 +13,10 @@ from keras_l2o import problems  # pylint: disable=g-import-not-at-top
 from keras_l2o import step as step_lib  # pylint: disable=g-import-not-at-top
 from keras_l2o import unroll as unroll_lib  # pylint: disable=g-import-not-at-top
 from keras_l2o.problems import base as problems_base  # pylint: disable=g-import-not-at-top
+from tests import kill_resume  # pylint: disable=g-import-not-at-top
 from trainers import base as trainers_base  # pylint: disable=g-import-not-at-top
 from trainers import bptt  # pylint: disable=g-import-not-at-top
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class Simple(problems_base.ProblemFamily):
@@ -304,43 +299,18 @@ class TrainerTest(tf.test.TestCase):
     self.assertAllClose(bptt.meta_loss(losses, final, bptt.time_weights("final", 3)), 0.5)
 
 
-class KillAndResumeTest(tf.test.TestCase):
+class KillAndResumeTest(kill_resume.KillAndResumeMixin, tf.test.TestCase):
   """A run killed with SIGKILL after its first checkpoint resumes to the same result."""
 
   FLAGS = ["--rule=lstm", '--rule_config={"hidden_size": 4, "num_layers": 1}',
            "--problem=quadratic", '--problem_config={"num_quadratics": 8}', "--unroll_length=5",
-           "--horizon=10", "--num_steps=150", "--checkpoint_every=5", "--validation_every=100",
+           "--horizon=10", "--checkpoint_every=5", "--validation_every=100",
            "--validation_problems=2", "--seed=3"]
-
-  def _command(self, save_dir, *extra):
-    return [sys.executable, "-m", "scripts.meta_train", f"--save_dir={save_dir}", *self.FLAGS,
-            *extra]
-
-  def _run(self, save_dir, *extra):
-    result = subprocess.run(self._command(save_dir, *extra), cwd=_REPO, capture_output=True,
-                            text=True, timeout=600, check=False)
-    self.assertEqual(result.returncode, 0, msg=result.stderr[-3000:])
-    return json.loads(result.stdout.strip().splitlines()[-1])
+  NUM_STEPS = 150
+  KILL_AFTER = 5
 
   def test_sigkill_then_resume_equals_uninterrupted(self):
-    straight = os.path.join(self.get_temp_dir(), "straight")
-    killed = os.path.join(self.get_temp_dir(), "killed")
-    process = subprocess.Popen(self._command(killed), cwd=_REPO, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    first = os.path.join(killed, "checkpoints", "ckpt-5.index")
-    deadline = time.time() + 300
-    while not os.path.exists(first) and process.poll() is None and time.time() < deadline:
-      time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=60)
-    self.assertEqual(process.returncode, -signal.SIGKILL)
-    at_kill = tf.train.latest_checkpoint(os.path.join(killed, "checkpoints"))
-    self.assertIsNotNone(at_kill)
-    self.assertLess(int(at_kill.rsplit("-", 1)[1]), 150)  # it really was cut short
-    self.assertFalse(os.path.exists(os.path.join(killed, "final")))
-    resumed = self._run(killed, "--resume")
-    uninterrupted = self._run(straight)
-    self.assertEqual(resumed, uninterrupted)
+    straight, killed, uninterrupted = self.kill_and_resume()
     # The quadratic problem's thread pools (one thread per op), kept by the resumed run.
     for run_dir in (straight, killed):
       settings = trainers_base.read_config(run_dir)["settings"]

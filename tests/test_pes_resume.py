@@ -1,11 +1,8 @@
 """keras-l2o-meta-train --trainer=pes: SIGKILL + --resume is bit-identical; bad settings are named."""
 
-import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -13,49 +10,26 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import keras_l2o  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tests import kill_resume  # pylint: disable=g-import-not-at-top,wrong-import-position
 from trainers import base as trainers_base  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-class KillAndResumeTest(tf.test.TestCase):
+class KillAndResumeTest(kill_resume.KillAndResumeMixin, tf.test.TestCase):
   """A PES run killed with SIGKILL after a checkpoint resumes to the same meta-parameters."""
 
   FLAGS = ["--trainer=pes", "--rule=mlp", '--rule_config={"hidden_size": 4}',
            "--problem=quadratic", '--problem_config={"num_quadratics": 8}', "--unroll_length=5",
-           "--min_horizon=10", "--max_horizon=30", "--num_pairs=2", "--num_steps=60",
+           "--min_horizon=10", "--max_horizon=30", "--num_pairs=2",
            "--checkpoint_every=3", "--validation_every=30", "--validation_problems=2",
            "--seed=3", "--meta_learning_rate=0.01"]
-
-  def _command(self, save_dir, *extra):
-    return [sys.executable, "-m", "scripts.meta_train", f"--save_dir={save_dir}", *self.FLAGS,
-            *extra]
-
-  def _run(self, save_dir, *extra):
-    result = subprocess.run(self._command(save_dir, *extra), cwd=_REPO, capture_output=True,
-                            text=True, timeout=300, check=False)
-    self.assertEqual(result.returncode, 0, msg=result.stderr[-3000:])
-    return json.loads(result.stdout.strip().splitlines()[-1])
+  NUM_STEPS = 60
+  KILL_AFTER = 6
+  TIMEOUT = 200
 
   def test_sigkill_then_resume_equals_uninterrupted(self):
-    straight = os.path.join(self.get_temp_dir(), "straight")
-    killed = os.path.join(self.get_temp_dir(), "killed")
-    process = subprocess.Popen(self._command(killed), cwd=_REPO, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    first = os.path.join(killed, "checkpoints", "ckpt-6.index")
-    deadline = time.time() + 200
-    while not os.path.exists(first) and process.poll() is None and time.time() < deadline:
-      time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=60)
-    self.assertEqual(process.returncode, -signal.SIGKILL)
-    at_kill = tf.train.latest_checkpoint(os.path.join(killed, "checkpoints"))
-    self.assertIsNotNone(at_kill)
-    self.assertLess(int(at_kill.rsplit("-", 1)[1]), 60)  # it really was cut short
-    self.assertFalse(os.path.exists(os.path.join(killed, "final")))
-    resumed = self._run(killed, "--resume")
-    uninterrupted = self._run(straight)
-    self.assertEqual(resumed, uninterrupted)
+    straight, killed, _ = self.kill_and_resume()
     self.assertEqual(trainers_base.read_config(killed)["settings"]["trainer"], "pes")
     for a, b in zip(tf.nest.flatten(keras_l2o.load(straight).meta_params),
                     tf.nest.flatten(keras_l2o.load(killed).meta_params)):

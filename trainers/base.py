@@ -249,6 +249,32 @@ def check_numbers(config, positive=(), non_negative=()):
 # `save_dir`, `is_chief`, and a `validate()` method.
 
 
+def open_run(trainer):
+  """The start every trainer's `run` shares: restore, `config.json`, TensorBoard.
+
+  Restores the newest readable checkpoint (`trainer.restore()`), writes the
+  run's configuration (the chief only), opens the TensorBoard writer and, on a
+  fresh start, drops metrics records of an attempt killed before its first
+  checkpoint.
+
+  Args:
+    trainer: a meta-trainer with `restore()`, `_run_config()`, `save_dir`,
+      `metrics` and, where it runs distributed, `is_chief` and `_write_dir`.
+
+  Returns:
+    `(resumed, writer)`: whether a checkpoint was restored, and the
+    `tf.summary` writer of the run's `tensorboard/` folder.
+  """
+  resumed = trainer.restore()
+  if getattr(trainer, "is_chief", True):
+    write_config(trainer.save_dir, trainer._run_config())  # pylint: disable=protected-access
+  write_dir = getattr(trainer, "_write_dir", trainer.save_dir)
+  writer = tf.summary.create_file_writer(os.path.join(write_dir, "tensorboard"))
+  if not resumed:
+    trainer.metrics.truncate_after(-1)  # records of an attempt killed before its first checkpoint
+  return resumed, writer
+
+
 def validation_round(trainer, step) -> float:
   """Validates `trainer`, keeps the best meta-parameters and counts rounds for early stopping.
 

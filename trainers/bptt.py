@@ -489,13 +489,9 @@ class BPTTTrainer:
   def run(self) -> dict:
     """Meta-trains until `num_steps` (or early stopping); returns a summary dict."""
     config = self.config
-    resumed = self.restore()
-    if self.is_chief:
-      base.write_config(self.save_dir, self._run_config())
-    writer = tf.summary.create_file_writer(os.path.join(self._write_dir, "tensorboard"))
+    resumed, writer = base.open_run(self)
     step = int(self.global_step)
     if step == 0 and not resumed:
-      self.metrics.truncate_after(-1)  # records of an attempt killed before its first checkpoint
       for slot in range(self.meta_batch):
         self._start_trajectory(slot)
       value = self._validation_round(0)

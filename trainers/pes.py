@@ -348,13 +348,9 @@ class PESTrainer:
   def run(self) -> dict:
     """Meta-trains until `num_steps` (or early stopping); returns a summary dict."""
     config = self.config
-    resumed = self.restore()
-    if self.is_chief:
-      base.write_config(self.save_dir, self._run_config())
-    writer = tf.summary.create_file_writer(os.path.join(self._write_dir, "tensorboard"))
+    resumed, writer = base.open_run(self)
     step = int(self.global_step)
     if step == 0 and not resumed:
-      self.metrics.truncate_after(-1)  # records of an attempt killed before its first checkpoint
       for i in range(config.num_pairs):
         self._start(i, first=True)
       base.write_record(self.metrics, writer, {"step": 0,

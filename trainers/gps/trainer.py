@@ -625,12 +625,9 @@ class GPSTrainer:
     `last_meta_params_sha256` that of the last iteration's.
     """
     config = self.config
-    resumed = self.restore()
-    base.write_config(self.save_dir, self._run_config())
-    writer = tf.summary.create_file_writer(os.path.join(self.save_dir, "tensorboard"))
+    resumed, writer = base.open_run(self)
     iteration = int(self.iteration)
     if iteration == 0 and not resumed:
-      self.metrics.truncate_after(-1)  # records of an attempt killed before its first checkpoint
       self._initialize_local_policies()
       value = self._validation_round()
       self.metrics.write({"step": 0, "validation_loss": value,
