@@ -103,9 +103,10 @@ class BenchmarkSectionsTest(tf.test.TestCase):
     self.assertEqual(entries["mlp"]["matmul_flops_per_coordinate"], MLP_MATMUL_FLOPS)
     self.assertBetween(entries["mlp"]["flops_per_coordinate"], MLP_MATMUL_FLOPS + 20,
                        MLP_MATMUL_FLOPS + 60)
-    # keras.Adam is counted as the adam rule: no matmul, about 11 arithmetic ops.
+    # keras.Adam is counted as the adam rule: no matmul, about 11 arithmetic ops, plus the clips of
+    # g and g^2 that keep its moving averages finite after a huge gradient (issue 20): 14 measured.
     self.assertEqual(entries["keras.Adam"]["matmul_flops_per_coordinate"], 0)
-    self.assertBetween(entries["keras.Adam"]["flops_per_coordinate"], 8, 14)
+    self.assertBetween(entries["keras.Adam"]["flops_per_coordinate"], 8, 17)
     bandwidth = flops["memory"]["best_gb_per_s"]
     self.assertGreater(bandwidth, 0.1)
     self.assertGreaterEqual(bandwidth, flops["memory"]["median_gb_per_s"])

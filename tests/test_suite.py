@@ -1,22 +1,18 @@
 """The held-out task suite: metrics, tuning protocol, resume, split and every task's first step."""
 
-import contextlib
 import functools
-import io
 import json
 import math
 import os
+import subprocess
+import sys
 import tempfile
-from unittest import mock
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
-from absl import app  # pylint: disable=g-import-not-at-top
-from absl import flags  # pylint: disable=g-import-not-at-top
-from absl.testing import flagsaver  # pylint: disable=g-import-not-at-top
 
 from keras_l2o import problems  # pylint: disable=g-import-not-at-top
 from keras_l2o import suite  # pylint: disable=g-import-not-at-top
@@ -24,29 +20,13 @@ from keras_l2o.suite import base  # pylint: disable=g-import-not-at-top
 from keras_l2o.suite import optimizers  # pylint: disable=g-import-not-at-top
 from keras_l2o.suite import split  # pylint: disable=g-import-not-at-top
 from keras_l2o.suite import summary  # pylint: disable=g-import-not-at-top
-from keras_l2o.suite import training  # pylint: disable=g-import-not-at-top
-from scripts import evaluate  # pylint: disable=g-import-not-at-top
+from tests import suite_stub  # pylint: disable=g-import-not-at-top
 
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _REFERENCE = [1.0 - 0.05 * j for j in range(20)]  # 20 windows of 10 steps; ends at 0.05
 
+StubRunner = suite_stub.StubRunner
 
-class StubRunner:
-  """A fake `run_fn`: the final loss is (log10(lr) + 2.5)^2 (its grid argmin is lr=3e-3);
-  lr >= 0.1 diverges (NaN). Records every (seed, setting) it is asked to run."""
-
-  def __init__(self):
-    self.calls = []
-
-  def __call__(self, spec, seed, make):
-    optimizer = make(spec.horizon)
-    lr = float(keras.ops.convert_to_numpy(optimizer.learning_rate)) if not callable(
-        getattr(optimizer, "_learning_rate", None)) else float(
-            optimizer._learning_rate.warmup_target)  # pylint: disable=protected-access
-    lr = float(f"{lr:.6g}")  # the optimizer holds it in float32
-    self.calls.append((seed, lr))
-    value = math.nan if lr >= 0.1 else (math.log10(lr) + 2.5) ** 2 + 0.01 * seed
-    return {"curve": [1.0] * 19 + [value], "initial_loss": 2.0, "horizon": spec.horizon,
-            "validation": {"loss": value}, "test": {"loss": value}, "stopped": False}
 
 
 class MetricsTest(tf.test.TestCase):
@@ -200,29 +180,34 @@ class TasksTest(tf.test.TestCase):
 
 
 class CommandLineTest(tf.test.TestCase):
+  """`keras-l2o-evaluate --suite=general`, each call in its own process (tests/suite_stub.py).
+
+  `scripts.evaluate` defines flags that other scripts imported by other test
+  files define too; a process of its own keeps them apart, as a user's run is.
+  """
 
   def _main(self, *args):
-    with flagsaver.flagsaver():
-      remaining = flags.FLAGS(["keras-l2o-evaluate", "--suite=general"] + list(args))
-      with contextlib.redirect_stdout(io.StringIO()):
-        evaluate.main(remaining)
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.suite_stub", "--suite=general", *args], cwd=_REPO,
+        capture_output=True, text=True, timeout=600, check=False)
+    self.assertEqual(result.returncode, 0, msg=result.stderr[-3000:])
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
   def test_errors_name_what_is_allowed(self):
-    with self.assertRaisesRegex(app.UsageError, "'pretrained:nope': NAME must be one of "):
-      self._main("--optimizers=pretrained:nope", "--output_dir=/tmp/unused")
-    with self.assertRaisesRegex(app.UsageError, r"--suite_tasks: unknown \['nope'\]"):
-      self._main("--suite_tasks=nope", "--output_dir=/tmp/unused")
-    with self.assertRaisesRegex(app.UsageError, "Unknown suite baseline 'sgd'"):
-      self._main("--suite_baselines=sgd", "--output_dir=/tmp/unused")
+    self.assertIn("'pretrained:nope': NAME must be one of ", self._main(
+        "--optimizers=pretrained:nope", "--output_dir=/tmp/unused")["error"])
+    self.assertIn("--suite_tasks: unknown ['nope']", self._main(
+        "--suite_tasks=nope", "--output_dir=/tmp/unused")["error"])
+    self.assertIn("Unknown suite baseline 'sgd'", self._main(
+        "--suite_baselines=sgd", "--output_dir=/tmp/unused")["error"])
 
   def test_quick_run_writes_the_report(self):
     output = tempfile.mkdtemp()
-    runner = StubRunner()
-    with mock.patch.object(training, "run", runner):
-      self._main("--quick", "--suite_tasks=wine_mlp_deep_gelu", "--output_dir=" + output,
-                 "--optimizers=pretrained:l2o-mlp-general", "--suite_baselines=adam@1e-3,adamw")
+    calls = self._main("--quick", "--suite_tasks=wine_mlp_deep_gelu", "--output_dir=" + output,
+                       "--optimizers=pretrained:l2o-mlp-general",
+                       "--suite_baselines=adam@1e-3,adamw")["calls"]
     # learned (1 test seed), adam@1e-3 (1), AdamW: its 3-point quick grid on the validation seed, 1.
-    self.assertEqual([seed for seed, _ in runner.calls], [0, 0, 10_000, 10_000, 10_000, 0])
+    self.assertEqual([seed for seed, _ in calls], [0, 0, 10_000, 10_000, 10_000, 0])
     with open(os.path.join(output, "results.json"), encoding="utf-8") as f:
       document = json.load(f)
     self.assertEqual(document["protocol"]["grids"]["adamw"], [
