@@ -249,6 +249,31 @@ def check_numbers(config, positive=(), non_negative=()):
 # `save_dir`, `is_chief`, and a `validate()` method.
 
 
+def restore_run(trainer, counter, what: str = "meta-step") -> bool:
+  """Restores `trainer`'s newest readable checkpoint and trims its metrics to it.
+
+  See `trainers.checkpointing.restore_newest_readable`: unreadable newer
+  checkpoints are skipped with a warning; checkpoints of which none can be read
+  raise ValueError. A non-chief worker (`is_chief` False) only reads.
+
+  Args:
+    trainer: a meta-trainer with `checkpoint`, `manager` and `metrics`.
+    counter: the trainer's step variable, read after the restore.
+    what: the counter's name in messages.
+
+  Returns:
+    Whether a checkpoint was restored.
+  """
+  from trainers import checkpointing  # pylint: disable=g-import-not-at-top
+  trainer.manager, latest, _ = checkpointing.restore_newest_readable(
+      trainer.checkpoint, trainer.manager, what, repair=getattr(trainer, "is_chief", True))
+  if latest is None:
+    return False
+  trainer.metrics.truncate_after(int(counter))
+  logging.info("Resumed from %s at %s %d.", latest, what, int(counter))
+  return True
+
+
 def open_run(trainer):
   """The start every trainer's `run` shares: restore, `config.json`, TensorBoard.
 

@@ -32,7 +32,6 @@ from typing import Optional
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
 from keras_l2o import meta_params as meta_params_lib
 from keras_l2o import rules as rules_lib
@@ -479,11 +478,7 @@ class BPTTTrainer:
           f"meta-step ({saved['num_replicas']} replicas); this trainer has {self.meta_batch} "
           f"({self.num_replicas} replicas x {self.config.problems_per_replica} problems per "
           "replica). Resume with the same strategy and problems_per_replica.")
-    self.manager, latest, _ = checkpointing.restore_newest_readable(
-        self.checkpoint, self.manager, "meta-step", repair=self.is_chief)
-    self.metrics.truncate_after(int(self.global_step))
-    logging.info("Resumed from %s at meta-step %d.", latest, int(self.global_step))
-    return True
+    return base.restore_run(self, self.global_step)
 
   @base.holds_run_lock
   def run(self) -> dict:

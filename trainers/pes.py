@@ -36,7 +36,6 @@ from absl import logging
 from keras_l2o import meta_params as meta_params_lib
 from keras_l2o import rules as rules_lib
 from trainers import base
-from trainers import checkpointing
 from trainers import es_estimators as estimators
 
 _LENGTH_SEED = 18  # mixed into the seed of trajectory lengths
@@ -332,13 +331,7 @@ class PESTrainer:
     checkpoints are skipped with a warning; checkpoints of which none can be
     read raise ValueError.
     """
-    if not checkpointing.candidates(self.manager.directory):
-      return False
-    self.manager, latest, _ = checkpointing.restore_newest_readable(
-        self.checkpoint, self.manager, "meta-step", repair=self.is_chief)
-    self.metrics.truncate_after(int(self.global_step))
-    logging.info("Resumed from %s at meta-step %d.", latest, int(self.global_step))
-    return True
+    return base.restore_run(self, self.global_step)
 
   def _save(self, step):
     if self.is_chief:

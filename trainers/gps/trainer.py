@@ -83,9 +83,7 @@ from absl import logging
 from keras_l2o import rules as rules_lib
 from keras_l2o import unroll as unroll_lib
 from trainers import base
-from trainers import checkpointing
 from trainers.gps import dynamics as dynamics_lib
-from trainers.gps import gaussians
 from trainers.gps import initial_controller
 from trainers.gps import lqr
 from trainers.gps import policy_update
@@ -608,13 +606,7 @@ class GPSTrainer:
     checkpoints are skipped with a warning; checkpoints of which none can be
     read raise ValueError.
     """
-    self.manager, latest, _ = checkpointing.restore_newest_readable(
-        self.checkpoint, self.manager, "GPS iteration")
-    if latest is None:
-      return False
-    self.metrics.truncate_after(int(self.iteration))
-    logging.info("Resumed from %s at GPS iteration %d.", latest, int(self.iteration))
-    return True
+    return base.restore_run(self, self.iteration, "GPS iteration")
 
   @base.holds_run_lock
   def run(self) -> dict:
