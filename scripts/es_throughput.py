@@ -64,7 +64,7 @@ def main(argv):
     config = pes.PESConfig(unroll_length=k, num_pairs=FLAGS.num_pairs, vectorized=vectorized)
     trainer = pes.PESTrainer(rule, family, config, tempfile.mkdtemp())
     for i in range(FLAGS.num_pairs):
-      trainer._start(i, first=True)  # pylint: disable=protected-access
+      trainer._start(0, i, first=True)  # pylint: disable=protected-access
     name = "pes" if vectorized else "pes_particle_loop"
     results[name] = _timed(trainer._train_step, 2 * FLAGS.num_pairs * k)  # pylint: disable=protected-access
   print(json.dumps({"inner_steps_per_second": results, "rule": FLAGS.rule,

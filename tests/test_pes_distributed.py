@@ -39,7 +39,7 @@ def trainer(strategy, name):
 mirrored, single = trainer(strategy, "mirrored"), trainer(None, "single")
 for t in (mirrored, single):
   for i in range(pairs):
-    t._start(i, first=True)
+    t._start(0, i, first=True)
 gm, _, outs_m = mirrored._step_fn()
 gs, _, outs_s = single._step_fn()
 rm, rs = mirrored.run(), single.run()
@@ -50,11 +50,11 @@ print(json.dumps({
     "replicas": mirrored.num_replicas,
     "grad_diff": max(float(np.abs(a.numpy() - b.numpy()).max()) for a, b in zip(gm, gs)),
     "grad_scale": max(float(np.abs(b.numpy()).max()) for b in gs),
-    "values_diff": float(np.abs(outs_m["values"].numpy() - outs_s["values"].numpy()).max()),
+    "values_diff": float(np.abs(outs_m[0]["values"].numpy() - outs_s[0]["values"].numpy()).max()),
     "param_diff": max(float(np.abs(a - b).max()) for a, b in zip(flat(mirrored), flat(single))),
     "moved": max(float(np.abs(a - b).max()) for a, b in zip(flat(single), init)),
     "replica_diff": max(float(np.abs(r[0].numpy() - r[1].numpy()).max()) for r in replicas),
-    "trajectories": [int(mirrored.next_trajectory), int(single.next_trajectory)],
+    "trajectories": [int(mirrored.next_trajectory[0]), int(single.next_trajectory[0])],
     "digests": [rm["meta_params_sha256"], rs["meta_params_sha256"]],
 }))
 """

@@ -53,12 +53,13 @@ class ConfigTest(tf.test.TestCase):
       with self.assertRaisesRegex(ValueError, message):
         _config(**overrides).validate()
 
-  def test_hand_designed_rule_and_mixture_are_refused(self):
+  def test_hand_designed_rule_and_uneven_mixture_are_refused(self):
     with self.assertRaisesRegex(ValueError, "Rule 'sgd' has no meta-parameters to train"):
       pes.PESTrainer("sgd", problems.get("quadratic"), _config(), self.get_temp_dir())
     mixture = problems.MixtureFamily([problems.get("quadratic"), problems.get("digits_mlp")])
-    with self.assertRaisesRegex(ValueError, "trains on one problem family; received a mixture"):
-      pes.PESTrainer("learned_lr", mixture, _config(), self.get_temp_dir())
+    with self.assertRaisesRegex(ValueError, r"A mixture of 2 problem families needs `num_pairs` "
+                                r"a multiple of 2 and one replica. Received: num_pairs=3"):
+      pes.PESTrainer("learned_lr", mixture, _config(num_pairs=3), self.get_temp_dir())
 
 
 class TrajectoryLengthTest(tf.test.TestCase):
@@ -81,21 +82,21 @@ class TrainerTest(tf.test.TestCase):
   def test_pairs_restart_at_their_lengths_with_zero_accumulators(self):
     trainer = _trainer(self.get_temp_dir(), num_steps=1)
     for i in range(2):
-      trainer._start(i, first=True)  # pylint: disable=protected-access
-    lengths = trainer.pair_vars["length"].numpy().copy()
+      trainer._start(0, i, first=True)  # pylint: disable=protected-access
+    lengths = trainer.banks[0]["length"].numpy().copy()
     restarts = 0
     for _ in range(int(lengths.max()) // 5 + 1):
       trainer._train_step()  # pylint: disable=protected-access
-      steps = trainer.pair_vars["step"].numpy()
+      steps = trainer.banks[0]["step"].numpy()
       for i in range(2):
         if steps[i] == 0:  # restarted: xi and both particles' states are fresh
           restarts += 1
-          for xi in tf.nest.flatten(trainer.pair_vars["xi"]):
+          for xi in tf.nest.flatten(trainer.banks[0]["xi"]):
             self.assertAllEqual(xi[i], tf.zeros_like(xi[i]))
-          for p in trainer.pair_vars["params"]:
+          for p in trainer.banks[0]["params"]:
             self.assertAllEqual(p[0, i], p[1, i])
     self.assertGreaterEqual(restarts, 2)
-    self.assertEqual(int(trainer.next_trajectory), 2 + restarts)
+    self.assertEqual(trainer.next_trajectory.numpy().tolist(), [2 + restarts])
 
   def test_pes_learns_the_step_size_of_sgd_on_quadratics(self):
     trainer = pes.PESTrainer(
@@ -107,6 +108,25 @@ class TrainerTest(tf.test.TestCase):
     result = trainer.run()
     self.assertLess(result["last_validation_loss"], 0.9 * result["first_validation_loss"])
     self.assertGreater(float(trainer.meta_vars["log_learning_rate"]), np.log(1e-3) + 1.0)
+
+  def test_mixture_pairs_keep_their_component_and_resume_bit_for_bit(self):
+    mixture = problems.MixtureFamily([problems.get("quadratic", seed=3, num_quadratics=8),
+                                      problems.get("digits_mlp", seed=1)])
+
+    def trainer(save_dir, **overrides):
+      return pes.PESTrainer(keras_l2o.rules.get("mlp", hidden_size=4), mixture,
+                            _config(num_pairs=4, validation_problems=3, **overrides), save_dir)
+
+    straight = trainer(os.path.join(self.get_temp_dir(), "straight"))
+    result = straight.run()
+    self.assertTrue(np.isfinite(result["last_validation_loss"]))
+    for b, bank in enumerate(straight.banks):  # every trajectory is a problem of its bank
+      self.assertAllEqual(bank["trajectory"].numpy() % 2, [b, b])
+    # Restarts took each bank's next problems: 2 initial + restarts, per component.
+    self.assertAllGreaterEqual(straight.next_trajectory.numpy(), 2)
+    split = os.path.join(self.get_temp_dir(), "split")
+    trainer(split, num_steps=3).run()
+    self.assertEqual(trainer(split).run(), result)
 
   def test_resume_in_process_matches_uninterrupted(self):
     straight = _trainer(os.path.join(self.get_temp_dir(), "straight")).run()

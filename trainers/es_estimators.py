@@ -89,9 +89,13 @@ def init_particles(rule, family, tensors, dtype=tf.float32) -> Particles:
 
 
 def _map(fn, elems, vectorized: bool):
-  """`fn` over the leading axis of `elems`: vectorised, or a loop (the reference)."""
+  """`fn` over the leading axis of `elems`: vectorised, or a loop (the reference).
+
+  Ops `tf.vectorized_map` cannot vectorise (a convolution whose filter differs
+  per particle) fall back to a loop inside the vectorised computation.
+  """
   if vectorized:
-    return tf.vectorized_map(fn, elems, fallback_to_while_loop=False)
+    return tf.vectorized_map(fn, elems, fallback_to_while_loop=True)
   count = int(tf.nest.flatten(elems)[0].shape[0])
   return stack([fn(tf.nest.map_structure(lambda t, i=i: t[i], elems)) for i in range(count)])
 

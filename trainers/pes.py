@@ -14,6 +14,12 @@ non-finite contributes nothing and restarts.
 Under a `tf.distribute` strategy the pairs are split evenly over the replicas;
 the replicas' estimates are summed and divided by the number of pairs.
 
+A mixture of K problem families (`family.components`, e.g. `general_tasks`)
+gives pair i to component i mod K for the whole run (`num_pairs` a multiple of
+K): the pairs of one component form a *bank* that runs as one vectorised
+computation with that component's functions, and every bank's trajectories
+are that component's problems. One bank is the single-family case, unchanged.
+
 The checkpoint holds the meta-parameters, Adam's slots, every particle's inner
 state, every pair's problem, accumulated perturbation xi, trajectory length
 and index, and the counters the random draws derive from (perturbations from
@@ -22,6 +28,7 @@ resumes to the same meta-parameters bit for bit.
 """
 
 import dataclasses
+import functools
 import math
 import os
 import tempfile
@@ -106,7 +113,8 @@ class PESTrainer:
 
   Args:
     rule: a `keras_l2o.rules.Rule` (or name) with meta-parameters.
-    family: a `keras_l2o.problems.ProblemFamily` (not a mixture).
+    family: a `keras_l2o.problems.ProblemFamily`, or a mixture of K families
+      (`family.components`; `config.num_pairs` a multiple of K, one replica).
     config: a `PESConfig`.
     save_dir: run directory (see `trainers.base`).
     initial_meta_params: starting meta-parameters (default:
@@ -134,12 +142,15 @@ class PESTrainer:
     self.rule = rules_lib.get(rule)
     if not self.rule.is_learned:
       raise ValueError(f"Rule {self.rule.name!r} has no meta-parameters to train.")
-    if len(getattr(family, "components", [family])) > 1:
-      raise ValueError(f"--trainer={config.estimator} trains on one problem family; received a "
-                       f"mixture of {len(family.components)}.")
     self.family, self.config, self.save_dir = family, config, save_dir
+    self.components = list(getattr(family, "components", [family]))
     self.strategy = strategy or tf.distribute.get_strategy()
     self.num_replicas = int(self.strategy.num_replicas_in_sync)
+    k = len(self.components)
+    if k > 1 and (config.num_pairs % k or self.num_replicas > 1):
+      raise ValueError(f"A mixture of {k} problem families needs `num_pairs` a multiple of {k} "
+                       f"and one replica. Received: num_pairs={config.num_pairs}, "
+                       f"replicas={self.num_replicas}")
     if config.num_pairs % self.num_replicas:
       raise ValueError(f"`num_pairs` must be a multiple of the number of replicas "
                        f"({self.num_replicas}). Received: num_pairs={config.num_pairs}")
@@ -164,55 +175,68 @@ class PESTrainer:
     self._step_fn = tf.function(self._meta_gradient)
     self._apply_fn = tf.function(lambda grads: self.meta_optimizer.apply(grads, self._flat_meta))
     self._write_fn = tf.function(self._write_state)
-    self._reset_fn = tf.function(self._reset_pair)
-    self._validate_fn = None
+    self._reset_fns, self._validate_fns = {}, {}
 
   def _make_state_variables(self, initial):
-    n = self.config.num_pairs
-    problem = self.family.sample("train", 0).tensors
-    tensors = estimators.tile(tf.nest.map_structure(lambda t: t[None], problem), n)
-    particles = estimators.init_particles(self.rule, self.family, estimators.tile(tensors, 2))
-    self._state_types = [type(s) for s in particles.rule_state]
-    as_pairs = lambda t: tf.reshape(t, [2, n, *t.shape[1:]])  # pylint: disable=unnecessary-lambda-assignment
-    self.pair_vars = {
-        "tensors": base.variables_like(tensors, "problem"),
-        "params": base.variables_like([as_pairs(p) for p in particles.params], "params"),
-        "rule_state": base.variables_like([tuple(as_pairs(t) for t in s)
-                                           for s in particles.rule_state], "rule_state"),
-        "init_loss": tf.Variable(tf.zeros([2, n]), trainable=False, name="init_loss"),
-        "step": tf.Variable(tf.zeros([n], tf.int64), trainable=False, name="step"),
-        "xi": base.variables_like(tf.nest.map_structure(
-            lambda t: tf.zeros([n, *t.shape], t.dtype), initial), "xi"),
-        "length": tf.Variable(tf.zeros([n], tf.int64), trainable=False, name="length"),
-        "trajectory": tf.Variable(tf.range(n, dtype=tf.int64), trainable=False, name="index"),
-    }
+    k = len(self.components)
+    self._state_types = []
+    self.banks = [self._make_bank(j, self.config.num_pairs // k, initial)
+                  for j in range(k)]
     counter = lambda value=0: tf.Variable(value, dtype=tf.int64, trainable=False)  # pylint: disable=unnecessary-lambda-assignment
-    self.global_step, self.next_trajectory = counter(), counter(n)
+    # Per bank, the next trajectory of its component (trajectory j of bank b is problem
+    # j * K + b of the family, so a single family counts 0, 1, 2, ...).
+    self.global_step = counter()
+    self.next_trajectory = counter([self.config.num_pairs // k] * k)
     self.nonfinite_skips, self.diverged_trajectories = counter(), counter()
     self.rounds_without_improvement = counter()
     self.best_validation = tf.Variable(np.inf, dtype=tf.float64, trainable=False)
     self.stopped_early = tf.Variable(False, trainable=False)
     self.checkpoint = tf.train.Checkpoint(
         meta=self.meta_vars, best=self.best_vars, meta_optimizer=self.meta_optimizer,
-        pairs=self.pair_vars, global_step=self.global_step, next_trajectory=self.next_trajectory,
-        nonfinite_skips=self.nonfinite_skips, diverged=self.diverged_trajectories,
-        best_validation=self.best_validation, rounds=self.rounds_without_improvement,
-        stopped_early=self.stopped_early)
+        pairs=self.banks[0] if k == 1 else self.banks, global_step=self.global_step,
+        next_trajectory=self.next_trajectory, nonfinite_skips=self.nonfinite_skips,
+        diverged=self.diverged_trajectories, best_validation=self.best_validation,
+        rounds=self.rounds_without_improvement, stopped_early=self.stopped_early)
+
+  def _make_bank(self, b, n, initial):
+    """The carried state of `n` pairs on problems of component `b`."""
+    k, component = len(self.components), self.components[b]
+    prefix = f"bank{b}_" if k > 1 else ""
+    problem = component.sample("train", 0).tensors
+    tensors = estimators.tile(tf.nest.map_structure(lambda t: t[None], problem), n)
+    particles = estimators.init_particles(self.rule, component, estimators.tile(tensors, 2))
+    as_pairs = lambda t: tf.reshape(t, [2, n, *t.shape[1:]])  # pylint: disable=unnecessary-lambda-assignment
+    variables = lambda value, name: base.variables_like(value, prefix + name)  # pylint: disable=unnecessary-lambda-assignment
+    bank = {
+        "tensors": variables(tensors, "problem"),
+        "params": variables([as_pairs(p) for p in particles.params], "params"),
+        "rule_state": variables([tuple(as_pairs(t) for t in s) for s in particles.rule_state],
+                                "rule_state"),
+        "init_loss": tf.Variable(tf.zeros([2, n]), trainable=False, name=prefix + "init_loss"),
+        "step": tf.Variable(tf.zeros([n], tf.int64), trainable=False, name=prefix + "step"),
+        "xi": variables(tf.nest.map_structure(lambda t: tf.zeros([n, *t.shape], t.dtype),
+                                              initial), "xi"),
+        "length": tf.Variable(tf.zeros([n], tf.int64), trainable=False, name=prefix + "length"),
+        "trajectory": tf.Variable(tf.range(n, dtype=tf.int64) * k + b, trainable=False,
+                                  name=prefix + "index"),
+    }
+    self._state_types.append([type(s) for s in particles.rule_state])
+    return bank
 
   # ---------------------------------------------------------- meta-step --
-  def _pairs_step(self, eps, xi, tensors, params, rule_state, init_loss, step):
-    """One truncation of the pairs given (leaves [n, ...] / [2, n, ...]), on this replica."""
+  def _pairs_step(self, b, eps, xi, tensors, params, rule_state, init_loss, step):
+    """One truncation of bank `b`'s pairs given (leaves [n, ...] / [2, n, ...]), on this replica."""
     n = int(step.shape[0])
     flat = lambda t: tf.reshape(t, [2 * n, *t.shape[2:]])  # pylint: disable=unnecessary-lambda-assignment
     particles = estimators.Particles(
         [flat(p) for p in params],
-        [t(*[flat(v) for v in s]) for t, s in zip(self._state_types, rule_state)],
+        [t(*[flat(v) for v in s]) for t, s in zip(self._state_types[b], rule_state)],
         tf.concat([step, step], 0), flat(init_loss))
     theta = tf.nest.map_structure(tf.convert_to_tensor, self.meta_vars)
     out = estimators.truncation_estimate(
-        self.rule, self.family, theta, eps, xi, tensors, particles, self.config.unroll_length,
-        self.config.sigma, self.config.estimator, self.config.learning_rate,
-        self.config.meta_objective, self.config.vectorized)
+        self.rule, self.components[b], theta, eps, xi, tensors, particles,
+        self.config.unroll_length, self.config.sigma, self.config.estimator,
+        self.config.learning_rate, self.config.meta_objective, self.config.vectorized)
     pairs = lambda t: tf.reshape(t, [2, n, *t.shape[1:]])  # pylint: disable=unnecessary-lambda-assignment
     new = out["particles"]
     return out["grad_sum"], {
@@ -222,17 +246,27 @@ class PESTrainer:
         "mean_losses": pairs(out["mean_losses"]),
         "finite": tf.cast(out["finite"], tf.int32)}  # (gather takes no bool)
 
+  def _bank_inputs(self, b, eps):
+    """Bank `b`'s inputs to `_pairs_step`: its pairs are pairs b, b + K, ... of the meta-step."""
+    v, k = self.banks[b], len(self.banks)
+    return tf.nest.map_structure(tf.convert_to_tensor, (
+        tf.nest.map_structure(lambda e: e[b::k], eps) if k > 1 else eps,
+        v["xi"], v["tensors"], v["params"], v["rule_state"], v["init_loss"], v["step"]))
+
   def _meta_gradient(self):
-    """The mean estimate over all pairs and every pair's new state (traced)."""
-    v = self.pair_vars
+    """The mean estimate over all pairs and every bank's new state (traced)."""
     eps = estimators.sample_perturbations(self.meta_vars, self.config.num_pairs,
                                           self.config.sigma, self.config.seed, self.global_step)
-    inputs = tf.nest.map_structure(tf.convert_to_tensor, (
-        eps, v["xi"], v["tensors"], v["params"], v["rule_state"], v["init_loss"], v["step"]))
-    axes = (0, 0, 0, 1, 1, 1, 0)  # the pair axis of each input
     if self.num_replicas == 1:
-      grad_sum, out = self._pairs_step(*inputs)
-    else:
+      grad_sum, outs = None, []
+      for b in range(len(self.banks)):
+        bank_sum, out = self._pairs_step(b, *self._bank_inputs(b, eps))
+        grad_sum = bank_sum if grad_sum is None else tf.nest.map_structure(tf.add, grad_sum,
+                                                                           bank_sum)
+        outs.append(out)
+    else:  # one bank (checked in __init__)
+      inputs = self._bank_inputs(0, eps)
+      axes = (0, 0, 0, 1, 1, 1, 0)  # the pair axis of each input
       per = self.config.num_pairs // self.num_replicas
 
       def piece(ctx):
@@ -242,25 +276,25 @@ class PESTrainer:
             x) for x, a in zip(inputs, axes))
 
       values = self.strategy.experimental_distribute_values_from_function(piece)
-      grad_sum, out = self.strategy.run(lambda x: self._pairs_step(*x), args=(values,))
+      grad_sum, out = self.strategy.run(lambda x: self._pairs_step(0, *x), args=(values,))
       grad_sum = tf.nest.map_structure(
           lambda g: self.strategy.reduce(tf.distribute.ReduceOp.SUM, g, axis=None), grad_sum)
-      out = {key: tf.nest.map_structure(
+      outs = [{key: tf.nest.map_structure(
           lambda t, a=_SIGNED.count(key): self.strategy.gather(t, axis=a), value)
-             for key, value in out.items()}
+               for key, value in out.items()}]
     grads = [g / self.config.num_pairs for g in tf.nest.flatten(grad_sum)]
-    return grads, tf.linalg.global_norm(grads), out
+    return grads, tf.linalg.global_norm(grads), outs
 
-  def _write_state(self, out):
-    v = self.pair_vars
-    for key in ("xi", "params", "rule_state", "init_loss", "step"):
-      for var, value in zip(tf.nest.flatten(v[key]), tf.nest.flatten(out[key])):
-        var.assign(value)
+  def _write_state(self, outs):
+    for v, out in zip(self.banks, outs):
+      for key in ("xi", "params", "rule_state", "init_loss", "step"):
+        for var, value in zip(tf.nest.flatten(v[key]), tf.nest.flatten(out[key])):
+          var.assign(value)
 
-  def _reset_pair(self, i, tensors, length, index):
-    """Pair `i` starts trajectory `index` (problem `tensors`) of `length` steps (traced)."""
-    v = self.pair_vars
-    start = estimators.init_particles(self.rule, self.family,
+  def _reset_pair(self, b, i, tensors, length, index):
+    """Pair `i` of bank `b` starts trajectory `index` (problem `tensors`) of `length` steps."""
+    v = self.banks[b]
+    start = estimators.init_particles(self.rule, self.components[b],
                                       tf.nest.map_structure(lambda t: t[None], tensors))
     for var, value in zip(tf.nest.flatten(v["tensors"]), tf.nest.flatten(tensors)):
       var[i].assign(value)
@@ -274,53 +308,68 @@ class PESTrainer:
     v["length"][i].assign(length)
     v["trajectory"][i].assign(index)
 
-  def _start(self, i, first=False):
-    index = int(self.pair_vars["trajectory"][i]) if first else int(self.next_trajectory)
-    if not first:
-      self.next_trajectory.assign_add(1)
+  def _start(self, b, i, first=False):
+    """Starts the next trajectory of pair `i` of bank `b` (`first`: its initial one)."""
+    k = len(self.banks)
+    if first:
+      index = int(self.banks[b]["trajectory"][i])
+    else:  # the bank's next problem of its component: problem `local` of component b
+      local = int(self.next_trajectory[b])
+      self.next_trajectory[b].assign(local + 1)
+      index = local * k + b
     length = trajectory_length(self.config, index, first)
-    self._reset_fn(tf.constant(i), self.family.sample("train", index).tensors,
-                   tf.constant(length, tf.int64), tf.constant(index, tf.int64))
+    if b not in self._reset_fns:
+      self._reset_fns[b] = tf.function(functools.partial(self._reset_pair, b))
+    self._reset_fns[b](tf.constant(i), self.family.sample("train", index).tensors,
+                       tf.constant(length, tf.int64), tf.constant(index, tf.int64))
 
   def _train_step(self):
     """One meta-step; returns its metrics (means over the particles)."""
-    grads, norm, out = self._step_fn()
+    grads, norm, outs = self._step_fn()
     norm = float(norm)
     if math.isfinite(norm):
       self._apply_fn(grads)
     else:
       self.nonfinite_skips.assign_add(1)
-    self._write_fn(out)
-    finite = out["finite"].numpy().astype(bool)
-    ended = out["step"].numpy() >= self.pair_vars["length"].numpy()
-    for i in np.flatnonzero(ended | ~finite):
-      if not finite[i]:
-        self.diverged_trajectories.assign_add(1)
-      self._start(int(i))
-    values = out["values"].numpy()
+    self._write_fn(outs)
+    for b, (bank, out) in enumerate(zip(self.banks, outs)):
+      finite = out["finite"].numpy().astype(bool)
+      ended = out["step"].numpy() >= bank["length"].numpy()
+      for i in np.flatnonzero(ended | ~finite):
+        if not finite[i]:
+          self.diverged_trajectories.assign_add(1)
+        self._start(b, int(i))
+    values = np.concatenate([out["values"].numpy() for out in outs], axis=1)
+    losses = np.concatenate([out["mean_losses"].numpy() for out in outs], axis=1)
     return {"meta_loss": float(np.mean(values[np.isfinite(values)])) if np.isfinite(
-        values).any() else float("nan"), "train_loss": float(np.nanmean(out["mean_losses"])),
+        values).any() else float("nan"), "train_loss": float(np.nanmean(losses)),
             "meta_grad_norm": norm}
 
   # ---------------------------------------------------------- validation --
-  def _validation_values(self, tensors):
+  def _validation_values(self, b, tensors):
     count = int(tf.nest.flatten(tensors)[0].shape[0])
     theta = tf.nest.map_structure(lambda m: tf.stack([tf.convert_to_tensor(m)] * count),
                                   self.meta_vars)
-    particles = estimators.init_particles(self.rule, self.family, tensors)
+    component = self.components[b]
+    particles = estimators.init_particles(self.rule, component, tensors)
     values, _, _ = estimators.run_truncation(
-        self.rule, self.family, theta, tensors, particles,
+        self.rule, component, theta, tensors, particles,
         self.config.validation_horizon or self.config.max_horizon, self.config.learning_rate,
         "sum", self.config.vectorized)
     return values
 
   def validate(self) -> float:
     """Mean loss after each update over the validation horizon, on the validation problems."""
-    if self._validate_fn is None:
-      self._validate_fn = tf.function(self._validation_values)
-    tensors = estimators.stack([self.family.sample("validation", i).tensors
-                                for i in range(self.config.validation_problems)])
-    value = float(np.mean(self._validate_fn(tensors).numpy()))
+    k, values = len(self.banks), []
+    for b in range(k):
+      indices = [i for i in range(self.config.validation_problems) if i % k == b]
+      if not indices:
+        continue
+      if b not in self._validate_fns:
+        self._validate_fns[b] = tf.function(functools.partial(self._validation_values, b))
+      tensors = estimators.stack([self.family.sample("validation", i).tensors for i in indices])
+      values.append(self._validate_fns[b](tensors).numpy().ravel())
+    value = float(np.mean(np.concatenate(values)))
     return value if math.isfinite(value) else float("inf")
 
   # ---------------------------------------------------------------- run --
@@ -344,8 +393,9 @@ class PESTrainer:
     resumed, writer = base.open_run(self)
     step = int(self.global_step)
     if step == 0 and not resumed:
-      for i in range(config.num_pairs):
-        self._start(i, first=True)
+      for b, bank in enumerate(self.banks):
+        for i in range(int(bank["step"].shape[0])):
+          self._start(b, i, first=True)
       base.write_record(self.metrics, writer, {"step": 0,
                                                "validation_loss": base.validation_round(self, 0)})
       self._save(0)
