@@ -31,7 +31,9 @@ def define_flags():
   flags.DEFINE_string("suite_baselines", "adam@1e-3,adamw,muon,schedule_free_adamw,adam",
                       "Suite: comma list of baselines (empty: none).")
   flags.DEFINE_integer("suite_seeds", None, "Suite: test seeds 0..N-1 (default 3; 1 with --quick).")
-  flags.DEFINE_integer("suite_threads", 1, "Suite: TensorFlow intra- and inter-op threads.")
+  flags.DEFINE_integer("suite_threads", 1, "Suite: TensorFlow intra- and inter-op threads. The "
+                       "numbers depend on it (oneDNN convolutions sum by thread); stored runs "
+                       "made with another value are rerun.")
   flags.DEFINE_bool("suite_report_only", False, "Suite: train nothing; report the stored runs "
                     "(tasks with a run not stored yet are left out).")
 
@@ -108,7 +110,8 @@ def main(flag_values):
   logging.info("Suite %s: %d tasks x %d optimizers, test seeds %s: %d runs (finished ones "
                "are reused from %s)", flag_values.suite, len(task_names), len(choices), seeds,
                total, flag_values.output_dir)
-  store = suite.RunStore(flag_values.output_dir)
+  environment = suite.environment.describe()  # after the thread settings: it records them
+  store = suite.RunStore(flag_values.output_dir, environment=environment)
   if flag_values.suite_report_only:
     results = suite.evaluate_suite(task_names, choices, store, seeds, run_fn=suite.stored_only)
   else:
@@ -116,7 +119,8 @@ def main(flag_values):
                                    progress=keras.utils.Progbar(total, unit_name="run"))
   if not results:
     raise app.UsageError(f"No task has all its runs stored in {flag_values.output_dir!r} yet.")
-  protocol = suite.protocol_description(choices, seeds, quick=flag_values.quick)
+  protocol = suite.protocol_description(choices, seeds, quick=flag_values.quick,
+                                        environment=environment)
   paths = suite.write_report(results, protocol, flag_values.output_dir)
   logging.info("Wrote %s", paths)
   return paths

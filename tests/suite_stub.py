@@ -15,6 +15,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from keras_l2o.suite import environment  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 
 class StubRunner:
   """A fake `run_fn`: the final loss is (log10(lr) + 2.5)^2 (its grid argmin is lr=3e-3);
@@ -32,7 +34,8 @@ class StubRunner:
     self.calls.append((seed, lr))
     value = math.nan if lr >= 0.1 else (math.log10(lr) + 2.5) ** 2 + 0.01 * seed
     return {"curve": [1.0] * 19 + [value], "initial_loss": 2.0, "horizon": spec.horizon,
-            "validation": {"loss": value}, "test": {"loss": value}, "stopped": False}
+            "validation": {"loss": value}, "test": {"loss": value}, "stopped": False,
+            "environment": environment.describe()}
 
 
 def main(argv):

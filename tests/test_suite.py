@@ -17,6 +17,7 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top
 from keras_l2o import problems  # pylint: disable=g-import-not-at-top
 from keras_l2o import suite  # pylint: disable=g-import-not-at-top
 from keras_l2o.suite import base  # pylint: disable=g-import-not-at-top
+from keras_l2o.suite import environment as environment_lib  # pylint: disable=g-import-not-at-top
 from keras_l2o.suite import optimizers  # pylint: disable=g-import-not-at-top
 from keras_l2o.suite import split  # pylint: disable=g-import-not-at-top
 from keras_l2o.suite import summary  # pylint: disable=g-import-not-at-top
@@ -168,6 +169,47 @@ class TasksTest(tf.test.TestCase):
       self.assertGreater(len(task.test[0]), 0, msg=name)
       params[name] = task.model.count_params()
     self.assertGreater(max(params.values()), 1_000_000)
+
+  def test_runs_in_two_processes_under_load_are_bit_identical(self):
+    # Two processes train the same tiny conv task at the same time (each loads the other's
+    # cores); their curves and final losses must agree to the last bit.
+    code = ("import json, sys, tensorflow as tf; t = int(sys.argv[1]); "
+            "tf.config.threading.set_intra_op_parallelism_threads(t); "
+            "tf.config.threading.set_inter_op_parallelism_threads(t); "
+            "import keras; from keras_l2o import suite; "
+            "r = suite.run(suite.get('mnist_conv'), 5, lambda h: keras.optimizers.Adam(1e-2), "
+            "windows=4, horizon=24, batch_size=16); "
+            "print(json.dumps([r['curve'], r['test']['loss'], r['environment']]))")
+    env = dict(os.environ, PYTHONPATH=_REPO, TF_CPP_MIN_LOG_LEVEL="2")
+    processes = [subprocess.Popen([sys.executable, "-c", code, "2"], cwd=_REPO, env=env,
+                                  stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [json.loads(p.communicate(timeout=300)[0].strip().splitlines()[-1])
+               for p in processes]
+    self.assertEqual(outputs[0], outputs[1])
+    self.assertTrue(all(math.isfinite(v) for v in outputs[0][0]))
+    self.assertEqual(outputs[0][2]["intra_op_threads"], 2)
+
+  def test_a_run_from_another_environment_is_not_reused(self):
+    here = suite.environment.describe()
+    store = suite.RunStore(tempfile.mkdtemp(), environment=here)
+    store.put("t", "adam", 0, "untuned", {"curve": [1.0], "environment": here})
+    self.assertEqual(store.get("t", "adam", 0, "untuned")["curve"], [1.0])
+    for changed in ({**here, "code": "0" * 16}, {**here, "intra_op_threads": 7}, None):
+      store.put("t", "adam", 0, "untuned", {"curve": [1.0], "environment": changed})
+      with self.assertLogs(level="WARNING") as logs:
+        self.assertIsNone(store.get("t", "adam", 0, "untuned"))
+      self.assertIn("Not reusing", logs.output[0])
+    self.assertEqual(suite.RunStore(store.directory).get("t", "adam", 0, "untuned")["curve"],
+                     [1.0])  # a store without an environment reuses every run
+
+  def test_code_fingerprint_covers_what_runs(self):
+    files = set(environment_lib._files(os.path.join(_REPO, "keras_l2o")))  # pylint: disable=protected-access
+    self.assertIn(os.path.join("suite", "training.py"), files)
+    self.assertIn(os.path.join("suite", "optimizers.py"), files)
+    self.assertIn(os.path.join("rules", "mlp.py"), files)
+    self.assertIn(os.path.join("pretrained", "l2o-mlp-general.npz"), files)
+    self.assertNotIn(os.path.join("suite", "report.py"), files)  # reporting changes no run
+    self.assertRegex(suite.environment.code_fingerprint(), "^[0-9a-f]{16}$")
 
   def test_a_short_fit_run_is_deterministic(self):
     spec = suite.get("diabetes_mlp_relu")

@@ -17,6 +17,7 @@ True
 (1000, 16)
 """
 
+from keras_l2o.suite import environment
 from keras_l2o.suite import tasks as _tasks  # pylint: disable=unused-import  (registers the tasks)
 from keras_l2o.suite.base import ARCHITECTURES
 from keras_l2o.suite.base import get
@@ -54,7 +55,7 @@ from keras_l2o.suite.training import run
 
 __all__ = ["ARCHITECTURES", "BASELINES", "Choice", "MissingRun", "QUICK_TEST_SEEDS", "RunStore", "TEST_SEEDS",
            "Task", "TaskSpec", "VALIDATION_SEEDS", "baseline", "check_seeds", "count_runs",
-           "diverged", "evaluate_suite", "evaluate_task", "final_loss", "get", "iqm",
+           "diverged", "environment", "evaluate_suite", "evaluate_task", "final_loss", "get", "iqm",
            "iqm_interval", "learned", "names", "overlaps", "protocol_description", "register",
            "report_markdown", "run", "speedup", "steps_to_reach", "stored_only", "training_uses", "tune",
            "write_report"]

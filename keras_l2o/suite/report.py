@@ -12,8 +12,9 @@ from keras_l2o.suite import store as store_lib
 from keras_l2o.suite import summary
 
 
-def protocol_description(choices, test_seeds, quick=False) -> dict:
-  """The protocol as written into `results.json` and `report.md`: seeds, grids, budget."""
+def protocol_description(choices, test_seeds, quick=False, environment=None) -> dict:
+  """The protocol as written into `results.json` and `report.md`: seeds, grids, budget,
+  and the environment every run was made in (`keras_l2o.suite.environment.describe()`)."""
   tuning_runs = sum(len(c.grid) for c in choices) * len(protocol_lib.VALIDATION_SEEDS)
   return {
       "test_seeds": list(test_seeds),
@@ -27,6 +28,7 @@ def protocol_description(choices, test_seeds, quick=False) -> dict:
                       "validation seeds; grid argmin, ties to the first setting",
       "warmup_fraction": optimizers_lib.WARMUP_FRACTION,
       "speedup_reference": optimizers_lib.REFERENCE,
+      "environment": environment,
   }
 
 
@@ -95,6 +97,9 @@ def report_markdown(document) -> str:
            f"{protocol['validation_seeds']} only. Tuning score: {protocol['tuning_score']}. "
            f"Tuning runs per task: {protocol['tuning_runs_per_task']}.", ""]
   lines += [f"- `{name}` grid: {', '.join(grid)}" for name, grid in protocol["grids"].items()]
+  if protocol.get("environment"):
+    lines += ["", "Every run made in one environment (a stored run made in another is rerun): " +
+              ", ".join(f"{k} {v}" for k, v in sorted(protocol["environment"].items())) + "."]
   lines += ["", metrics.__doc__.split("\n\n", 1)[1].strip(), "", "## Across tasks", "",
             "Wins: tasks where the row's mean final training loss is strictly below the "
             "column's. Speed-up: IQM over tasks of the per-task mean speed-up over tuned AdamW "

@@ -3,11 +3,18 @@
 Each finished `(task, optimizer, seed, setting)` run is one JSON file under
 `OUTPUT_DIR/runs/TASK/OPTIMIZER/seed=SEED/SETTING.json`, written atomically
 (a temporary file, then `os.replace`): a file that exists is complete.
+A store made with an `environment` (see `keras_l2o.suite.environment`) reuses a
+stored run only if it was made in the same environment (code, library versions,
+threads); another run is reported as missing and is rerun.
 """
 
 import json
 import os
 import re
+
+from absl import logging
+
+from keras_l2o.suite import environment as environment_lib
 
 
 def _safe(text) -> str:
@@ -37,8 +44,11 @@ class RunStore:
   [1.0]
   """
 
-  def __init__(self, directory):
+  def __init__(self, directory, environment=None):
+    """A store in `directory`; with `environment` (a `describe()` dict), runs made in
+    another environment are not reused."""
     self.directory = os.fspath(directory)
+    self.environment = environment
 
   def path(self, task, optimizer, seed, setting) -> str:
     return os.path.join(self.directory, "runs", _safe(task), _safe(optimizer),
@@ -50,7 +60,14 @@ class RunStore:
     if not os.path.exists(path):
       return None
     with open(path, encoding="utf-8") as f:
-      return json.load(f)
+      record = json.load(f)
+    if self.environment is not None:
+      changed = environment_lib.differences(record.get("environment"), self.environment)
+      if changed:
+        logging.warning("Not reusing %s: made with %s, now %s.", path,
+                        {k: v[0] for k, v in changed.items()}, {k: v[1] for k, v in changed.items()})
+        return None
+    return record
 
   def put(self, task, optimizer, seed, setting, record):
     write_json_atomic(self.path(task, optimizer, seed, setting), record)

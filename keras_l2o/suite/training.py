@@ -15,6 +15,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_l2o.suite import environment
+
 DEFAULT_WINDOWS = 40
 _EVAL_BATCH = 512
 _INITIAL_EXAMPLES = 2048
@@ -57,9 +59,10 @@ def run(spec, seed, optimizer, windows=DEFAULT_WINDOWS, batch_size=None, horizon
     A dict: `curve` (window mean losses), `initial_loss` (training-data loss at
     the initial weights), `validation` / `test` / `train_eval` (Keras
     `evaluate` dicts at the end: `loss` and the task's metrics), `stopped`
-    (True if a non-finite loss ended the run), `seconds` (wall) and
+    (True if a non-finite loss ended the run), `seconds` (wall),
     `cpu_seconds` (process CPU time, all threads: what the run costs on an idle
-    machine).
+    machine) and `environment` (`keras_l2o.suite.environment.describe()`: the
+    code, versions and threads the numbers depend on besides the seed).
 
   Raises:
     ValueError: if the horizon is not a multiple of `windows`.
@@ -84,7 +87,8 @@ def run(spec, seed, optimizer, windows=DEFAULT_WINDOWS, batch_size=None, horizon
   curve = recorder.losses + [math.nan] * (windows - len(recorder.losses))
   stopped = not np.all(np.isfinite(curve))
   record = {"curve": curve, "initial_loss": initial, "stopped": bool(stopped),
-            "horizon": horizon, "batch_size": task.batch_size}
+            "horizon": horizon, "batch_size": task.batch_size,
+            "environment": environment.describe()}
   for name, part in (("train_eval", task.train), ("validation", task.validation),
                      ("test", task.test)):
     record[name] = {} if stopped else _evaluate(task.model, part)
