@@ -19,11 +19,13 @@ from keras_l2o.suite import environment  # pylint: disable=g-import-not-at-top,w
 
 
 class StubRunner:
-  """A fake `run_fn`: the final loss is (log10(lr) + 2.5)^2 (its grid argmin is lr=3e-3);
-  lr >= 0.1 diverges (NaN). Records every (seed, setting) it is asked to run."""
+  """A fake `run_fn`: the final loss is (log10(lr) - centre)^2 (by default centre -2.5: the
+  full grid's argmin is lr=3e-3); lr >= `diverge_at` diverges (NaN). Records every
+  (seed, setting) it is asked to run."""
 
-  def __init__(self):
+  def __init__(self, centre=-2.5, diverge_at=0.1):
     self.calls = []
+    self.centre, self.diverge_at = centre, diverge_at
 
   def __call__(self, spec, seed, make):
     optimizer = make(spec.horizon)
@@ -32,7 +34,8 @@ class StubRunner:
             optimizer._learning_rate.warmup_target)  # pylint: disable=protected-access
     lr = float(f"{lr:.6g}")  # the optimizer holds it in float32
     self.calls.append((seed, lr))
-    value = math.nan if lr >= 0.1 else (math.log10(lr) + 2.5) ** 2 + 0.01 * seed
+    value = (math.nan if lr >= self.diverge_at else
+             (math.log10(lr) - self.centre) ** 2 + 0.01 * seed)
     return {"curve": [1.0] * 19 + [value], "initial_loss": 2.0, "horizon": spec.horizon,
             "validation": {"loss": value}, "test": {"loss": value}, "stopped": False,
             "environment": environment.describe()}

@@ -70,13 +70,46 @@ class ProtocolTest(tf.test.TestCase):
 
   def test_tuned_rate_is_the_grid_argmin(self):
     runner = StubRunner()
-    setting, scores = suite.tune(self.spec, suite.baseline("adam"), self.store, runner)
-    self.assertEqual(setting, {"learning_rate": 3e-3})
-    self.assertEqual(len(scores), len(optimizers.FULL_LR_GRID))
-    self.assertAllClose(scores["learning_rate=0.003"], (math.log10(3e-3) + 2.5) ** 2 + 100.0)
-    self.assertEqual(scores["learning_rate=0.1"], math.inf)  # diverged: never chosen
-    setting, _ = suite.tune(self.spec, suite.baseline("adamw"), self.store, runner)
-    self.assertEqual(setting["learning_rate"], 3e-3)
+    tuned = suite.tune(self.spec, suite.baseline("adam"), self.store, runner)
+    self.assertEqual(tuned["setting"], {"learning_rate": 3e-3})
+    self.assertEqual(len(tuned["scores"]), len(optimizers.FULL_LR_GRID))  # interior: no extension
+    self.assertEqual(tuned["searched_rates"], list(optimizers.FULL_LR_GRID))
+    self.assertAllClose(tuned["scores"]["learning_rate=0.003"],
+                        (math.log10(3e-3) + 2.5) ** 2 + 100.0)
+    self.assertEqual(tuned["scores"]["learning_rate=0.1"], math.inf)  # diverged: never chosen
+    self.assertFalse(tuned["at_grid_edge"])
+    tuned = suite.tune(self.spec, suite.baseline("adamw"), self.store, runner)
+    self.assertEqual(tuned["setting"]["learning_rate"], 3e-3)
+
+  def test_grid_extends_past_an_edge_and_stops_at_the_bound(self):
+    runner = StubRunner(centre=-5.5)  # best rate 3e-6: below the bound 1e-5
+    tuned = suite.tune(self.spec, suite.baseline("adam", quick=True), self.store, runner)
+    self.assertEqual(tuned["searched_rates"], [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2])
+    self.assertEqual(tuned["setting"], {"learning_rate": 1e-5})  # the argmin of all 7
+    self.assertTrue(tuned["at_grid_edge"])  # stopped by the bound, and says so
+    self.assertLen(runner.calls, 7)
+    runner = StubRunner(centre=-0.4, diverge_at=10.0)  # best rate 0.4: above the quick grid
+    tuned = suite.tune(self.spec, suite.baseline("adamw", quick=True), self.store, runner)
+    self.assertEqual(tuned["searched_rates"], [1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0])
+    self.assertEqual(tuned["setting"], {"learning_rate": 0.3, "weight_decay": 0.01})
+    self.assertFalse(tuned["at_grid_edge"])  # 0.3 is interior once 1.0 was searched
+    self.assertEqual(suite.tuning.next_rate(1.0, +1), 3.0)  # out of bounds: never searched
+
+  def test_extension_runs_every_weight_decay_and_grows_the_progress_bar(self):
+    choice = suite.Choice("adamw", suite.baseline("adamw").make,
+                          optimizers.setting_grid("adamw", quick=False)[:4])  # 1e-4, 3e-4 x 2
+    runner = StubRunner(centre=-4.6)
+    bar = keras.utils.Progbar(suite.count_runs(["x"], [choice], (0,)), verbose=0)
+    results = suite.evaluate_suite([self.spec.name], [choice], self.store, (0,), runner, bar)
+    entry = results[self.spec.name]["adamw"]
+    self.assertEqual(entry["searched_rates"], [1e-5, 3e-5, 1e-4, 3e-4])
+    self.assertEqual(entry["setting"], {"learning_rate": 3e-5, "weight_decay": 0.01})
+    self.assertEqual(sorted({lr for _, lr in runner.calls[4:8]}), [1e-5, 3e-5])  # both decays
+    self.assertLen(runner.calls, 4 * 2 + 1)
+    self.assertEqual(bar.target, len(runner.calls))
+    self.assertEqual(bar._seen_so_far, bar.target)  # pylint: disable=protected-access
+    self.assertEqual([seed for seed, _ in runner.calls[:-1]], [10_000] * 8)  # tuning: validation
+    self.assertEqual(runner.calls[-1], (0, 3e-5))  # the test seed runs only the chosen setting
 
   def test_tuning_never_sees_test_seeds(self):
     runner = StubRunner()
@@ -90,6 +123,7 @@ class ProtocolTest(tf.test.TestCase):
     self.assertEqual(len(runner.calls), grid_size * 3 + 9)  # adamw: 7 rates x 2 decays
     self.assertEqual([r["validation"]["loss"] for r in results["adam"]["runs"]],
                      [(math.log10(3e-3) + 2.5) ** 2 + 0.01 * s for s in (0, 1, 2)])
+    self.assertEqual(results["adam"]["searched_rates"], list(optimizers.FULL_LR_GRID))
     with self.assertRaisesRegex(ValueError, r"Test seeds \[0, 10000\] overlap the validation"):
       suite.evaluate_task(self.spec, self.choices, self.store, (0, 10_000), runner)
 
@@ -258,7 +292,10 @@ class CommandLineTest(tf.test.TestCase):
     self.assertEqual(document["rows"]["wine_mlp_deep_gelu"]["adamw"]["speedup"], 1.0)
     self.assertTrue(os.path.exists(os.path.join(output, "plots", "summary.png")))
     with open(os.path.join(output, "report.md"), encoding="utf-8") as f:
-      self.assertIn("| adamw | lr=0.003,wd=0.01 |", f.read())  # inside the quick grid
+      text = f.read()
+    self.assertIn("| adamw | lr=0.003,wd=0.01 (searched 0.001..0.01, 3 rates) |", text)  # interior
+    self.assertIn("Grid rule: while the argmin's learning rate is the smallest", text)
+    self.assertIn("intra_op_threads 1", text)
 
 
 if __name__ == "__main__":

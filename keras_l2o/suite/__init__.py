@@ -2,7 +2,8 @@
 
 Each task is a function `seed -> Task` (model, data, loss, horizon, batch size)
 on offline data; none is a meta-training problem (`split.overlaps()` is empty).
-`evaluate_suite` tunes the baselines on validation seeds, trains every optimizer
+`evaluate_suite` tunes the baselines on validation seeds (extending a
+learning-rate grid past an edge where the best rate lands, `tuning`), trains every optimizer
 with `model.fit` on the test seeds and stores each finished run, so an
 interrupted evaluation resumes; `write_report` writes `results.json`,
 `report.md` and plots. The command line is `keras-l2o-evaluate --suite=general`.
@@ -18,6 +19,7 @@ True
 """
 
 from keras_l2o.suite import environment
+from keras_l2o.suite import tuning
 from keras_l2o.suite import tasks as _tasks  # pylint: disable=unused-import  (registers the tasks)
 from keras_l2o.suite.base import ARCHITECTURES
 from keras_l2o.suite.base import get
@@ -57,5 +59,5 @@ __all__ = ["ARCHITECTURES", "BASELINES", "Choice", "MissingRun", "QUICK_TEST_SEE
            "Task", "TaskSpec", "VALIDATION_SEEDS", "baseline", "check_seeds", "count_runs",
            "diverged", "environment", "evaluate_suite", "evaluate_task", "final_loss", "get", "iqm",
            "iqm_interval", "learned", "names", "overlaps", "protocol_description", "register",
-           "report_markdown", "run", "speedup", "steps_to_reach", "stored_only", "training_uses", "tune",
+           "report_markdown", "run", "speedup", "steps_to_reach", "stored_only", "training_uses", "tune", "tuning",
            "write_report"]

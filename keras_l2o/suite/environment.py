@@ -45,7 +45,8 @@ import tensorflow as tf
 # numbers, so they are left out of the code fingerprint (a stored run stays reusable).
 _SOURCES = (".py", ".cc", ".h", ".json", ".npz")
 _NOT_IN_RUNS = frozenset({"__init__.py", "environment.py", "metrics.py", "plots.py",
-                          "protocol.py", "report.py", "split.py", "store.py", "summary.py"})
+                          "protocol.py", "report.py", "split.py", "store.py", "summary.py",
+                          "tuning.py"})
 
 
 def _files(root):

@@ -4,8 +4,9 @@ For each task, in order:
 
 1. each tuned baseline runs every setting of its grid on the task's validation
    seed(s) (`VALIDATION_SEEDS`, disjoint from the test seeds); its setting is
-   the grid argmin of the final training loss (mean over validation seeds;
-   a diverged run scores inf; ties go to the first setting of the grid);
+   the argmin of the final training loss (mean over validation seeds; a
+   diverged run scores inf), the grid extended past an edge where the argmin
+   lands (`keras_l2o.suite.tuning`);
 2. every optimizer (tuned baselines at their chosen setting, untuned ones as
    they are) runs on each test seed.
 
@@ -20,6 +21,7 @@ from keras_l2o.suite import base
 from keras_l2o.suite import metrics
 from keras_l2o.suite import optimizers as optimizers_lib
 from keras_l2o.suite import training
+from keras_l2o.suite import tuning
 
 VALIDATION_SEEDS = (10_000,)  # tuning seeds; test seeds must stay below this
 TEST_SEEDS = (0, 1, 2)
@@ -54,45 +56,49 @@ def _stored_run(store, spec, choice, seed, setting, run_fn):
   return record
 
 
-def tune(spec, choice, store, run_fn, validation_seeds=VALIDATION_SEEDS, on_run=None):
-  """Runs `choice`'s grid on the validation seeds; returns `(best_setting, scores)`.
+def tune(spec, choice, store, run_fn, validation_seeds=VALIDATION_SEEDS, on_run=None,
+         on_more=None) -> dict:
+  """Tunes `choice` on the validation seeds by `keras_l2o.suite.tuning.GRID_RULE`.
 
-  `scores` maps each setting's key to its mean final training loss.
+  Returns `keras_l2o.suite.tuning.tune`'s dict (`setting`, `scores`,
+  `searched_rates`, `at_grid_edge`). `on_run()` is called after each run,
+  `on_more(n)` before the rule adds `n` runs.
   """
-  scores, values = {}, []
-  for setting in choice.grid:
+
+  def score(setting):
     finals = []
     for seed in validation_seeds:
       finals.append(metrics.final_loss(_stored_run(store, spec, choice, seed, setting,
                                                    run_fn)["curve"]))
       if on_run:
         on_run()
-    values.append(sum(finals) / len(finals))
-    scores[optimizers_lib.setting_key(setting)] = values[-1]
-  best = min(range(len(values)), key=lambda i: (values[i], i))  # inf (diverged) sorts last
-  return choice.grid[best], scores
+    return finals
+
+  more = (lambda n: on_more(n * len(validation_seeds))) if on_more else None
+  return tuning.tune(spec, choice, score, more)
 
 
 def evaluate_task(spec, choices, store, test_seeds, run_fn=None,
-                  validation_seeds=VALIDATION_SEEDS, on_run=None) -> dict:
+                  validation_seeds=VALIDATION_SEEDS, on_run=None, on_more=None) -> dict:
   """Tunes and runs every optimizer on one task; returns `{optimizer: entry}`.
 
   Each entry holds `setting` (the chosen or fixed setting), `tuning` (setting key
-  -> validation score, tuned baselines only), `at_grid_edge` (True if the tuned
-  learning rate is the smallest or largest of the grid: the grid may be too
-  narrow) and `runs` (one record per test seed, in `test_seeds` order).
+  -> validation score, tuned baselines only), `searched_rates` (the learning
+  rates tuned over, after the grid's extension), `at_grid_edge` (True if the
+  tuned rate is still the smallest or largest searched: the extension stopped at
+  a bound) and `runs` (one record per test seed, in `test_seeds` order).
   """
   check_seeds(test_seeds, validation_seeds)
   run_fn = run_fn or training.run
   results = {}
   for choice in choices:
-    entry = {"setting": None, "tuning": {}, "at_grid_edge": False}
+    entry = {"setting": None, "tuning": {}, "searched_rates": [], "at_grid_edge": False}
     if choice.tuned:
-      entry["setting"], entry["tuning"] = tune(spec, choice, store, run_fn, validation_seeds,
-                                               on_run)
-      rates = [setting["learning_rate"] for setting in choice.grid]
-      entry["at_grid_edge"] = entry["setting"]["learning_rate"] in (min(rates), max(rates))
-      logging.info("%s on %s: tuned setting %s", choice.name, spec.name, entry["setting"])
+      tuned = tune(spec, choice, store, run_fn, validation_seeds, on_run, on_more)
+      entry.update(setting=tuned["setting"], tuning=tuned["scores"],
+                   searched_rates=tuned["searched_rates"], at_grid_edge=tuned["at_grid_edge"])
+      logging.info("%s on %s: tuned setting %s (rates searched: %s)", choice.name, spec.name,
+                   entry["setting"], entry["searched_rates"])
     entry["runs"] = []
     for seed in test_seeds:
       entry["runs"].append(_stored_run(store, spec, choice, seed, entry["setting"], run_fn))
@@ -103,7 +109,8 @@ def evaluate_task(spec, choices, store, test_seeds, run_fn=None,
 
 
 def count_runs(task_names, choices, test_seeds, validation_seeds=VALIDATION_SEEDS) -> int:
-  """Runs a full evaluation makes (the progress bar's target)."""
+  """Runs a full evaluation makes before any grid is extended (the progress bar's first
+  target; each extension adds its runs to it)."""
   per_task = sum(len(c.grid) * len(validation_seeds) + len(test_seeds) for c in choices)
   return per_task * len(task_names)
 
@@ -120,15 +127,19 @@ def evaluate_suite(task_names, choices, store, test_seeds, run_fn=None, progress
     run_fn: trains one run (default `keras_l2o.suite.training.run`); with
       `stored_only`, tasks with a run not yet stored are left out (a report of
       a stopped evaluation).
-    progress: an object with `add(1)` (e.g. `keras.utils.Progbar`), or None.
+    progress: an object with `add(1)` and a `target` (e.g. `keras.utils.Progbar`), or
+      None; the target grows by the runs each grid extension adds.
     validation_seeds: the tuning seeds.
   """
-  on_run = (lambda: progress.add(1)) if progress is not None else None
+  on_run = on_more = None
+  if progress is not None:
+    on_run = lambda: progress.add(1)
+    on_more = lambda n: setattr(progress, "target", progress.target + n)
   results = {}
   for name in task_names:
     try:
       results[name] = evaluate_task(base.get(name), choices, store, test_seeds, run_fn,
-                                    validation_seeds, on_run)
+                                    validation_seeds, on_run, on_more)
     except MissingRun as e:
       logging.warning("Left out of the report: %s", e)
   return results

@@ -10,6 +10,7 @@ from keras_l2o.suite import plots
 from keras_l2o.suite import protocol as protocol_lib
 from keras_l2o.suite import store as store_lib
 from keras_l2o.suite import summary
+from keras_l2o.suite import tuning as tuning_lib
 
 
 def protocol_description(choices, test_seeds, quick=False, environment=None) -> dict:
@@ -23,9 +24,11 @@ def protocol_description(choices, test_seeds, quick=False, environment=None) -> 
       "optimizers": [c.name for c in choices],
       "grids": {c.name: [optimizers_lib.setting_key(s) for s in c.grid] for c in choices
                 if c.tuned},
-      "tuning_runs_per_task": tuning_runs,
+      "tuning_runs_per_task": tuning_runs,  # before extensions; see each row's searched rates
+      "grid_rule": tuning_lib.GRID_RULE,
       "tuning_score": "final training loss (mean of the last 5% of steps' batch losses) on the "
-                      "validation seeds; grid argmin, ties to the first setting",
+                      "validation seeds; argmin over the searched settings, ties to the smaller "
+                      "learning rate, then to the setting searched first",
       "warmup_fraction": optimizers_lib.WARMUP_FRACTION,
       "speedup_reference": optimizers_lib.REFERENCE,
       "environment": environment,
@@ -47,6 +50,13 @@ def _setting(setting):
       "weight_decay", "wd")
 
 
+def _searched(row):
+  """The setting's note: the rates searched, and whether the argmin is at a bound."""
+  rates = row.get("searched_rates") or []
+  note = f" (searched {rates[0]:g}..{rates[-1]:g}, {len(rates)} rates)" if rates else ""
+  return note + (" (at a bound)" if row["at_grid_edge"] else "")
+
+
 def task_markdown(task, rows) -> list:
   spec = base.get(task)
   lines = [f"### {task}", "", f"{spec.description} Horizon {spec.horizon}, batch "
@@ -55,7 +65,7 @@ def task_markdown(task, rows) -> list:
            "speed-up vs AdamW | diverged |", "|---|---|---|---|---|---|---|---|"]
   for name, row in rows.items():
     lines.append(
-        f"| {name} | {_setting(row['setting'])}{' (grid edge)' if row['at_grid_edge'] else ''} "
+        f"| {name} | {_setting(row['setting'])}{_searched(row)} "
         f"| {_fmt(row['final_train_loss'])} "
         f"({_fmt(row['final_train_loss_std'], 2)}) | {_fmt(row['validation_loss'])} | "
         f"{_fmt(row['test_loss'])} | {_fmt(row['test_accuracy'], 3)} | {_fmt(row['speedup'], 3)} "
@@ -95,16 +105,19 @@ def report_markdown(document) -> str:
   lines = ["# Held-out task suite", "",
            f"Test seeds {protocol['test_seeds']}; tuning on validation seeds "
            f"{protocol['validation_seeds']} only. Tuning score: {protocol['tuning_score']}. "
-           f"Tuning runs per task: {protocol['tuning_runs_per_task']}.", ""]
-  lines += [f"- `{name}` grid: {', '.join(grid)}" for name, grid in protocol["grids"].items()]
+           f"Tuning runs per task before extensions: {protocol['tuning_runs_per_task']}. "
+           f"Grid rule: {protocol.get('grid_rule', 'none (fixed grids)')}.", ""]
+  lines += [f"- `{name}` starting grid: {', '.join(grid)}"
+            for name, grid in protocol["grids"].items()]
   if protocol.get("environment"):
     lines += ["", "Every run made in one environment (a stored run made in another is rerun): " +
               ", ".join(f"{k} {v}" for k, v in sorted(protocol["environment"].items())) + "."]
   lines += ["", metrics.__doc__.split("\n\n", 1)[1].strip(), "", "## Across tasks", "",
             "Wins: tasks where the row's mean final training loss is strictly below the "
             "column's. Speed-up: IQM over tasks of the per-task mean speed-up over tuned AdamW "
-            "(percentile bootstrap over tasks). A tuned setting marked (grid edge) is the "
-            "smallest or largest learning rate of its grid.", ""]
+            "(percentile bootstrap over tasks). Each tuned setting lists the learning rates "
+            "searched on its task; (at a bound): the argmin is the smallest or largest of them, "
+            "so the grid rule stopped at a bound.", ""]
   lines += summary_markdown(document["summary"])
   for title, column in (("Final training loss", "final_train_loss"), ("Test loss", "test_loss"),
                         ("Speed-up over tuned AdamW", "speedup")):

@@ -25,6 +25,7 @@ def optimizer_row(entry, reference_entry) -> dict:
   row = {
       "setting": entry["setting"],
       "at_grid_edge": bool(entry.get("at_grid_edge")),
+      "searched_rates": list(entry.get("searched_rates") or []),
       "final_train_loss": _mean(finals) if all(map(math.isfinite, finals)) else math.inf,
       "final_train_loss_std": _std(finals),
       "diverged": sum(metrics.diverged(r["curve"], r["initial_loss"]) for r in runs),
