@@ -158,6 +158,40 @@ class ProtocolTest(tf.test.TestCase):
     self.assertEqual(across["adam@1e-3"]["wins"]["adam"], {"wins": 0, "tasks": 1})
 
 
+class ScheduleFreeTest(tf.test.TestCase):
+  """The suite's schedule-free AdamW against the algorithm of Defazio et al. (2024)."""
+
+  @staticmethod
+  def _reference(steps, lr=0.1, beta_1=0.9, beta_2=0.999):
+    z = x = y = 0.0  # on f(w) = (w - 3)^2 / 2, without warm-up: the average weight is 1/t
+    velocity = 0.0
+    for t in range(1, steps + 1):
+      g = y - 3.0
+      velocity = beta_2 * velocity + (1 - beta_2) * g * g
+      z -= lr * g / (math.sqrt(velocity / (1 - beta_2 ** t)) + 1e-8)
+      x += (z - x) / t
+      y = (1 - beta_1) * z + beta_1 * x
+    return y
+
+  def test_matches_the_documented_algorithm(self):
+    w = keras.Variable(np.zeros(1, np.float32))
+    optimizer = suite.schedule_free.ScheduleFreeAdamW(0.1)
+    for _ in range(50):
+      optimizer.apply([w.value - 3.0], [w])
+    self.assertAllClose(w.numpy()[0], self._reference(50), rtol=1e-5)
+    self.assertAllClose(self._reference(50), 2.25074, atol=1e-5)
+
+  def test_the_first_fit_step_keeps_the_initial_weights(self):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    before = model.layers[0].kernel.numpy().copy()
+    model.compile(optimizers.baseline("schedule_free_adamw").make(1000, learning_rate=1e-9),
+                  "mse")
+    model.fit(np.ones((8, 4), np.float32), np.zeros((8, 3), np.float32), batch_size=8,
+              verbose=0)
+    self.assertAllClose(model.layers[0].kernel.numpy(), before, atol=1e-6)  # not wiped to ~0
+
+
 class SplitTest(tf.test.TestCase):
 
   def test_suite_and_meta_training_problems_are_disjoint(self):
@@ -237,7 +271,8 @@ class TasksTest(tf.test.TestCase):
                      [1.0])  # a store without an environment reuses every run
 
   def test_code_fingerprint_covers_what_runs(self):
-    files = set(environment_lib._files(os.path.join(_REPO, "keras_l2o")))  # pylint: disable=protected-access
+    files = set(environment_lib._files(  # pylint: disable=protected-access
+        os.path.join(_REPO, "keras_l2o")))
     self.assertIn(os.path.join("suite", "training.py"), files)
     self.assertIn(os.path.join("suite", "optimizers.py"), files)
     self.assertIn(os.path.join("rules", "mlp.py"), files)

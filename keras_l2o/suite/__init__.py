@@ -19,6 +19,7 @@ True
 """
 
 from keras_l2o.suite import environment
+from keras_l2o.suite import schedule_free
 from keras_l2o.suite import tuning
 from keras_l2o.suite import tasks as _tasks  # pylint: disable=unused-import  (registers the tasks)
 from keras_l2o.suite.base import ARCHITECTURES
@@ -55,9 +56,10 @@ from keras_l2o.suite.split import training_uses
 from keras_l2o.suite.store import RunStore
 from keras_l2o.suite.training import run
 
-__all__ = ["ARCHITECTURES", "BASELINES", "Choice", "MissingRun", "QUICK_TEST_SEEDS", "RunStore", "TEST_SEEDS",
-           "Task", "TaskSpec", "VALIDATION_SEEDS", "baseline", "check_seeds", "count_runs",
-           "diverged", "environment", "evaluate_suite", "evaluate_task", "final_loss", "get", "iqm",
-           "iqm_interval", "learned", "names", "overlaps", "protocol_description", "register",
-           "report_markdown", "run", "speedup", "steps_to_reach", "stored_only", "training_uses", "tune", "tuning",
+__all__ = ["ARCHITECTURES", "BASELINES", "Choice", "MissingRun", "QUICK_TEST_SEEDS", "RunStore",
+           "TEST_SEEDS", "Task", "TaskSpec", "VALIDATION_SEEDS", "baseline", "check_seeds",
+           "count_runs", "diverged", "environment", "evaluate_suite", "evaluate_task",
+           "final_loss", "get", "iqm", "iqm_interval", "learned", "names", "overlaps",
+           "protocol_description", "register", "report_markdown", "run", "schedule_free",
+           "speedup", "steps_to_reach", "stored_only", "training_uses", "tune", "tuning",
            "write_report"]

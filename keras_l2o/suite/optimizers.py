@@ -8,8 +8,10 @@ Baselines, as practitioners run them (Keras's own optimizers):
   learning rate and the weight decay are tuned.
 * `muon`: `keras.optimizers.Muon` (its AdamW part for biases, norms and
   embeddings) on the same warm-up + cosine schedule; the learning rate is tuned.
-* `schedule_free_adamw`: `keras.optimizers.ScheduleFreeAdamW` with 5% warm-up and
-  no schedule (it needs none); the learning rate is tuned.
+* `schedule_free_adamw`: schedule-free AdamW with 5% warm-up and no schedule (it
+  needs none); the learning rate is tuned. It is
+  `keras_l2o.suite.schedule_free.ScheduleFreeAdamW`, Keras's optimizer with the
+  step its paper defines (Keras 3.15's reduces to primal averaging, see there).
 * `adam`: `Adam` at a constant, tuned learning rate.
 
 Learned optimizers run untuned, with the learning rate their card ships.
@@ -20,6 +22,8 @@ import itertools
 from typing import Callable, Optional
 
 import keras
+
+from keras_l2o.suite import schedule_free
 
 WARMUP_FRACTION = 0.05
 # Learning-rate grids (log, half a decade apart) and AdamW's weight-decay grid.
@@ -70,8 +74,8 @@ def _make_muon(horizon, learning_rate):
 
 
 def _make_schedule_free(horizon, learning_rate):
-  return keras.optimizers.ScheduleFreeAdamW(learning_rate,
-                                            warmup_steps=max(1, int(WARMUP_FRACTION * horizon)))
+  return schedule_free.ScheduleFreeAdamW(learning_rate,
+                                         warmup_steps=max(1, int(WARMUP_FRACTION * horizon)))
 
 
 def _make_adam(horizon, learning_rate):

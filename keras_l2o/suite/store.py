@@ -65,7 +65,8 @@ class RunStore:
       changed = environment_lib.differences(record.get("environment"), self.environment)
       if changed:
         logging.warning("Not reusing %s: made with %s, now %s.", path,
-                        {k: v[0] for k, v in changed.items()}, {k: v[1] for k, v in changed.items()})
+                        {k: v[0] for k, v in changed.items()},
+                        {k: v[1] for k, v in changed.items()})
         return None
     return record
 
