@@ -19,7 +19,7 @@ In one run, for every rule of `keras_l2o.rules.names()` (as
   parameters inside a `tf.function`, in ns per parameter (median of repeats),
   for the default path (named in the table when it is not the reference:
   `native`, the rule's CPU kernel of `keras_l2o.native`, or `xla`, the fused
-  form of `keras_l2o.fast_apply`) and, for rules with such a path, for the
+  form of `keras_l2o.step_paths`) and, for rules with such a path, for the
   reference path (`jit_rule=False`);
 * the flops of every rule per coordinate (TensorFlow's registered op
   statistics of one traced `rule.apply`), the machine's measured matmul rate
@@ -62,7 +62,7 @@ import numpy as np
 import tensorflow as tf
 
 import keras_l2o
-from keras_l2o import fast_apply
+from keras_l2o import step_paths
 from keras_l2o.native import lstm_rule as native_lstm
 from scripts import flags as script_flags
 from scripts import meta_train_defaults
@@ -140,7 +140,7 @@ def has_fast_path(name: str) -> bool:
   if name == REFERENCE:
     return False
   rule = keras_l2o.rules.get(name)
-  return fast_apply.has_fused_form(rule) or native_lstm.supports(rule, tf.float32)
+  return step_paths.has_fused_form(rule) or native_lstm.supports(rule, tf.float32)
 
 
 # ----------------------------------------------------------------- model --
@@ -311,7 +311,7 @@ def update_benchmark(optimizer: str, num_params: int, *, repeats: int, jit: bool
   def step():
     # The path the optimizer takes for this variable, seen from inside the trace (XLA or not).
     paths["path"] = ("keras" if optimizer == REFERENCE
-                     else fast_apply.step_path(jit_rule, opt.rule, variable))
+                     else step_paths.step_path(jit_rule, opt.rule, variable))
     opt.apply([gradient], [variable])
     return opt.iterations.value
 
