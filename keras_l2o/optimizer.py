@@ -266,7 +266,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     # A state filled with one number (zeros; Adagrad's initial accumulator) gets a scalar
     # Constant. A Constant holding the whole array, with Keras building the optimizer inside
     # the traced train step, cost +0.7 GB of peak memory at 10M parameters (measured by
-    # scripts/benchmark.py; where exactly the copies lived was not pinned down).
+    # scripts/benchmark/; where exactly the copies lived was not pinned down).
     flat = value.reshape(-1)
     uniform = flat.size == 0 or bool(np.all(flat == flat[0]))
     initializer = keras.initializers.Constant(
