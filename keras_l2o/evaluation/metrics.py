@@ -30,7 +30,17 @@ def steps_to_reach(curve: np.ndarray, target: float) -> Optional[int]:
 
 
 def speedup(adam_mean_curve: np.ndarray, final_loss: float, horizon: int) -> Optional[float]:
-  """Steps tuned Adam needs to reach `final_loss`, divided by `horizon` (None: never)."""
+  """Steps tuned Adam needs to reach `final_loss`, divided by `horizon` (None: never).
+
+  Example: Adam's mean curve reaches 1.0 after 2 of its steps; an optimizer
+  that ends at 1.0 after a horizon of 4 steps is 2x slower than Adam.
+
+  >>> adam = np.array([4.0, 2.0, 1.0, 0.5])
+  >>> steps_to_reach(adam, 1.0), speedup(adam, final_loss=1.0, horizon=4)
+  (2, 0.5)
+  >>> speedup(adam, final_loss=0.1, horizon=4) is None  # Adam never gets there
+  True
+  """
   steps = steps_to_reach(adam_mean_curve, final_loss)
   return None if steps is None else steps / horizon
 

@@ -19,8 +19,10 @@ def make_optimizer(name: str, jit_rule="auto"):
 
   Example:
 
-  >>> type(make_optimizer("sgd")).__name__, float(make_optimizer(REFERENCE).learning_rate)
-  ('LearnedOptimizer', 0.001)
+  >>> type(make_optimizer(REFERENCE)).__name__, type(make_optimizer("sgd")).__name__
+  ('Adam', 'LearnedOptimizer')
+  >>> learning_rate_of("sgd"), learning_rate_of("mlp")
+  (0.001, 1.0)
   """
   if name == REFERENCE:
     return keras.optimizers.Adam(HAND_DESIGNED_LEARNING_RATE)
