@@ -75,6 +75,27 @@ def tune_learning_rate(runner: runner_lib.Runner, spec: specs_lib.OptimizerSpec,
   return best, scores
 
 
+def _tune(runner, specs, validation, grid):
+  """Learning rates of `specs` (tuned where None) and tuned Adam's, for the speed-ups.
+
+  Returns:
+    `([(spec, learning rate)], {name: grid scores}, Adam's tuned learning rate)`.
+  """
+  tuning, resolved = {}, []
+  for spec in specs:
+    lr = spec.learning_rate
+    if spec.tuned:
+      lr, tuning[spec.name] = tune_learning_rate(runner, spec, validation, grid)
+      logging.info("%s: tuned learning rate %g", spec.name, lr)
+    resolved.append((spec, lr))
+  adam_lr = next((lr for s, lr in resolved
+                  if s.rule is not None and s.rule.name == "adam" and s.tuned), None)
+  if adam_lr is None:
+    adam_spec = specs_lib.baseline("adam")
+    adam_lr, tuning["adam (for speed-up)"] = tune_learning_rate(runner, adam_spec, validation, grid)
+  return resolved, tuning, adam_lr
+
+
 def evaluate(family, specs, *, num_problems: int = 100, horizon: Optional[int] = None,
              tuning_problems: int = 10, grid=DEFAULT_GRID, speedup_horizon_factor: int = 5,
              problem_name: Optional[str] = None, strategy=None) -> dict:
@@ -112,19 +133,8 @@ def evaluate(family, specs, *, num_problems: int = 100, horizon: Optional[int] =
   validation = [family.sample("validation", i) for i in range(tuning_problems)]
   results = {"problem": problem_name or family.name, "num_problems": num_problems,
              "horizon": horizon, "optimizers": {}}
-  raw, tuning = {}, {}
-  resolved = []
-  for spec in specs:
-    lr = spec.learning_rate
-    if spec.tuned:
-      lr, tuning[spec.name] = tune_learning_rate(runner, spec, validation, grid)
-      logging.info("%s: tuned learning rate %g", spec.name, lr)
-    resolved.append((spec, lr))
-  adam_lr = next((lr for s, lr in resolved
-                  if s.rule is not None and s.rule.name == "adam" and s.tuned), None)
-  if adam_lr is None:
-    adam_spec = specs_lib.baseline("adam")
-    adam_lr, tuning["adam (for speed-up)"] = tune_learning_rate(runner, adam_spec, validation, grid)
+  resolved, tuning, adam_lr = _tune(runner, specs, validation, grid)
+  raw = {}
   adam_long = runner.curves(specs_lib.baseline("adam"), test, adam_lr,
                             horizon * speedup_horizon_factor)
   with np.errstate(invalid="ignore"):
@@ -134,7 +144,7 @@ def evaluate(family, specs, *, num_problems: int = 100, horizon: Optional[int] =
     raw[spec.name] = curves
     shown_lr = None if lr is None or spec.rule.is_learned or callable(lr) else float(lr)
     results["optimizers"][spec.name] = metrics.summarize(spec.name, curves, shown_lr, horizon,
-                                                 adam_long_mean)
+                                                         adam_long_mean)
     if spec.scipy_method is not None:
       results["optimizers"][spec.name]["scipy_method"] = spec.scipy_method
     logging.info("%s: sum of losses %.4g, final loss %.4g", spec.name,
