@@ -9,7 +9,7 @@ setuptools.setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=setuptools.find_packages(include=["keras_l2o", "keras_l2o.*", "trainers", "trainers.*", "scripts"]),
+    packages=setuptools.find_packages(include=["keras_l2o", "keras_l2o.*", "trainers", "trainers.*", "scripts", "scripts.*"]),
     package_data={"keras_l2o": ["pretrained/*.json", "pretrained/*.npz", "native/*.cc", "native/*.h"]},
     install_requires=[
         "tensorflow>=2.16,<3",

@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_l2o import fast_apply as fast_apply_lib
+from keras_l2o import step_paths as step_paths_lib
 from keras_l2o import meta_params as meta_params_lib
 from keras_l2o import rules as rules_lib
 from keras_l2o import step as step_lib
@@ -102,9 +102,9 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     seed: seed of the initial meta-parameters when `meta_params` is None.
     jit_rule: how each variable's step is computed: `"auto"` (default) uses
       the rule's native CPU kernel where there is one (the lstm rule's,
-      `keras_l2o.native`), else the fast path of `keras_l2o.fast_apply` (the
+      `keras_l2o.native`), else the fast path of `keras_l2o.step_paths` (the
       rule's fused form compiled by XLA) for rules that ask for it (mlp) on
-      variables of at least `fast_apply.AUTO_MIN_SIZE` entries; both differ
+      variables of at least `step_paths.AUTO_MIN_SIZE` entries; both differ
       from the reference by rounding only. `True` uses the native kernel or
       the fused form for every rule and variable; `False` always uses the
       reference `keras_l2o.step.rule_delta`, bit-identical to the
@@ -150,7 +150,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     self.rule = rule
     self.nonfinite = nonfinite
     self.seed = seed
-    self.jit_rule = fast_apply_lib.check_mode(jit_rule)
+    self.jit_rule = step_paths_lib.check_mode(jit_rule)
     paths = meta_params_lib.flatten_with_paths(meta_values)
     self._meta_paths = [path for path, _ in paths]
     self._meta_variables = [
@@ -266,7 +266,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     # A state filled with one number (zeros; Adagrad's initial accumulator) gets a scalar
     # Constant. A Constant holding the whole array, with Keras building the optimizer inside
     # the traced train step, cost +0.7 GB of peak memory at 10M parameters (measured by
-    # scripts/benchmark.py; where exactly the copies lived was not pinned down).
+    # scripts/benchmark/; where exactly the copies lived was not pinned down).
     flat = value.reshape(-1)
     uniform = flat.size == 0 or bool(np.all(flat == flat[0]))
     initializer = keras.initializers.Constant(
@@ -288,7 +288,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
       self._update_rows(gradient, variable, slots, self._state_types[index], learning_rate)
       return
     gradient = _dense(gradient, variable)
-    path = fast_apply_lib.step_path(self.jit_rule, self.rule, variable)
+    path = step_paths_lib.step_path(self.jit_rule, self.rule, variable)
     if path == "native" and native_lstm.supports_in_place(self.rule, variable):
       # State and variable updated in place by one op; reading the state first
       # would make the op copy it (it never overwrites a buffer a reader holds).
@@ -300,7 +300,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     loss = None if self._loss_variable is None else self._loss_variable.value
     fast = path == "xla"
     if fast:  # var + delta computed in the compiled step (one pass over memory fewer)
-      new_value, new_state = fast_apply_lib.get(self.rule)(
+      new_value, new_state = step_paths_lib.get(self.rule)(
           self._meta_values(), gradient, tf.convert_to_tensor(variable), state, step,
           learning_rate, add_to_var=True)
     elif path == "native":

@@ -1,6 +1,6 @@
 r"""One-off `model.fit` step time of the `general` rule (configurations of it) against Adam.
 
-Mimics `scripts/benchmark.py`'s fit timing (the 64-h-h-10 ReLU MLP of about
+Mimics the fit timing of `scripts/benchmark/fit.py` (the 64-h-h-10 ReLU MLP of about
 `--params` parameters, batch 128 of synthetic data, per-batch wall times from
 `on_train_batch_begin/end`, median after `--warmup` steps, jit off) for
 `keras.optimizers.Adam(1e-3)` and `LearnedOptimizer(rules.get("general",

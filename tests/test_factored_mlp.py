@@ -9,7 +9,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import keras_l2o  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import fast_apply  # pylint: disable=g-import-not-at-top,wrong-import-position
+from keras_l2o import step_paths  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tests import reference_rules  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tests import rule_test_base  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tests import testing_utils  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -102,7 +102,7 @@ class FactoringTest(tf.test.TestCase):
             for s in self.rule.init_state(tf.zeros(shape))])
       grad = tf.constant(rng.normal(size=shape), tf.float32)
       var = tf.constant(rng.normal(size=shape), tf.float32)
-      fast, fast_state = fast_apply.get(self.rule)(meta, grad, var, state, 4, 1.0)
+      fast, fast_state = step_paths.get(self.rule)(meta, grad, var, state, 4, 1.0)
       reference, ref_state = self.rule.apply(meta, grad, var, state, 4)
       scale = float(tf.reduce_max(tf.abs(reference)))
       self.assertLess(float(tf.reduce_max(tf.abs(fast - reference))), 1e-6 * scale, shape)

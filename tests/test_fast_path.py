@@ -1,6 +1,6 @@
 """The fast path of `LearnedOptimizer` (fused rule compiled by XLA) against the reference.
 
-`keras_l2o.fast_apply` computes the same step as `keras_l2o.step.rule_delta`
+The `"xla"` path of `keras_l2o.step_paths` computes the same step as `keras_l2o.step.rule_delta`
 with other rounding. These tests bound the difference: one step of the mlp
 rule within 1e-6 of the largest update, 100 `model.fit` steps within 1e-6
 relative (per weight: max |fast - reference| / max |reference|), with
@@ -23,7 +23,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import keras_l2o  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import fast_apply  # pylint: disable=g-import-not-at-top,wrong-import-position
+from keras_l2o import step_paths  # pylint: disable=g-import-not-at-top,wrong-import-position
 from keras_l2o import step as step_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from keras_l2o.native import lstm_rule as native_lstm  # pylint: disable=g-import-not-at-top,wrong-import-position
 from keras_l2o.rules import lstm as lstm_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -69,14 +69,14 @@ class _CountFastCalls:
 
   def __init__(self, test_case):
     self.count = 0
-    original = fast_apply.FastDelta.__call__
+    original = step_paths.FastDelta.__call__
 
     def counting(delta_self, *args, **kwargs):
       self.count += 1
       return original(delta_self, *args, **kwargs)
 
-    fast_apply.FastDelta.__call__ = counting
-    test_case.addCleanup(setattr, fast_apply.FastDelta, "__call__", original)
+    step_paths.FastDelta.__call__ = counting
+    test_case.addCleanup(setattr, step_paths.FastDelta, "__call__", original)
 
 
 class FusedFormTest(tf.test.TestCase, parameterized.TestCase):
@@ -119,7 +119,7 @@ class FusedFormTest(tf.test.TestCase, parameterized.TestCase):
       self.assertEqual(a.shape, (size, 1, 20))
       self.assertAllClose(a, b, rtol=1e-6, atol=1e-7)
     # Compiled by XLA (its own sigmoid and tanh): rounding-level differences.
-    compiled, compiled_state = fast_apply.get(rule)(meta, grad, var, state, 4, 1.0)
+    compiled, compiled_state = step_paths.get(rule)(meta, grad, var, state, 4, 1.0)
     self.assertLess(float(np.max(np.abs(compiled - reference))) / scale, 1e-5)
     for a, b in zip(compiled_state, reference_state):
       self.assertAllClose(a, b, rtol=1e-5, atol=1e-6)
@@ -135,7 +135,7 @@ class FusedFormTest(tf.test.TestCase, parameterized.TestCase):
     state = rule.init_state(var)
     fast_state, reference_state = state, state
     for t in range(1, 6):
-      fast, fast_state = fast_apply.get(rule)(meta, grad * t, var, fast_state, t, 0.5)
+      fast, fast_state = step_paths.get(rule)(meta, grad * t, var, fast_state, t, 0.5)
       reference, reference_state = step_lib.rule_delta(rule, meta, grad * t, var,
                                                        reference_state, t, 0.5)
       self.assertEqual(fast.shape, reference.shape)
@@ -151,21 +151,21 @@ class ModeTest(tf.test.TestCase):
 
   def test_which_variables_take_the_fast_path(self):
     mlp, lstm = keras_l2o.rules.get("mlp"), keras_l2o.rules.get("lstm")
-    small = tf.zeros([fast_apply.AUTO_MIN_SIZE - 1])
-    large = tf.zeros([64, fast_apply.AUTO_MIN_SIZE // 64])
-    self.assertFalse(fast_apply.use_fast_path("auto", mlp, small))
-    self.assertTrue(fast_apply.use_fast_path("auto", mlp, large))
-    self.assertFalse(fast_apply.use_fast_path("auto", lstm, large))  # only with jit_rule=True
-    self.assertFalse(fast_apply.use_fast_path("auto", keras_l2o.rules.get("adam"), large))
-    self.assertTrue(fast_apply.use_fast_path(True, lstm, small))
-    self.assertFalse(fast_apply.use_fast_path(False, mlp, large))
+    small = tf.zeros([step_paths.AUTO_MIN_SIZE - 1])
+    large = tf.zeros([64, step_paths.AUTO_MIN_SIZE // 64])
+    self.assertFalse(step_paths.use_fast_path("auto", mlp, small))
+    self.assertTrue(step_paths.use_fast_path("auto", mlp, large))
+    self.assertFalse(step_paths.use_fast_path("auto", lstm, large))  # only with jit_rule=True
+    self.assertFalse(step_paths.use_fast_path("auto", keras_l2o.rules.get("adam"), large))
+    self.assertTrue(step_paths.use_fast_path(True, lstm, small))
+    self.assertFalse(step_paths.use_fast_path(False, mlp, large))
 
   def test_compute_shape_is_a_matrix_when_the_size_factors(self):
-    self.assertEqual(fast_apply.compute_shape(931_225), [965, 965])  # 5^2 193^2
-    self.assertEqual(fast_apply.compute_shape(1_000_000), [1000, 1000])
-    self.assertEqual(fast_apply.compute_shape(2 * 1_000_003), [2, 1_000_003])
-    self.assertEqual(fast_apply.compute_shape(1_000_003), [1_000_003])  # prime
-    self.assertEqual(fast_apply.compute_shape(None), [-1])
+    self.assertEqual(step_paths.compute_shape(931_225), [965, 965])  # 5^2 193^2
+    self.assertEqual(step_paths.compute_shape(1_000_000), [1000, 1000])
+    self.assertEqual(step_paths.compute_shape(2 * 1_000_003), [2, 1_000_003])
+    self.assertEqual(step_paths.compute_shape(1_000_003), [1_000_003])  # prime
+    self.assertEqual(step_paths.compute_shape(None), [-1])
 
   def test_add_to_var_returns_the_new_value(self):
     rule = keras_l2o.rules.get("mlp")
@@ -173,8 +173,8 @@ class ModeTest(tf.test.TestCase):
     grad = tf.constant(rng.normal(size=(7, 11)), tf.float32)
     var = tf.constant(rng.normal(size=(7, 11)), tf.float32)
     state = rule.init_state(var)
-    delta, state_a = fast_apply.get(rule)(rule.init_meta_params(0), grad, var, state, 1, 1.0)
-    value, state_b = fast_apply.get(rule)(rule.init_meta_params(0), grad, var, state, 1, 1.0,
+    delta, state_a = step_paths.get(rule)(rule.init_meta_params(0), grad, var, state, 1, 1.0)
+    value, state_b = step_paths.get(rule)(rule.init_meta_params(0), grad, var, state, 1, 1.0,
                                           add_to_var=True)
     self.assertAllEqual(value, var + delta)
     self.assertGreater(float(np.max(np.abs(delta))), 1e-4)
@@ -264,7 +264,7 @@ class FitTest(tf.test.TestCase, parameterized.TestCase):
     var = tf.constant(rng.normal(size=(64, 80)), tf.float16)
     state = rule.init_state(var)
     self.assertEqual(state[0].dtype, tf.float32)
-    fast, fast_state = fast_apply.get(rule)(rule.init_meta_params(0), grad, var, state, 1, 1.0)
+    fast, fast_state = step_paths.get(rule)(rule.init_meta_params(0), grad, var, state, 1, 1.0)
     reference, _ = step_lib.rule_delta(rule, rule.init_meta_params(0), grad, var, state, 1, 1.0)
     self.assertEqual(fast.dtype, tf.float16)
     self.assertEqual(fast_state[0].dtype, tf.float32)
@@ -278,7 +278,7 @@ class MirroredTest(tf.test.TestCase):
 
   def test_fast_path_in_mirrored_replicas_on_logical_cpus(self):
     result = testing_utils.mirrored_fit(rule="mlp", jit_rule=True, hidden=96, samples=512,
-                                        epochs=2, counted="keras_l2o.fast_apply:FastDelta.__call__")
+                                        epochs=2, counted="keras_l2o.step_paths:FastDelta.__call__")
     self.assertEqual(result["replicas"], 2)
     # Every one of the 4 variables on each of the 2 replicas (per trace of the step).
     self.assertGreaterEqual(result["calls"], 8)

@@ -29,7 +29,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import keras_l2o  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import fast_apply  # pylint: disable=g-import-not-at-top,wrong-import-position
+from keras_l2o import step_paths  # pylint: disable=g-import-not-at-top,wrong-import-position
 from keras_l2o import step as step_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from keras_l2o.native import build  # pylint: disable=g-import-not-at-top,wrong-import-position
 from keras_l2o.native import library  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -324,20 +324,20 @@ class PathTest(tf.test.TestCase, parameterized.TestCase):
     variable = tf.Variable(tf.zeros([5]))
     lstm = keras_l2o.rules.get("lstm")
     expected = "native" if BUILT else "reference"
-    self.assertEqual(fast_apply.step_path("auto", lstm, variable), expected)
-    self.assertEqual(fast_apply.step_path(True, lstm, variable),
+    self.assertEqual(step_paths.step_path("auto", lstm, variable), expected)
+    self.assertEqual(step_paths.step_path(True, lstm, variable),
                      "native" if BUILT else "xla")
-    self.assertEqual(fast_apply.step_path(False, lstm, variable), "reference")
-    self.assertEqual(fast_apply.step_path("auto", keras_l2o.rules.get("lstm", hidden_size=8),
+    self.assertEqual(step_paths.step_path(False, lstm, variable), "reference")
+    self.assertEqual(step_paths.step_path("auto", keras_l2o.rules.get("lstm", hidden_size=8),
                                           variable), "reference")
-    self.assertEqual(fast_apply.step_path("auto", keras_l2o.rules.get("lstm", num_layers=0),
+    self.assertEqual(step_paths.step_path("auto", keras_l2o.rules.get("lstm", num_layers=0),
                                           variable), "reference")
-    self.assertEqual(fast_apply.step_path("auto", keras_l2o.rules.get("mlp"), variable),
+    self.assertEqual(step_paths.step_path("auto", keras_l2o.rules.get("mlp"), variable),
                      "reference")  # below AUTO_MIN_SIZE
     self.assertFalse(native_lstm.supports(lstm, tf.float64))
     gpu_variable = mock.Mock(dtype=tf.float32, device="/job:localhost/replica:0/task:0/device:GPU:0",
                              shape=tf.TensorShape([5]))
-    self.assertNotEqual(fast_apply.step_path("auto", lstm, gpu_variable), "native")
+    self.assertNotEqual(step_paths.step_path("auto", lstm, gpu_variable), "native")
 
   def test_xla_context_takes_a_tensorflow_path(self):
     variable = tf.Variable(tf.zeros([5]))
@@ -346,12 +346,12 @@ class PathTest(tf.test.TestCase, parameterized.TestCase):
 
     @tf.function(jit_compile=True)
     def compiled():
-      paths["xla"] = fast_apply.step_path("auto", lstm, variable)
+      paths["xla"] = step_paths.step_path("auto", lstm, variable)
       return tf.constant(0.0)
 
     @tf.function
     def traced():
-      paths["graph"] = fast_apply.step_path("auto", lstm, variable)
+      paths["graph"] = step_paths.step_path("auto", lstm, variable)
       return tf.constant(0.0)
 
     compiled()

@@ -29,7 +29,7 @@ class StateCreationTest(tf.test.TestCase):
   def test_state_built_inside_a_traced_step_starts_at_the_rules_initial_values(self):
     # Keras builds the optimizer while tracing the train step. State filled with one number
     # is created from that scalar, not from a whole array: the array form cost +0.7 GB of
-    # peak memory at 10M parameters (measured by scripts/benchmark.py, docs/PERFORMANCE.md).
+    # peak memory at 10M parameters (measured by scripts/benchmark/, docs/PERFORMANCE.md).
     for rule, initial in (("adam", 0.0), ("adagrad", 0.1), ("mlp_factored", 0.0)):
       variable, optimizer, step = self._traced_step(rule)
       step.get_concrete_function()  # traces, and so builds

@@ -12,7 +12,8 @@ from absl import flags
 from absl.testing import flagsaver
 import tensorflow as tf
 
-from scripts import benchmark
+from scripts.benchmark import command as benchmark
+from scripts.benchmark import fit as benchmark_fit
 from scripts import demo
 
 FLAGS = flags.FLAGS
@@ -107,7 +108,7 @@ class BenchmarkScriptTest(tf.test.TestCase):
                      [("10k", 10_000), ("100k", 100_000), ("1M", 1_000_000),
                       ("10M", 10_000_000)])
     for target in (10_000, 100_000, 1_000_000, 10_000_000):
-      params = benchmark.mlp_params(benchmark.hidden_width(target))
+      params = benchmark_fit.mlp_params(benchmark_fit.hidden_width(target))
       self.assertLess(abs(params - target) / target, 0.02)
 
 

@@ -118,7 +118,7 @@ def mirrored_fit(*, rule, jit_rule, counted, hidden, samples, epochs):
   Runs in a subprocess (logical devices are fixed at start-up), once with
   `LearnedOptimizer(rule, jit_rule=jit_rule)` in the strategy and once on one
   device with the reference path, and counts the calls of `counted`
-  (`"module:attribute.path"`, e.g. `"keras_l2o.fast_apply:FastDelta.__call__"`)
+  (`"module:attribute.path"`, e.g. `"keras_l2o.step_paths:FastDelta.__call__"`)
   in the first run.
 
   Returns:

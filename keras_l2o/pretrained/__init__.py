@@ -6,9 +6,11 @@ rule, the learning rate, what it was trained on and for how long, where it is
 known to be weak, and the command that reproduces it from a seed).
 
 >>> import keras_l2o
->>> "l2l-quadratic" in keras_l2o.pretrained.names()   # doctest: +SKIP
+>>> "l2l-quadratic" in keras_l2o.pretrained.names()
 True
->>> optimizer = keras_l2o.pretrained.get()            # the general-purpose default  # doctest: +SKIP
+>>> optimizer = keras_l2o.pretrained.get()            # the general-purpose default
+>>> isinstance(optimizer, keras_l2o.LearnedOptimizer)
+True
 """
 
 import json

@@ -260,7 +260,7 @@ class LSTMRule(base.Rule):
     return update, type(state)(*new_state)
 
   def fast_apply(self, meta_params, grad, var, state, step):
-    """`apply` over blocks of `FAST_BLOCK` coordinates, for XLA (`keras_l2o.fast_apply`).
+    """`apply` over blocks of `FAST_BLOCK` coordinates, for XLA (`keras_l2o.step_paths`).
 
     The same function: the coordinates are independent, so the rule runs on
     consecutive blocks in a loop, which keeps each block's intermediates in

@@ -128,7 +128,7 @@ class MLPRule(base.Rule):
     The same function: every hidden unit j is
     `relu(f_0 W_1[0, j] + f_1 W_1[1, j] + f_2 W_1[2, j] + b_1[j])`, summed with
     weights `W_2[j]`, instead of two skinny matmuls, so that XLA compiles the
-    whole rule into one pass over the coordinates (`keras_l2o.fast_apply`).
+    whole rule into one pass over the coordinates (`keras_l2o.step_paths`).
     Differs from `apply` by rounding only; `apply` remains the definition.
     """
     del var

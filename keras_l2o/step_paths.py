@@ -1,9 +1,13 @@
-"""A fast path for applying a rule in `LearnedOptimizer`: fused form, compiled by XLA.
+"""The three paths of a `LearnedOptimizer` step, and which one a variable takes.
+
+`step_path(jit_rule, rule, variable)` names the path: `"native"` (a
+hand-written CPU kernel of `keras_l2o.native`), `"xla"` (the rule's fused form
+compiled by XLA, `FastDelta` below) or `"reference"` (`keras_l2o.step.rule_delta`).
 
 The reference path, `keras_l2o.step.rule_delta`, is the definition of a rule's
 step: the meta-trainers differentiate through it and the shipped pretrained
-optimizers are reproduced bit for bit by it. It stays untouched. This module
-offers a second way to compute the same delta when a rule is only *applied*
+optimizers are reproduced bit for bit by it. It stays untouched. The `"xla"` path
+is a second way to compute the same delta when a rule is only *applied*
 (in `model.fit`), never differentiated:
 
 * the rule's `fast_apply`: the same function as `apply`, written for XLA (the
@@ -48,11 +52,11 @@ resource variables), so it also runs inside `model.fit(jit_compile=True)`
 Example:
 
 >>> import numpy as np, tensorflow as tf, keras_l2o
->>> from keras_l2o import fast_apply, step
+>>> from keras_l2o import step, step_paths
 >>> rule = keras_l2o.rules.get("mlp")
 >>> meta = rule.init_meta_params(0)
 >>> grad, var = tf.constant(np.linspace(-1.0, 1.0, 5), tf.float32), tf.zeros([5])
->>> fast, _ = fast_apply.get(rule)(meta, grad, var, rule.init_state(var), 1, 1.0)
+>>> fast, _ = step_paths.get(rule)(meta, grad, var, rule.init_state(var), 1, 1.0)
 >>> ref, _ = step.rule_delta(rule, meta, grad, var, rule.init_state(var), 1, 1.0)
 >>> bool(np.allclose(fast, ref, rtol=1e-6, atol=1e-12))
 True

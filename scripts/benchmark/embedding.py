@@ -2,29 +2,31 @@
 
 Step time and peak memory of Keras's Adam and Adagrad against rules that update
 only the touched rows (`sgd`, `adagrad`) and rules that densify (`adam`, `mlp`).
-Uses the timing helpers of `scripts.benchmark`.
+Run on its own (not by `keras-l2o-benchmark`): each optimizer in its own process.
 """
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from scripts import benchmark
+from scripts.benchmark import measure
+from scripts.benchmark import optimizers
+from scripts.benchmark import update
 
 EMBEDDING_ROWS = 1_000_000
 EMBEDDING_DIM = 16
 EMBEDDING_BATCH = 1024  # rows touched per step (random, with repeats)
-EMBEDDING_OPTIMIZERS = (benchmark.REFERENCE, "keras.Adagrad", "sgd", "adagrad", "adam", "mlp")
+EMBEDDING_OPTIMIZERS = (optimizers.REFERENCE, "keras.Adagrad", "sgd", "adagrad", "adam", "mlp")
 
 
 def embedding_benchmark(optimizer: str, *, rows: int = EMBEDDING_ROWS, dim: int = EMBEDDING_DIM,
                         batch: int = EMBEDDING_BATCH, repeats: int = 10, seed: int = 0) -> dict:
   """One `apply` of a sparse (`IndexedSlices`) gradient on an embedding table of `rows` x `dim`.
 
-  `optimizer`: `benchmark.REFERENCE` (Keras's Adam), `"keras.Adagrad"`, or a rule name
+  `optimizer`: `optimizers.REFERENCE` (Keras's Adam), `"keras.Adagrad"`, or a rule name
   (`LearnedOptimizer`; `sgd` and `adagrad` update the touched rows only, the
   others densify). Run each optimizer in its own process for a meaningful
-  peak memory: `python -c "from scripts import benchmark_embedding as b;
+  peak memory: `python -c "from scripts.benchmark import embedding as b;
   print(b.embedding_benchmark('adagrad'))"`.
 
   Returns:
@@ -37,11 +39,11 @@ def embedding_benchmark(optimizer: str, *, rows: int = EMBEDDING_ROWS, dim: int 
   indices = tf.constant(rng.integers(0, rows, size=batch), tf.int64)
   values = tf.constant(1e-3 * rng.normal(size=(batch, dim)).astype(np.float32))
   gradient = tf.IndexedSlices(values, indices, tf.constant([rows, dim], tf.int64))
-  rss_table = benchmark._maxrss_mb()
+  rss_table = measure.maxrss_mb()
   if optimizer == "keras.Adagrad":
-    opt = keras.optimizers.Adagrad(benchmark.HAND_DESIGNED_LEARNING_RATE)
+    opt = keras.optimizers.Adagrad(optimizers.HAND_DESIGNED_LEARNING_RATE)
   else:
-    opt = benchmark.make_optimizer(optimizer)
+    opt = optimizers.make_optimizer(optimizer)
   opt.build([table])
 
   @tf.function
@@ -49,9 +51,9 @@ def embedding_benchmark(optimizer: str, *, rows: int = EMBEDDING_ROWS, dim: int 
     opt.apply([gradient], [table])
     return opt.iterations.value
 
-  times = benchmark._timed_calls(step, repeats, warmup=benchmark.UPDATE_WARMUP_CALLS)
+  times = measure.timed_calls(step, repeats, warmup=update.UPDATE_WARMUP_CALLS)
   return {"optimizer": optimizer, "rows": rows, "dim": dim, "touched_rows": batch,
           "repeats": repeats, "median_ms": float(np.median(times) * 1e3),
           "p90_ms": float(np.percentile(times, 90) * 1e3),
-          "peak_rss_after_table_mb": rss_table, "peak_rss_mb": benchmark._maxrss_mb(),
-          "rss_increase_mb": benchmark._maxrss_mb() - rss_table}
+          "peak_rss_after_table_mb": rss_table, "peak_rss_mb": measure.maxrss_mb(),
+          "rss_increase_mb": measure.maxrss_mb() - rss_table}

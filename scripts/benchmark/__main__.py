@@ -1,0 +1,12 @@
+"""`python -m scripts.benchmark`: runs `scripts.benchmark.command`."""
+
+from absl import flags
+
+import scripts.benchmark
+from scripts.benchmark import command
+
+__doc__ = scripts.benchmark.__doc__  # what --help prints
+flags.adopt_module_key_flags(command)  # listed by --helpshort
+
+if __name__ == "__main__":
+  command.run()
