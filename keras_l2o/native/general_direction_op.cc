@@ -19,10 +19,11 @@
 // reduction is per slice, as in the reference. Reductions sum in double in a
 // fixed order (blocks of rows, then blocks in order), so the result does not
 // depend on the thread count. The result differs from the reference by rounding
-// only: the matmul sums in another order, the reductions in double.
-// tests/test_native_general.py bounds the difference. Compiled with
-// -ffp-contract=off (build.py), so products and sums round where the reference
-// rounds them; 16 columns at a time fill one AVX-512 register.
+// only: the MLP's sums in another order with fused multiply-adds (as oneDNN's
+// matmuls), the reductions in double. tests/test_native_general.py bounds the
+// difference. Compiled with -ffp-contract=off (build.py), so every other product
+// and sum rounds where the reference rounds it; 16 columns at a time fill one
+// AVX-512 register.
 //
 // Supported: float32, 1 to kMaxLayers hidden layers of at most kMaxWidth units.
 // The Python side (keras_l2o/native/general_rule.py) checks this and otherwise
@@ -191,9 +192,9 @@ void AccumulateScaled(const Buffers& b, const Slice& s, Chunk& chunk) {
   for (int q = 0; q < 10; ++q) chunk.sq2[q] += _mm512_reduce_add_pd(_mm512_add_pd(lo[q], hi[q]));
 }
 
-// `a + w * x`, rounded after the product and after the sum.
+// `a + w * x` as one fused multiply-add (one rounding, as TensorFlow's CPU matmuls).
 inline __m512 MulAdd(__m512 a, float w, __m512 x) {
-  return _mm512_add_ps(a, _mm512_mul_ps(_mm512_set1_ps(w), x));
+  return _mm512_fmadd_ps(_mm512_set1_ps(w), x, a);
 }
 
 // Pass 3 on one block of up to kLanes columns of row i: the MLP, d written out.
