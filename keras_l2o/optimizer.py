@@ -101,8 +101,9 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
       by 0) or `"raise"` (an `InvalidArgumentError`; needs `jit_compile=False`).
     seed: seed of the initial meta-parameters when `meta_params` is None.
     jit_rule: how each variable's step is computed: `"auto"` (default) uses
-      the rule's native CPU kernel where there is one (the lstm rule's,
-      `keras_l2o.native`), else the fast path of `keras_l2o.step_paths` (the
+      the rule's native CPU kernel where there is one (the lstm rule's, the
+      general rule's per-coordinate part: `keras_l2o.native`), else the fast path of
+      `keras_l2o.step_paths` (the
       rule's fused form compiled by XLA) for rules that ask for it (mlp) on
       variables of at least `step_paths.AUTO_MIN_SIZE` entries; both differ
       from the reference by rounding only. `True` uses the native kernel or
@@ -304,9 +305,9 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
           self._meta_values(), gradient, tf.convert_to_tensor(variable), state, step,
           learning_rate, add_to_var=True)
     elif path == "native":
-      delta, new_state = native_lstm.native_delta(self.rule, self._meta_values(),
-                                                  gradient, variable, state, step,
-                                                  learning_rate)
+      native = step_paths_lib.native_module(self.rule, variable.dtype)
+      delta, new_state = native.native_delta(self.rule, self._meta_values(), gradient,
+                                             variable, state, step, learning_rate)
     else:
       delta, new_state = step_lib.rule_delta(self.rule, self._meta_values(), gradient,
                                              tf.convert_to_tensor(variable), state, step,

@@ -28,7 +28,8 @@ through sqrt(v) at v = 0 NaN.
 
 `LearnedOptimizer(jit_rule=...)` chooses per variable with `step_path`
 among three paths: `"native"`, a hand-written CPU kernel
-(`keras_l2o.native`; today the lstm rule's, when built), `"xla"`, this
+(`keras_l2o.native`; today the lstm rule's and the general rule's
+per-coordinate part, when built), `"xla"`, this
 module's compiled fused form, and `"reference"`:
 
 * `"auto"` (default): the native kernel where there is one; else the fused
@@ -67,6 +68,7 @@ import functools
 import tensorflow as tf
 
 from keras_l2o import step as step_lib
+from keras_l2o.native import general_rule as native_general
 from keras_l2o.native import lstm_rule as native_lstm
 
 JIT_RULE_MODES = ("auto", True, False)
@@ -121,6 +123,15 @@ def _on_cpu(variable) -> bool:
   return "GPU" not in device and "TPU" not in device
 
 
+# Modules with a native kernel: each has `supports(rule, var_dtype)` and `native_delta`.
+NATIVE_MODULES = (native_lstm, native_general)
+
+
+def native_module(rule, var_dtype):
+  """The module of `NATIVE_MODULES` whose kernel computes `rule`'s step in `var_dtype`, or None."""
+  return next((m for m in NATIVE_MODULES if m.supports(rule, var_dtype)), None)
+
+
 def step_path(jit_rule, rule, variable) -> str:
   """Which path computes the step of `variable`: `"native"`, `"xla"` or `"reference"`.
 
@@ -128,7 +139,7 @@ def step_path(jit_rule, rule, variable) -> str:
   """
   if jit_rule is False or getattr(rule, "uses_loss", False):
     return "reference"
-  if (native_lstm.supports(rule, variable.dtype) and _on_cpu(variable)
+  if (native_module(rule, variable.dtype) is not None and _on_cpu(variable)
       and not in_xla_context()):
     return "native"
   return "xla" if use_fast_path(jit_rule, rule, variable) else "reference"

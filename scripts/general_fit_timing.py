@@ -6,7 +6,9 @@ Mimics the fit timing of `scripts/benchmark/fit.py` (the 64-h-h-10 ReLU MLP of a
 `keras.optimizers.Adam(1e-3)` and `LearnedOptimizer(rules.get("general",
 **config))` for every JSON config in `--configs`, rounds interleaved so that
 load from other processes hits every optimizer alike. Logs each median and its
-ratio to Adam's. `--muon` adds `keras.optimizers.Muon()` (Newton–Schulz on
+ratio to Adam's. A config's `"jit_rule"` key is the optimizer's `jit_rule`
+(default `"auto"`: the native kernel where it is built; `false`: the reference
+TF-op path), its other keys the rule's. `--muon` adds `keras.optimizers.Muon()` (Newton–Schulz on
 every 2-D kernel, as the `general` rule's default), for scale.
 
 Usage:
@@ -76,8 +78,11 @@ def main(argv):
   if FLAGS.muon:
     optimizers["keras.Muon"] = keras.optimizers.Muon
   for config in json.loads(FLAGS.configs):
+    rule_config = dict(config)
+    jit_rule = rule_config.pop("jit_rule", "auto")  # the optimizer's path, not a rule argument
     optimizers[f"general {json.dumps(config)}"] = (
-        lambda c=config: keras_l2o.LearnedOptimizer(keras_l2o.rules.get("general", **c)))
+        lambda c=rule_config, j=jit_rule: keras_l2o.LearnedOptimizer(
+            keras_l2o.rules.get("general", **c), jit_rule=j))
   times = {name: [] for name in optimizers}
   for _ in range(FLAGS.rounds):
     for name, make in optimizers.items():

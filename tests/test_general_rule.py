@@ -175,13 +175,29 @@ class MatrixPathTest(tf.test.TestCase):
     b, _ = timed.apply(timed.init_meta_params(0), g, tf.ones([6, 4]), timed.init_state(g), 3)
     self.assertAllClose(a, b, rtol=1e-6)
 
+  def test_orthogonalize_max_dim_skips_newton_schulz_above_it_only(self):
+    rule = keras_l2o.rules.get("general", orthogonalize_max_dim=4)
+    self.assertEqual(rule.get_config()["orthogonalize_max_dim"], 4)
+    self.assertNotIn("orthogonalize_max_dim", keras_l2o.rules.get("general").get_config())
+    rng = np.random.default_rng(0)
+    small, large = (tf.constant(rng.normal(size=s), tf.float32) for s in ((2, 3, 4, 9), (5, 6)))
+    self.assertAllClose(rule.finish(large), 1e-3 * large / tf.sqrt(tf.reduce_mean(large ** 2)),
+                        rtol=1e-6)
+    self.assertAllClose(rule.finish(small), keras_l2o.rules.get("general").finish(small),
+                        rtol=0, atol=0)
+    self.assertFalse(rule.orthogonalises([5, 6]))
+    self.assertTrue(rule.orthogonalises([3, 3, 4, 9]))
+    self.assertFalse(keras_l2o.rules.get("general", orthogonalize=False).orthogonalises([2, 2]))
+
   def test_bad_config_is_refused(self):
     for kwargs, text in (({"hidden_sizes": [8, 0]}, "hidden_sizes.*Received: hidden_sizes=\\[8, 0"),
                          ({"step_scale": 0.0}, "step_scale.*Received: step_scale=0.0"),
                          ({"orthogonalize": 1}, "orthogonalize.*Received: orthogonalize=1"),
                          ({"ns_steps": 0}, "ns_steps.*Received: ns_steps=0"),
                          ({"num_training_steps": -5}, "num_training_steps.*Received: "
-                                                      "num_training_steps=-5")):
+                                                      "num_training_steps=-5"),
+                         ({"orthogonalize_max_dim": 0}, "orthogonalize_max_dim.*Received: "
+                                                        "orthogonalize_max_dim=0")):
       with self.assertRaisesRegex(ValueError, text):
         keras_l2o.rules.get("general", **kwargs)
 

@@ -114,7 +114,7 @@ class BuildTest(tf.test.TestCase):
   def test_library_name_carries_the_tensorflow_version(self):
     self.assertEqual(build.library_path("lstm_rule").name, f"_lstm_rule_op-tf{tf.__version__}.so")
     with self.assertRaisesRegex(ValueError, r"Unknown native kernel 'conv'\. Known kernels: "
-                                r"\['lstm_cells', 'lstm_rule'\]"):
+                                r"\['general_direction', 'lstm_cells', 'lstm_rule'\]"):
       build.source_path("conv")
 
 

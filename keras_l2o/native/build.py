@@ -32,7 +32,8 @@ import tensorflow as tf
 
 HERE = pathlib.Path(__file__).resolve().parent
 # Kernel name -> its C++ source in this folder.
-SOURCES = {"lstm_rule": "lstm_rule_op.cc", "lstm_cells": "lstm_cells_op.cc"}
+SOURCES = {"lstm_rule": "lstm_rule_op.cc", "lstm_cells": "lstm_cells_op.cc",
+           "general_direction": "general_direction_op.cc"}
 COMPILER = "g++"
 # -ffp-contract=off: products and sums are rounded where the reference rounds
 # them (no fused multiply-add the source does not ask for).

@@ -82,6 +82,13 @@ class GeneralRule(base.Rule):
     vector_scale: the Adam-like path's step relative to `step_scale`.
     num_training_steps: None (default), or the run's number of steps T: the
       MLP then also reads the training-progress features.
+    orthogonalize_max_dim: None (default: every matrix), or an integer: with
+      `orthogonalize`, matrices whose smaller side (the size of Newton–Schulz's
+      Gram matrix) exceeds it skip Newton–Schulz and are only RMS-normalised.
+      Newton–Schulz costs ~30 x that side flops per entry, so on a CPU it
+      dominates the step of large square kernels (docs/GENERAL_RULE.md); this
+      changes the rule's function for those matrices, so set it only when
+      speed matters more than matching the meta-trained function.
 
   Raises:
     ValueError: for a bad argument (the message names it and what it got).
@@ -94,7 +101,8 @@ class GeneralRule(base.Rule):
   state_extra_dims = (1, None, None, None)
 
   def __init__(self, *, hidden_sizes=(8, 8), step_scale: float = 1e-3, orthogonalize: bool = True,
-               ns_steps: int = 5, vector_scale: float = 1.0, num_training_steps=None):
+               ns_steps: int = 5, vector_scale: float = 1.0, num_training_steps=None,
+               orthogonalize_max_dim=None):
     hidden_sizes = list(hidden_sizes) if isinstance(hidden_sizes, (list, tuple)) else hidden_sizes
     if not isinstance(hidden_sizes, list) or not hidden_sizes or not all(
         isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden_sizes):
@@ -114,15 +122,23 @@ class GeneralRule(base.Rule):
         or num_training_steps < 1):
       raise ValueError("Argument `num_training_steps` must be a positive integer or None. "
                        f"Received: num_training_steps={num_training_steps!r}")
+    if orthogonalize_max_dim is not None and (
+        isinstance(orthogonalize_max_dim, bool) or not isinstance(orthogonalize_max_dim, int)
+        or orthogonalize_max_dim < 1):
+      raise ValueError("Argument `orthogonalize_max_dim` must be a positive integer or None. "
+                       f"Received: orthogonalize_max_dim={orthogonalize_max_dim!r}")
+    config = {"orthogonalize_max_dim": orthogonalize_max_dim} if orthogonalize_max_dim else {}
     super().__init__(hidden_sizes=hidden_sizes, step_scale=float(step_scale),
                      orthogonalize=orthogonalize, ns_steps=ns_steps,
-                     vector_scale=float(vector_scale), num_training_steps=num_training_steps)
+                     vector_scale=float(vector_scale), num_training_steps=num_training_steps,
+                     **config)
     self.hidden_sizes = tuple(hidden_sizes)
     self.step_scale = float(step_scale)
     self.orthogonalize = orthogonalize
     self.ns_steps = ns_steps
     self.vector_scale = float(vector_scale)
     self.num_training_steps = num_training_steps
+    self.orthogonalize_max_dim = orthogonalize_max_dim
 
   @property
   def num_inputs(self) -> int:
@@ -202,6 +218,16 @@ class GeneralRule(base.Rule):
       adam = m_hat * gf.floored_rsqrt(v_hat, list(range(grad.shape.rank)))
       return -scale * tf.constant(self.vector_scale, dtype) * adam, new_state
     d, new_state = self.direction(base.cast_meta_params(meta_params, dtype), grad, var, state, step)
-    if self.orthogonalize:
+    return self.finish(d), new_state
+
+  def orthogonalises(self, shape) -> bool:
+    """Whether a matrix of static `shape` is orthogonalised (`orthogonalize`, `orthogonalize_max_dim`)."""
+    if not self.orthogonalize:
+      return False
+    return self.orthogonalize_max_dim is None or min(shape[-2:]) <= self.orthogonalize_max_dim
+
+  def finish(self, d):
+    """A matrix's update from its raw direction `d`: Newton–Schulz (where it applies), RMS, scale."""
+    if self.orthogonalises(d.shape):
       d = newton_schulz.orthogonalise(d, self.ns_steps)
-    return scale * gf.rms_normalise(d, axis=[-2, -1]), new_state
+    return tf.constant(self.step_scale, d.dtype) * gf.rms_normalise(d, axis=[-2, -1])
