@@ -27,7 +27,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import keras_l2o  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import fast_apply  # pylint: disable=g-import-not-at-top,wrong-import-position
+from keras_l2o import step_paths  # pylint: disable=g-import-not-at-top,wrong-import-position
 from keras_l2o import step as step_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from keras_l2o.native import build  # pylint: disable=g-import-not-at-top,wrong-import-position
 from keras_l2o.native import general_rule as native_general  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -177,7 +177,7 @@ class FallbackTest(tf.test.TestCase):
           contextlib.nullcontext()):
         if missing:
           self.assertFalse(native_general.supports(rule, tf.float32))
-          self.assertEqual(fast_apply.step_path(jit_rule, rule, variable), "reference")
+          self.assertEqual(step_paths.step_path(jit_rule, rule, variable), "reference")
         optimizer.apply([grad], [variable])
       results.append(variable.numpy())
     self.assertAllEqual(results[0], results[1])  # the reference path, bit for bit
@@ -186,10 +186,10 @@ class FallbackTest(tf.test.TestCase):
   def test_which_configurations_take_the_native_path(self):
     variable = tf.Variable(tf.zeros([8, 8]))
     rule = keras_l2o.rules.get("general")
-    self.assertEqual(fast_apply.step_path("auto", rule, variable),
+    self.assertEqual(step_paths.step_path("auto", rule, variable),
                      "native" if BUILT else "reference")
-    self.assertEqual(fast_apply.step_path(False, rule, variable), "reference")
-    self.assertEqual(fast_apply.step_path("auto", keras_l2o.rules.get(
+    self.assertEqual(step_paths.step_path(False, rule, variable), "reference")
+    self.assertEqual(step_paths.step_path("auto", keras_l2o.rules.get(
         "general", hidden_sizes=[40]), variable), "reference")
 
 
