@@ -13,13 +13,15 @@ Optimizers (`--optimizer`):
                        step-size ratio set to 0, output bias set so that a zero gradient
                        gives a zero step): what is left is -0.832 g / (|g_prev| + 1);
   adam                 Keras Adam(1e-3);
-  gps-general          the `gps_general` rule at its initial meta-parameters.
+  gps-general          the `gps_general` rule at its initial meta-parameters;
+  a run directory      its `--which` meta-parameters (`keras_l2o.load`).
 
 Usage:
   python docs/results/gps_diagnosis/diagnose.py --task=mnist_conv --optimizer=gps-mnist
 """
 
 import json
+import os
 
 from absl import app
 from absl import flags
@@ -36,6 +38,7 @@ flags.DEFINE_string("optimizer", "gps-mnist", "See the module docstring.")
 flags.DEFINE_integer("steps", 400, "Training steps.")
 flags.DEFINE_list("at", ["1", "10", "100", "200", "400"], "Steps at which to log.")
 flags.DEFINE_string("rule_config", "{}", "JSON config of gps_general (with --optimizer=gps-general).")
+flags.DEFINE_string("which", "final", "Which meta-parameters of a run directory.")
 flags.DEFINE_float("learning_rate", 1.0, "Learning rate of the learned optimizers.")
 FLAGS = flags.FLAGS
 
@@ -62,6 +65,8 @@ def make_optimizer(name):
     return keras_l2o.LearnedOptimizer("gps_lstm", odd_part(pretrained.meta_params("gps-mnist")))
   if name == "adam":
     return keras.optimizers.Adam(1e-3)
+  if os.path.isdir(name):  # a run directory (e.g. a GPS-trained gps_general)
+    return keras_l2o.load(name, which=FLAGS.which)
   if name == "gps-general":
     rule = keras_l2o.rules.get("gps_general", **json.loads(FLAGS.rule_config))
     return keras_l2o.LearnedOptimizer(rule, rule.init_meta_params(0),
