@@ -49,14 +49,31 @@ class RuleTest(tf.test.TestCase):
       expected = 0.02 * d / np.sqrt(np.mean(d * d))
       self.assertAllClose(update, expected, rtol=1e-6)
 
-  def test_every_update_has_rms_step_scale_for_any_meta_parameters(self):
+  def test_update_rms_is_step_scale_times_the_bounded_magnitude(self):
     rule = keras_l2o.rules.get("gps_general", step_scale=0.003, hidden_sizes=[6, 4])
     meta = _random_meta(rule)
     rng = np.random.default_rng(2)
     for shape in [(7,), (4, 6), (3, 3, 2, 5)]:
       grads = [rng.normal(size=shape) * 10.0 ** rng.uniform(-6, 3) for _ in range(5)]
+      # Any direction network, magnitude at its initialisation (s = 1): RMS = step_scale.
+      meta["magnitude"] = {"kernel": tf.zeros([1, 1], tf.float64), "bias": tf.zeros([1], tf.float64)}
       for update in _run(rule, meta, grads, shape):
         self.assertAllClose(np.sqrt(np.mean(update ** 2)), 0.003, rtol=1e-9)
+      # s = exp(3 tanh((w rho_m + b) / 3)), rho_m = log(rms(m_0.9) / rms(m_0.999)).
+      meta["magnitude"] = {"kernel": tf.constant([[0.7]], tf.float64),
+                           "bias": tf.constant([-0.4], tf.float64)}
+      m = np.zeros(shape + (3,))
+      for g, update in zip(grads, _run(rule, meta, grads, shape)):
+        m = m + (g[..., None] - m) * np.array([0.1, 0.01, 0.001])
+        rms = np.sqrt(np.mean(m.reshape(-1, 3) ** 2, axis=0))
+        s = np.exp(3 * np.tanh((0.7 * np.log(rms[0] / rms[2]) - 0.4) / 3))
+        self.assertAllClose(np.sqrt(np.mean(update ** 2)), 0.003 * s, rtol=1e-9)
+      # However large the magnitude's pre-activation, s stays within [e^-3, e^3].
+      for bias, bound in ((1e3, np.exp(3.0)), (-1e3, np.exp(-3.0))):
+        meta["magnitude"] = {"kernel": tf.zeros([1, 1], tf.float64),
+                             "bias": tf.constant([bias], tf.float64)}
+        update = _run(rule, meta, grads[:1], shape)[0]
+        self.assertAllClose(np.sqrt(np.mean(update ** 2)), 0.003 * bound, rtol=1e-9)
 
   def test_updates_do_not_depend_on_the_gradients_scale(self):
     rule = keras_l2o.rules.get("gps_general", step_scale=0.01)
@@ -134,7 +151,8 @@ class TrainerTest(tf.test.TestCase):
     var = tf.Variable(tf.random.stateless_normal([4, 3], seed=[0, 1]))
     before = var.numpy()
     optimizer.apply([tf.random.stateless_normal([4, 3], seed=[0, 2]) * 1e3], [var])
-    self.assertAllClose(np.sqrt(np.mean((var.numpy() - before) ** 2)), 0.01, rtol=1e-5)
+    rms = np.sqrt(np.mean((var.numpy() - before) ** 2))
+    self.assertBetween(rms, 0.01 * np.exp(-3.0) * (1 - 1e-5), 0.01 * np.exp(3.0) * (1 + 1e-5))
 
 
 if __name__ == "__main__":

@@ -11,17 +11,22 @@ network shared by every coordinate, so the coordinate-group GPS of GPS.md
 section 2 applies) and takes the two inductive biases of the `general` rule
 (GENERAL.md), reusing its functions (`general_features`):
 
-* **Scale-free inputs.** Per coordinate, `NUM_FEATURES` = 8 channels: the
+* **Scale-free inputs.** Per coordinate, 8 channels: the
   gradient g, its momenta m_b at b = 0.9 / 0.99 / 0.999, and g and the momenta
   times rho = rsqrt(v + floor) with v the 0.95 EMA of g^2 (Adam's normaliser,
   `general_features.floored_rsqrt`). Each channel is divided by its RMS over
   the whole tensor (`general_features.rms_normalise`), so multiplying the loss
   or the gradients by any constant leaves every input unchanged.
 * **A controlled step.** The network's output is a direction
-  d = w_skip . f + MLP(f), and the step is `step_scale * d / rms(d)` with the
-  RMS over the tensor: every tensor moves by exactly `step_scale` in RMS at
+  d = w_skip . f + MLP(f), and the step is `step_scale * s * d / rms(d)` with
+  the RMS over the tensor: every tensor moves by `step_scale * s` in RMS at
   every step (times the optimizer's `learning_rate`), whatever the network
-  outputs.
+  outputs. The magnitude s = exp(3 tanh(a / 3)) lies in [0.05, 20], with
+  a = w_mag rho_m + b_mag learned from one scale-free number per tensor,
+  rho_m = log(rms(m_0.9) / rms(m_0.999)): how the recent gradients compare
+  with the long average (large at the start, below 0 once they shrink), which
+  lets the policy shorten its steps as a run converges. At initialisation
+  w_mag = b_mag = 0, so s = 1.
 
 No bias correction is needed: it multiplies a whole channel by one number,
 which the per-tensor normalisation removes. There is no Newton–Schulz step
@@ -64,9 +69,11 @@ GPSGeneralState = collections.namedtuple("GPSGeneralState", ["momentum", "veloci
 
 _D = ("0.9", "0.99", "0.999")
 FEATURES = (("grad",) + tuple(f"momentum_{d}" for d in _D) + ("grad_rsqrt_v",)
-            + tuple(f"momentum_{d}_rsqrt_v" for d in _D))
-NUM_FEATURES = len(FEATURES)  # 8
+            + tuple(f"momentum_{d}_rsqrt_v" for d in _D) + ("log_momentum_ratio",))
+NUM_FEATURES = len(FEATURES)  # 9: 8 per coordinate, then 1 per tensor (broadcast)
+NUM_DIRECTION_FEATURES = NUM_FEATURES - 1
 SKIP_FEATURE = FEATURES.index("momentum_0.9_rsqrt_v")
+MAGNITUDE_BOUND = 3.0  # s = exp(3 tanh(a / 3)) in [e^-3, e^3]
 
 
 def observe(grad, state, axis):
@@ -79,7 +86,8 @@ def observe(grad, state, axis):
       of a variable; the coordinate axis of a flat group).
 
   Returns:
-    `(features grad.shape + [8], new_state)`.
+    `(features grad.shape + [9], new_state)`: 8 channels RMS-normalised over
+    `axis`, then rho_m (the same for every coordinate normalised together).
   """
   momentum = gf.ema(state.momentum, grad[..., None], gf.MOMENTUM_DECAYS)
   velocity = gf.ema(state.velocity[..., None], tf.square(grad)[..., None],
@@ -87,7 +95,11 @@ def observe(grad, state, axis):
   rho = gf.floored_rsqrt(velocity, axis)[..., None]
   channels = tf.concat([grad[..., None], momentum, grad[..., None] * rho, momentum * rho], -1)
   axis = [a % grad.shape.rank for a in axis] if grad.shape.rank else []
-  return gf.rms_normalise(channels, axis), GPSGeneralState(momentum, velocity)
+  rms = tf.sqrt(tf.reduce_mean(tf.square(momentum), axis=axis, keepdims=True))
+  ratio = tf.math.log((rms[..., :1] + gf.TINY) / (rms[..., 2:] + gf.TINY))
+  ratio = tf.broadcast_to(ratio, tf.shape(grad[..., None]))
+  return (tf.concat([gf.rms_normalise(channels, axis), ratio], -1),
+          GPSGeneralState(momentum, velocity))
 
 
 class GPSGeneralRule(base.Rule):
@@ -121,9 +133,10 @@ class GPSGeneralRule(base.Rule):
   def init_meta_params(self, seed: int) -> dict:
     """He-style random hidden layers, a zero output layer and the skip on m_0.9 * rho."""
     rng = np.random.default_rng(seed)
-    skip = np.zeros((NUM_FEATURES, 1))
+    skip = np.zeros((NUM_DIRECTION_FEATURES, 1))
     skip[SKIP_FEATURE, 0] = -1.0
-    params, fan_in = {"skip": skip}, NUM_FEATURES
+    params = {"skip": skip, "magnitude": {"kernel": np.zeros((1, 1)), "bias": np.zeros(1)}}
+    fan_in = NUM_DIRECTION_FEATURES
     for i, width in enumerate(self.hidden_sizes):
       params[f"hidden_{i}"] = {"kernel": rng.normal(0.0, 1.0 / np.sqrt(fan_in), (fan_in, width)),
                                "bias": np.zeros(width)}
@@ -135,8 +148,9 @@ class GPSGeneralRule(base.Rule):
     return base.zeros_state(self, var, GPSGeneralState)
 
   def direction(self, meta_params, features):
-    """d = w_skip . f + MLP(f): `[..., 8] -> [...]`."""
+    """d = w_skip . f + MLP(f) on the 8 per-coordinate channels: `[..., 9] -> [...]`."""
     mp = base.cast_meta_params(meta_params, features.dtype)
+    features = features[..., :NUM_DIRECTION_FEATURES]
     hidden = features
     for i in range(len(self.hidden_sizes)):
       layer = mp[f"hidden_{i}"]
@@ -145,10 +159,18 @@ class GPSGeneralRule(base.Rule):
            + mp["output"]["bias"])
     return out[..., 0]
 
+  def magnitude(self, meta_params, features, axis):
+    """s = exp(3 tanh(a / 3)), a = w_mag rho_m + b_mag, per group of coordinates along `axis`."""
+    mag = base.cast_meta_params(meta_params["magnitude"], features.dtype)
+    ratio = tf.reduce_mean(features[..., NUM_DIRECTION_FEATURES], axis=axis, keepdims=True)
+    bound = tf.constant(MAGNITUDE_BOUND, features.dtype)
+    return tf.exp(bound * tf.tanh((ratio * mag["kernel"][0, 0] + mag["bias"][0]) / bound))
+
   def step(self, meta_params, features, axis):
-    """`step_scale * d / rms(d)`, the RMS over `axis` of the coordinates (the one formula)."""
+    """`step_scale * s * d / rms(d)`, s and the RMS over `axis` (the one formula)."""
     d = self.direction(meta_params, features)
-    return tf.constant(self.step_scale, d.dtype) * gf.rms_normalise(d, axis)
+    return (tf.constant(self.step_scale, d.dtype) * self.magnitude(meta_params, features, axis)
+            * gf.rms_normalise(d, axis))
 
   def apply(self, meta_params, grad, var, state, step):
     del var, step
