@@ -91,7 +91,7 @@ def main(argv):
   @tf.function
   def gradients(xb, yb):
     with tf.GradientTape() as tape:
-      loss = loss_fn(yb, model(xb, training=True))
+      loss = tf.reduce_mean(loss_fn(yb, model(xb, training=True)))  # "mse" is per example
     return loss, tape.gradient(loss, variables)
 
   at = {int(s) for s in FLAGS.at}

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Issue 22 diagnosis runs (each one to a few minutes on one loaded core); appends to diagnosis.jsonl
 # (remove it first for a fresh run). TASKS and OPTIMIZERS override the lists.
-set -e
+set -e  # a failing run stops the script (its grep finds no line)
 # (The transformer was run with gps-mnist only: its other runs were cut for time.)
 out=docs/results/gps_diagnosis/diagnosis.jsonl
 TASKS=${TASKS:-mnist_conv markov_text_transformer friedman_mlp_silu diabetes_mlp_relu breast_cancer_mlp_tanh}
