@@ -48,8 +48,8 @@ def define_flags():
   flags.DEFINE_string("trainer", "bptt", f"Meta-training method: {', '.join(TRAINERS)}.")
   flags.DEFINE_string("rule", "lstm", "Rule to meta-train (see keras_l2o.rules.names()); "
                       "--trainer=gps trains gps_lstm (the default with it: any problem, by "
-                      "coordinate groups) or gps_policy (Li & Malik's P1: one flat "
-                      "full-batch problem).")
+                      "coordinate groups), gps_general (likewise) or gps_policy (Li & Malik's "
+                      "P1: one flat full-batch problem).")
   flags.DEFINE_string("rule_config", "{}", "JSON object of rule configuration.")
   flags.DEFINE_string("problem", "quadratic", "Problem family (see keras_l2o.problems.names()); "
                       "a comma list meta-trains across several (a mixture).")
