@@ -38,7 +38,7 @@ from scripts import meta_train_resume
 from scripts import strategy_flags
 
 TRAINERS = ("bptt", "gps") + meta_train_es.ES_TRAINERS
-GPS_RULES = ("gps_policy", "gps_lstm")
+GPS_RULES = ("gps_policy", "gps_lstm", "gps_general")
 
 PROBLEM_DEFAULTS = meta_train_defaults.PROBLEM_DEFAULTS
 
@@ -48,8 +48,8 @@ def define_flags():
   flags.DEFINE_string("trainer", "bptt", f"Meta-training method: {', '.join(TRAINERS)}.")
   flags.DEFINE_string("rule", "lstm", "Rule to meta-train (see keras_l2o.rules.names()); "
                       "--trainer=gps trains gps_lstm (the default with it: any problem, by "
-                      "coordinate groups) or gps_policy (Li & Malik's P1: one flat "
-                      "full-batch problem).")
+                      "coordinate groups), gps_general (likewise) or gps_policy (Li & Malik's "
+                      "P1: one flat full-batch problem).")
   flags.DEFINE_string("rule_config", "{}", "JSON object of rule configuration.")
   flags.DEFINE_string("problem", "quadratic", "Problem family (see keras_l2o.problems.names()); "
                       "a comma list meta-trains across several (a mixture).")
@@ -86,7 +86,7 @@ def define_flags():
   flags.DEFINE_bool("resume", False, "Continue the run in --save_dir from its last checkpoint.")
   flags.DEFINE_string("gps_config", "{}", "With --trainer=gps: JSON object of further "
                       "trainers.gps.trainer.GPSConfig fields (e.g. num_conditions), or "
-                      "trainers.gps.group_trainer.GroupGPSConfig fields with --rule=gps_lstm.")
+                      "trainers.gps.group_trainer.GroupGPSConfig fields with --rule=gps_lstm or gps_general.")
   flags.DEFINE_integer("problems_per_replica", 1, "Trajectories each replica unrolls per "
                        "meta-step; the meta-batch is replicas x this.", lower_bound=1)
   flags.DEFINE_integer("intra_op_threads", None, "Threads inside one TensorFlow op "
@@ -136,7 +136,7 @@ def resolve_settings() -> dict:
     raise app.UsageError(f"--rule={rule_name!r} is not a rule. Valid rules: "
                          f"{', '.join(keras_l2o.rules.names())}.")
   if FLAGS.trainer == "gps" and rule_name not in GPS_RULES:
-    raise app.UsageError(f"--trainer=gps meta-trains --rule=gps_policy or --rule=gps_lstm; "
+    raise app.UsageError(f"--trainer=gps meta-trains --rule=gps_policy, gps_lstm or gps_general; "
                          f"received --rule={rule_name!r}.")
   names = [n.strip() for n in FLAGS.problem.split(",") if n.strip()]
   unknown = [n for n in names if n not in problems.names()]
@@ -262,7 +262,7 @@ def _run_gps(settings, rule, family, threading) -> dict:
   """Builds and runs the GPS trainer from the flags; raises app.UsageError."""
   from trainers.gps import group_trainer  # pylint: disable=g-import-not-at-top
   from trainers.gps import trainer as gps_trainer  # pylint: disable=g-import-not-at-top
-  groups = settings["rule"] == "gps_lstm"
+  groups = settings["rule"] != "gps_policy"  # gps_lstm and gps_general: coordinate groups
   config_class = group_trainer.GroupGPSConfig if groups else gps_trainer.GPSConfig
   trainer_class = group_trainer.GroupGPSTrainer if groups else gps_trainer.GPSTrainer
   if FLAGS.strategy != "default":

@@ -58,7 +58,7 @@ class GroupTrainerTest(tf.test.TestCase):
       self.assertTrue(json.load(f)["coordinate_groups"])
 
   def test_refuses_other_rules_and_bad_configs(self):
-    with self.assertRaisesRegex(ValueError, "rule 'gps_lstm'.*received rule 'lstm'"):
+    with self.assertRaisesRegex(ValueError, r"rules \['gps_lstm', 'gps_general'\].*received rule 'lstm'"):
       group_trainer.GroupGPSTrainer("lstm", _family(), _config(), tempfile.mkdtemp())
     with self.assertRaisesRegex(ValueError, r"`momentum_values` must .*0\.7"):
       _config(momentum_values=(0.7,)).validate()

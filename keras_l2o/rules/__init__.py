@@ -8,6 +8,7 @@ from keras_l2o.rules.base import Rule
 from keras_l2o.rules.coordinate_policy import CoordinatePolicyRule
 from keras_l2o.rules.factored_mlp import FactoredMLPRule
 from keras_l2o.rules.general import GeneralRule
+from keras_l2o.rules.gps_general import GPSGeneralRule
 from keras_l2o.rules.hand_designed import Adagrad
 from keras_l2o.rules.hand_designed import Adam
 from keras_l2o.rules.hand_designed import Momentum
@@ -25,7 +26,7 @@ from keras_l2o.rules.registry import register
 from keras_l2o.rules.registry import serialize
 
 for _rule_class in (SGD, Momentum, NAG, RMSprop, Adam, Adagrad, LSTMRule, MLPRule, FactoredMLPRule,
-                    PolicyRule, CoordinatePolicyRule, GeneralRule, LearnedLRRule):
+                    PolicyRule, CoordinatePolicyRule, GeneralRule, GPSGeneralRule, LearnedLRRule):
   register(_rule_class)
 del _rule_class
 

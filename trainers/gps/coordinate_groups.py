@@ -47,6 +47,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_l2o.rules import coordinate_policy
+from trainers.gps import policy_class
 from trainers.gps import types
 
 GRADIENT_DECAYS = (0.5, 0.9, 0.98)
@@ -120,7 +121,7 @@ class GroupRollout(NamedTuple):
   Attributes:
     states: [B, G, S, T, STATE_SIZE] raw-unit per-coordinate states.
     actions: [B, G, S, T] the steps taken.
-    observations: [B, G, S, T, 3] the policy's P2 observations.
+    observations: [B, G, S, T, F] the policy's observations (P2's: F = 3).
     losses: [B, T + 1] f(x_0..x_T) on the minibatches of steps 0..T.
     curvatures: [B, T] the objective's curvature along each step,
       2 (f_t(x_t + dx_t) - f_t(x_t) - g_t . dx_t) / |dx_t|^2 on step t's
@@ -152,7 +153,7 @@ def controller_step(gains, offsets, stddevs, group_ids, states, noise):
           + tf.gather(offsets, group_ids) + tf.gather(stddevs, group_ids) * noise)
 
 
-def rollout(family, tensors, layout: GroupLayout, gains, offsets, stddevs, seeds):
+def rollout(family, tensors, layout: GroupLayout, gains, offsets, stddevs, seeds, observer=None):
   """Runs len(seeds) trajectories of a linear-Gaussian group controller on one problem.
 
   Args:
@@ -161,6 +162,8 @@ def rollout(family, tensors, layout: GroupLayout, gains, offsets, stddevs, seeds
     layout: the problem's `GroupLayout`.
     gains: [T, G, STATE_SIZE] raw-unit gains; offsets, stddevs: [T, G].
     seeds: [B, 2] int32 seeds of the action noise (zero stddevs: noiseless).
+    observer: a `policy_class.Observer`, the policy's observation; default:
+      the P2 observation of `gps_lstm`.
 
   Returns:
     A `GroupRollout` (float32).
@@ -174,6 +177,8 @@ def rollout(family, tensors, layout: GroupLayout, gains, offsets, stddevs, seeds
                  0)
   dim = int(x0.shape[0])
   batch = int(seeds.shape[0])
+  if observer is None:
+    observer = policy_class.observer(coordinate_policy.CoordinatePolicyRule(), layout.sizes)
 
   def unflatten(x):
     parts = tf.split(x, list(layout.sizes))
@@ -190,14 +195,15 @@ def rollout(family, tensors, layout: GroupLayout, gains, offsets, stddevs, seeds
     x, averages = x0, [zeros] * len(GRADIENT_DECAYS)
     previous_loss, previous_grad = tf.constant(0.0), zeros
     previous_step, step_before, step_average = zeros, zeros, zeros
+    observer_state = observer.init(dim)
     arrays = [tf.TensorArray(tf.float32, size=horizon) for _ in range(5)]
     for t in tf.range(horizon):
       batch_t = family.batch(tensors, t)
       loss, grad = value_and_grad(x, batch_t)
       averages = [b * a + (1.0 - b) * grad for a, b in zip(averages, GRADIENT_DECAYS)]
       state = tf.stack([grad, *averages, previous_step, step_average], axis=-1)
-      obs = coordinate_policy.observe(loss, previous_loss, t > 0, grad, previous_grad,
-                                      previous_step, step_before)
+      obs, observer_state = observer.observe(loss, previous_loss, t > 0, grad, previous_grad,
+                                             previous_step, step_before, observer_state)
       noise = tf.random.stateless_normal([dim], seed=seed + tf.stack([0, t]))
       step = controller_step(gains[t], offsets[t], stddevs[t], group_ids, state, noise)
       squared = tf.reduce_sum(tf.square(step))

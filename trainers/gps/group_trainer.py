@@ -67,6 +67,7 @@ from trainers import base
 from trainers.gps import coordinate_groups as groups_lib
 from trainers.gps import dynamics as dynamics_lib
 from trainers.gps import lqr
+from trainers.gps import policy_class
 from trainers.gps import policy_update
 from trainers.gps import step_size
 from trainers.gps import trainer as gps_trainer
@@ -86,7 +87,8 @@ class GroupGPSConfig:
       units of the initial controller's step spread.
     momentum_values: momenta of the initial controller's grid: 0 and the
       gradient averages' decays (`coordinate_groups.GRADIENT_DECAYS`).
-    policy_batch_size: sequences per Adam step of the supervised fit.
+    policy_batch_size: sequences per Adam step of the supervised fit (for
+      `gps_general`, rounded down to whole units of `coordinates_per_group`).
   """
   iterations: int = 8
   num_conditions: int = 2
@@ -171,9 +173,9 @@ class GroupGPSTrainer(gps_trainer.GPSTrainer):
                extra_config: Optional[dict] = None):
     config.validate()
     self.rule = rules_lib.get(rule)
-    if self.rule.name != "gps_lstm":
-      raise ValueError(f"Coordinate-group GPS meta-trains the rule 'gps_lstm' (the coordinatewise "
-                       f"LSTM policy); received rule {self.rule.name!r}.")
+    if self.rule.name not in policy_class.RULES:
+      raise ValueError(f"Coordinate-group GPS meta-trains the rules {list(policy_class.RULES)} "
+                       f"(coordinatewise policies); received rule {self.rule.name!r}.")
     self.family, self.config, self.save_dir = family, config, save_dir
     os.makedirs(save_dir, exist_ok=True)
     self._extra_config = extra_config or {}
@@ -189,7 +191,7 @@ class GroupGPSTrainer(gps_trainer.GPSTrainer):
     self.meta_vars = base.variables_like(self.rule.init_meta_params(config.seed), "meta")
     self.best_vars = base.variables_like(self.rule.init_meta_params(config.seed), "best")
     self._trainable = [v for path, v in gps_trainer._paths(self.meta_vars)  # pylint: disable=protected-access
-                       if path[0] in ("lstm", "output")]
+                       if path[0] in policy_class.trainable_paths(self.rule)]
     self.policy_optimizer = keras.optimizers.Adam(config.policy_learning_rate)
     self.policy_optimizer.build(self._trainable)
 
@@ -227,10 +229,13 @@ class GroupGPSTrainer(gps_trainer.GPSTrainer):
                                               max_to_keep=2)
     self.metrics = base.MetricsLog(save_dir)
     layout = self.layout
+    observer = policy_class.observer(self.rule, layout.sizes)
     self._rollout_fn = tf.function(
         lambda tensors, gains, offsets, stddevs, seeds: groups_lib.rollout(
-            family, tensors, layout, gains, offsets, stddevs, seeds))
-    self._sequence_mean_fn = tf.function(self.rule.sequence_mean)
+            family, tensors, layout, gains, offsets, stddevs, seeds, observer))
+    self._policy_means_fn = tf.function(
+        lambda meta, observations: policy_class.policy_means(
+            self.rule, meta, observations, config.coordinates_per_group))
     self._train_policy_fn = tf.function(self._train_policy)
     self._evaluate_fn = tf.function(self._evaluate_problem)
     self._lqg_objective_fn = tf.function(step_size.lqg_objective)
@@ -333,11 +338,9 @@ class GroupGPSTrainer(gps_trainer.GPSTrainer):
 
   # -------------------------------------------------------------- policy --
   def _policy_mean(self, observations):
-    """mu_pi along the tracked coordinates' trajectories, scaled: [C, P, T, 3] -> [C, P, T, 1]."""
-    shape = tf.shape(observations)
-    flat = tf.reshape(tf.cast(observations, tf.float32), [-1, shape[2], shape[3]])
-    means = tf.cast(self._sequence_mean_fn(self.meta_vars, flat), _F64)
-    means = tf.reshape(means, shape[:3])
+    """mu_pi along the tracked coordinates' trajectories, scaled: [C, P, T, F] -> [C, P, T, 1]."""
+    means = tf.cast(self._policy_means_fn(self.meta_vars, tf.cast(observations, tf.float32)),
+                    _F64)
     return (means / self.action_scale[:, None, None])[..., None]
 
   def _policy_variance_scaled(self):
@@ -371,15 +374,21 @@ class GroupGPSTrainer(gps_trainer.GPSTrainer):
     self.normalizer_frozen.assign(True)
 
   def _theta_loss(self, observations, targets, precisions, weights, batch):
-    """Weighted squared error of the LSTM's means along whole sequences [B, T]."""
+    """Weighted squared error of the policy's means: LSTM sequences [B, T, F] -> [B, T], or
+    gps_general's steps on the S recorded coordinates of B (trajectory, group) pairs
+    [B, S, T, F] -> [B, S, T] (its RMS normalisation runs over S)."""
     del batch
-    error = targets - self.rule.sequence_mean(self.meta_vars, observations)
+    if observations.shape.rank == 3:
+      means = self.rule.sequence_mean(self.meta_vars, observations)
+    else:
+      means = self.rule.step(self.meta_vars, observations, axis=[1])
+    error = targets - means
     return 0.5 * tf.reduce_mean(weights * precisions * tf.square(error))
 
   def _policy_step(self, iteration, inner, observations, states, policy):
     """The supervised theta step toward psi (GPS.md 3.5) over all LQGs; returns its loss."""
     config = self.config
-    if not bool(self.normalizer_frozen):
+    if not bool(self.normalizer_frozen) and "normalizer" in self.meta_vars:
       self._freeze_normalizer(observations)
     mu_psi = gps_trainer._local_means(policy, states)  # pylint: disable=protected-access
     targets, precisions, weights = policy_update.policy_targets(mu_psi, policy.G, self.lam,
@@ -400,13 +409,17 @@ class GroupGPSTrainer(gps_trainer.GPSTrainer):
     per_sequence = weights * raw_precision
     per_sequence = per_sequence / tf.reduce_mean(per_sequence)
     count = int(raw_targets.shape[0] * raw_targets.shape[1])
-    obs = tf.reshape(tf.cast(observations, tf.float32), [count, config.horizon, -1])
+    # Units of the fit: sequences (gps_lstm), or a trajectory's S recorded coordinates of a
+    # group, over which gps_general's step is RMS-normalised.
+    unit = [] if self.rule.name == "gps_lstm" else [config.coordinates_per_group]
+    count //= config.coordinates_per_group if unit else 1
+    obs = tf.reshape(tf.cast(observations, tf.float32), [count] + unit + [config.horizon, -1])
     rng = np.random.default_rng([config.seed, iteration, inner])
-    indices = rng.integers(0, count, size=(config.policy_steps,
-                                           min(config.policy_batch_size, count)))
-    precisions = tf.cast(tf.reshape(per_sequence, [count, -1]), tf.float32)
+    batch = max(1, config.policy_batch_size // (unit[0] if unit else 1))  # sequences per step
+    indices = rng.integers(0, count, size=(config.policy_steps, min(batch, count)))
+    precisions = tf.cast(tf.reshape(per_sequence, [count] + unit + [-1]), tf.float32)
     return float(self._train_policy_fn(
-        obs, tf.cast(tf.reshape(raw_targets, [count, -1]), tf.float32), precisions,
+        obs, tf.cast(tf.reshape(raw_targets, [count] + unit + [-1]), tf.float32), precisions,
         tf.ones_like(precisions), tf.constant(indices, tf.int32)))
 
   def _linearize(self, states, policy_means):

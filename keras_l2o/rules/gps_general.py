@@ -1,0 +1,179 @@
+"""`gps_general`: a coordinatewise policy for guided policy search with scale-free inputs and steps.
+
+Issue 22's diagnosis (docs/RESULTS.md, "Why gps-mnist fails off its training
+net") found the GPS-trained `gps_lstm` policy to be, in effect, plain gradient
+descent at a fixed rate (0.83 on g / (|g_prev| + 1)) plus a gradient-
+independent drift: its inputs carry the gradient's raw scale and nothing bounds
+its step, so on a net whose gradients differ from the training net's the step
+is far too large (all ReLU channels of a conv layer die within 10 steps) or
+diverges. This policy keeps Li & Malik's coordinatewise structure (one small
+network shared by every coordinate, so the coordinate-group GPS of GPS.md
+section 2 applies) and takes the two inductive biases of the `general` rule
+(GENERAL.md), reusing its functions (`general_features`):
+
+* **Scale-free inputs.** Per coordinate, 8 channels: the
+  gradient g, its momenta m_b at b = 0.9 / 0.99 / 0.999, and g and the momenta
+  times rho = rsqrt(v + floor) with v the 0.95 EMA of g^2 (Adam's normaliser,
+  `general_features.floored_rsqrt`). Each channel is divided by its RMS over
+  the whole tensor (`general_features.rms_normalise`), so multiplying the loss
+  or the gradients by any constant leaves every input unchanged.
+* **A controlled step.** The network's output is a direction
+  d = w_skip . f + MLP(f), and the step is `step_scale * s * d / rms(d)` with
+  the RMS over the tensor: every tensor moves by `step_scale * s` in RMS at
+  every step (times the optimizer's `learning_rate`), whatever the network
+  outputs. The magnitude s = exp(3 tanh(a / 3)) lies in [0.05, 20], with
+  a = w_mag rho_m + b_mag learned from one scale-free number per tensor,
+  rho_m = log(rms(m_0.9) / rms(m_0.999)): how the recent gradients compare
+  with the long average (large at the start, below 0 once they shrink), which
+  lets the policy shorten its steps as a run converges. At initialisation
+  w_mag = b_mag = 0, so s = 1.
+
+No bias correction is needed: it multiplies a whole channel by one number,
+which the per-tensor normalisation removes. There is no Newton–Schulz step
+(the step of one coordinate depends on the others only through the tensor's
+RMS, which GPS's per-coordinate LQG treats as a per-group scale).
+
+One formula for every path: `step(meta_params, features, axis)` is the step
+of coordinates whose features are `features [..., F]`, normalised over `axis`.
+`apply` calls it with every axis of the variable; coordinate-group GPS calls it
+on the recorded coordinates of a group (`trainers/gps/policy_class.py`), whose
+RMS then estimates the tensor's.
+
+Initialisation: the MLP's output layer is zero and `w_skip` is -1 on
+m_0.9 * rho: the rule starts as RMS-normalised Adam (without bias correction)
+at step `step_scale`.
+
+State per parameter: 3 momenta and 1 second moment (4 floats).
+
+Example:
+
+>>> import tensorflow as tf, keras_l2o
+>>> rule = keras_l2o.rules.get("gps_general", step_scale=0.01)
+>>> var = tf.zeros([4, 3])
+>>> grad = tf.reshape(tf.range(12, dtype=tf.float32) - 5.5, [4, 3])
+>>> update, _ = rule.apply(rule.init_meta_params(0), grad, var, rule.init_state(var), 1)
+>>> round(float(tf.sqrt(tf.reduce_mean(update ** 2))), 6)   # the RMS of every step
+0.01
+"""
+
+import collections
+
+import numpy as np
+import tensorflow as tf
+
+from keras_l2o import validation
+from keras_l2o.rules import base
+from keras_l2o.rules import general_features as gf
+
+GPSGeneralState = collections.namedtuple("GPSGeneralState", ["momentum", "velocity"])
+
+_D = ("0.9", "0.99", "0.999")
+FEATURES = (("grad",) + tuple(f"momentum_{d}" for d in _D) + ("grad_rsqrt_v",)
+            + tuple(f"momentum_{d}_rsqrt_v" for d in _D) + ("log_momentum_ratio",))
+NUM_FEATURES = len(FEATURES)  # 9: 8 per coordinate, then 1 per tensor (broadcast)
+NUM_DIRECTION_FEATURES = NUM_FEATURES - 1
+SKIP_FEATURE = FEATURES.index("momentum_0.9_rsqrt_v")
+MAGNITUDE_BOUND = 3.0  # s = exp(3 tanh(a / 3)) in [e^-3, e^3]
+
+
+def observe(grad, state, axis):
+  """The normalised features of every coordinate and the new state.
+
+  Args:
+    grad: the gradient, any shape.
+    state: `GPSGeneralState` (momentum `grad.shape + [3]`, velocity like grad).
+    axis: the axes of `grad` over which a channel is RMS-normalised (all axes
+      of a variable; the coordinate axis of a flat group).
+
+  Returns:
+    `(features grad.shape + [9], new_state)`: 8 channels RMS-normalised over
+    `axis`, then rho_m (the same for every coordinate normalised together).
+  """
+  momentum = gf.ema(state.momentum, grad[..., None], gf.MOMENTUM_DECAYS)
+  velocity = gf.ema(state.velocity[..., None], tf.square(grad)[..., None],
+                    (gf.VELOCITY_DECAY,))[..., 0]
+  rho = gf.floored_rsqrt(velocity, axis)[..., None]
+  channels = tf.concat([grad[..., None], momentum, grad[..., None] * rho, momentum * rho], -1)
+  axis = [a % grad.shape.rank for a in axis] if grad.shape.rank else []
+  rms = tf.sqrt(tf.reduce_mean(tf.square(momentum), axis=axis, keepdims=True))
+  ratio = tf.math.log((rms[..., :1] + gf.TINY) / (rms[..., 2:] + gf.TINY))
+  ratio = tf.broadcast_to(ratio, tf.shape(grad[..., None]))
+  return (tf.concat([gf.rms_normalise(channels, axis), ratio], -1),
+          GPSGeneralState(momentum, velocity))
+
+
+class GPSGeneralRule(base.Rule):
+  """Scale-free coordinatewise policy with RMS-normalised steps (module docstring).
+
+  Args:
+    hidden_sizes: widths of the MLP's hidden layers (ReLU); `()` for a
+      linear direction.
+    step_scale: the RMS of every variable's update, before the optimizer's
+      `learning_rate`.
+
+  Raises:
+    ValueError: for a bad argument (the message names it and what it got).
+  """
+
+  name = "gps_general"
+  state_fields = GPSGeneralState._fields
+  state_extra_dims = (len(gf.MOMENTUM_DECAYS), None)
+
+  def __init__(self, *, hidden_sizes=(8,), step_scale: float = 1e-3):
+    if not isinstance(hidden_sizes, (list, tuple)) or len(hidden_sizes) > validation.MAX_LAYERS \
+        or not all(isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h > 0
+                   for h in hidden_sizes):
+      raise ValueError("Argument `hidden_sizes` must be a (possibly empty) list of positive "
+                       f"integers. Received: hidden_sizes={hidden_sizes!r}")
+    step_scale = validation.check_positive("step_scale", step_scale)
+    hidden_sizes = [int(h) for h in hidden_sizes]
+    super().__init__(hidden_sizes=hidden_sizes, step_scale=float(step_scale))
+    self.hidden_sizes, self.step_scale = tuple(hidden_sizes), float(step_scale)
+
+  def init_meta_params(self, seed: int) -> dict:
+    """He-style random hidden layers, a zero output layer and the skip on m_0.9 * rho."""
+    rng = np.random.default_rng(seed)
+    skip = np.zeros((NUM_DIRECTION_FEATURES, 1))
+    skip[SKIP_FEATURE, 0] = -1.0
+    params = {"skip": skip, "magnitude": {"kernel": np.zeros((1, 1)), "bias": np.zeros(1)}}
+    fan_in = NUM_DIRECTION_FEATURES
+    for i, width in enumerate(self.hidden_sizes):
+      params[f"hidden_{i}"] = {"kernel": rng.normal(0.0, 1.0 / np.sqrt(fan_in), (fan_in, width)),
+                               "bias": np.zeros(width)}
+      fan_in = width
+    params["output"] = {"kernel": np.zeros((fan_in, 1)), "bias": np.zeros(1)}
+    return tf.nest.map_structure(lambda a: tf.constant(a, tf.float32), params)
+
+  def init_state(self, var):
+    return base.zeros_state(self, var, GPSGeneralState)
+
+  def direction(self, meta_params, features):
+    """d = w_skip . f + MLP(f) on the 8 per-coordinate channels: `[..., 9] -> [...]`."""
+    mp = base.cast_meta_params(meta_params, features.dtype)
+    features = features[..., :NUM_DIRECTION_FEATURES]
+    hidden = features
+    for i in range(len(self.hidden_sizes)):
+      layer = mp[f"hidden_{i}"]
+      hidden = tf.nn.relu(tf.tensordot(hidden, layer["kernel"], 1) + layer["bias"])
+    out = (tf.tensordot(features, mp["skip"], 1) + tf.tensordot(hidden, mp["output"]["kernel"], 1)
+           + mp["output"]["bias"])
+    return out[..., 0]
+
+  def magnitude(self, meta_params, features, axis):
+    """s = exp(3 tanh(a / 3)), a = w_mag rho_m + b_mag, per group of coordinates along `axis`."""
+    mag = base.cast_meta_params(meta_params["magnitude"], features.dtype)
+    ratio = tf.reduce_mean(features[..., NUM_DIRECTION_FEATURES], axis=axis, keepdims=True)
+    bound = tf.constant(MAGNITUDE_BOUND, features.dtype)
+    return tf.exp(bound * tf.tanh((ratio * mag["kernel"][0, 0] + mag["bias"][0]) / bound))
+
+  def step(self, meta_params, features, axis):
+    """`step_scale * s * d / rms(d)`, s and the RMS over `axis` (the one formula)."""
+    d = self.direction(meta_params, features)
+    return (tf.constant(self.step_scale, d.dtype) * self.magnitude(meta_params, features, axis)
+            * gf.rms_normalise(d, axis))
+
+  def apply(self, meta_params, grad, var, state, step):
+    del var, step
+    axis = list(range(grad.shape.rank))
+    features, new_state = observe(grad, state, axis)
+    return self.step(meta_params, features, axis), new_state
