@@ -45,10 +45,11 @@ GPS_RULES = ("gps_policy", "gps_lstm")
 PROBLEM_DEFAULTS = meta_train_defaults.PROBLEM_DEFAULTS
 
 
-# The flags of this script besides the trainers' configuration fields (scripts.config_flags)
-# that a run records in config.json's `settings`; and the strategy's.
-RUN_FLAGS = ("trainer", "rule", "rule_config", "problem", "problem_config", "data_path")
-STRATEGY_FLAGS = ("strategy", "num_cpu_devices")
+RUN_FLAGS = meta_train_resume.RUN_FLAGS
+STRATEGY_FLAGS = meta_train_resume.STRATEGY_FLAGS
+# The arguments a GPS run reads (its other settings are --gps_config's).
+GPS_SETTINGS = ("trainer", "rule_config", "problem", "data_path", "horizon", "validation_every",
+                "validation_problems", "learning_rate", "seed", "gps_config")
 
 
 def _config_classes():
@@ -285,27 +286,11 @@ def _run_gps(args, settings, rule, family, threading) -> dict:
   try:
     config = config_class(**extra, **fields)
     config.validate()
-    flag_values = {name: getattr(args, name) for name in (
-        "trainer", "rule_config", "problem", "data_path", "horizon", "validation_every",
-        "validation_problems", "learning_rate", "seed", "gps_config")}
-    flag_values.update(rule=settings["rule"], problem_config=settings["problem_config"],
-                       num_steps=settings["num_steps"])
-    flag_values.update(threading)
-    extra_config = {"settings": flag_values,
-                    "problem": {"name": args.problem, "config": settings["problem_config"]}}
+    extra_config = meta_train_resume.recorded_settings(args, settings, GPS_SETTINGS, threading)
   except (TypeError, ValueError) as e:
     raise app.UsageError(str(e)) from e
   return build_and_run(lambda: trainer_class(rule, family, config, FLAGS.save_dir,
                                              extra_config=extra_config))
-
-
-def recorded_settings(args, settings, names, threading) -> dict:
-  """config.json's `settings`: the arguments `names` as resolved (what `--resume` reads back)."""
-  values = {name: getattr(args, name) for name in names}
-  values.update(threading, rule=settings["rule"], problem_config=settings["problem_config"],
-                num_steps=settings["num_steps"])
-  return {"settings": values,
-          "problem": {"name": args.problem, "config": settings["problem_config"]}}
 
 
 def _bptt_factory(args, settings, rule, family, strategy, threading):
@@ -319,7 +304,7 @@ def _bptt_factory(args, settings, rule, family, strategy, threading):
     config.validate()
   except (TypeError, ValueError) as e:
     raise app.UsageError(str(e)) from e
-  extra_config = recorded_settings(
+  extra_config = meta_train_resume.recorded_settings(
       args, settings, RUN_FLAGS + config_flags.flag_names(bptt.BPTTConfig) + STRATEGY_FLAGS,
       threading)
   trainer_class = bptt.BPTTTrainer

@@ -7,6 +7,7 @@ Their flags are `trainers.pes.PESConfig`'s fields (`scripts.config_flags`);
 from absl import app
 
 from scripts import config_flags
+from scripts import meta_train_resume
 
 ES_TRAINERS = ("pes", "es")
 
@@ -28,7 +29,6 @@ def es_trainer_factory(args, settings, rule, family, strategy, threading):
   Raises:
     app.UsageError: for arguments PES / ES cannot run with.
   """
-  from scripts import meta_train  # pylint: disable=g-import-not-at-top
   from trainers import pes  # pylint: disable=g-import-not-at-top
   if args.strategy == "parameter_server":
     raise app.UsageError(f"--trainer={args.trainer} runs synchronously (default, mirrored, "
@@ -37,9 +37,8 @@ def es_trainer_factory(args, settings, rule, family, strategy, threading):
       pes.PESConfig, vars(args), estimator=args.trainer, num_steps=settings["num_steps"],
       validation_every=settings["validation_every"],
       validation_problems=settings["validation_problems"])
-  extra_config = meta_train.recorded_settings(
-      args, settings,
-      meta_train.RUN_FLAGS + config_flags.flag_names(pes.PESConfig) + meta_train.STRATEGY_FLAGS,
-      threading)
+  extra_config = meta_train_resume.recorded_settings(
+      args, settings, meta_train_resume.RUN_FLAGS + config_flags.flag_names(pes.PESConfig)
+      + meta_train_resume.STRATEGY_FLAGS, threading)
   return lambda: pes.PESTrainer(rule, family, config, args.save_dir, extra_config=extra_config,
                                 strategy=strategy)

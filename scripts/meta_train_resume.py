@@ -20,12 +20,35 @@ from keras_l2o import run_lock
 
 FLAGS = flags.FLAGS
 
+# The command line's flags besides the trainers' configuration fields (scripts.config_flags)
+# that a run records in config.json's `settings`; and the strategy's.
+RUN_FLAGS = ("trainer", "rule", "rule_config", "problem", "problem_config", "data_path")
+STRATEGY_FLAGS = ("strategy", "num_cpu_devices")
 RESUME_MAY_CHANGE = ("num_steps", "patience", "log_every", "checkpoint_every",
                      "intra_op_threads", "inter_op_threads")
 # Saved entries that are not flags of this run's settings (the strategy is
 # checked against the checkpoint by the trainer).
 _NOT_COMPARED = ("save_dir", "resume", "strategy", "num_cpu_devices")
 _JSON_FLAGS = ("rule_config", "problem_config", "gps_config")
+
+
+def recorded_settings(args, settings, names, threading) -> dict:
+  """config.json's `settings` and `problem` entries: the arguments `names` as resolved.
+
+  Args:
+    args: the run's arguments (`meta_train.run_arguments`).
+    settings: `meta_train.resolve_settings`'s result (rule, problem config, step count).
+    names: the arguments the trainer reads.
+    threading: the thread-pool sizes in use.
+
+  Returns:
+    `{"settings": ..., "problem": ...}`, what `--resume` reads back.
+  """
+  values = {name: getattr(args, name) for name in names}
+  values.update(threading, rule=settings["rule"], problem_config=settings["problem_config"],
+                num_steps=settings["num_steps"])
+  return {"settings": values,
+          "problem": {"name": args.problem, "config": settings["problem_config"]}}
 
 
 def check_save_dir(save_dir, resume) -> bool:

@@ -390,6 +390,12 @@ class PESTrainer(loop.MetaTrainer):
     logging.info("meta-step %d: %.0f inner particle-steps/s", int(self.step_counter), rate)
     return {"particle_steps_per_second": rate}
 
+  def validation_round(self, step) -> float:
+    began = time.perf_counter()
+    value = super().validation_round(step)
+    self._timer += time.perf_counter() - began  # (the rate counts meta-steps only)
+    return value
+
   def trainer_config(self) -> dict:
     return {"pes": run_directory.config_dict(self.config),
             "strategy": {"class": type(self.strategy).__name__,
