@@ -5,6 +5,7 @@ import os
 from keras_l2o import export as export_lib
 from keras_l2o import run_directory
 
+
 def load(path, which: str = "final"):
   """Loads a learned optimizer as a `keras_l2o.LearnedOptimizer`.
 
@@ -31,14 +32,14 @@ def load(path, which: str = "final"):
   >>> keras_l2o.load(path).rule.name
   'mlp'
   """
-  if which not in ("final", "best", "last"):
+  if which not in run_directory.EXPORTS:
     raise ValueError("Argument `which` must be 'final', 'best' or 'last'. Received: "
                      f"which={which!r}")
   path = os.fspath(path)
   if run_directory.is_run(path):
-    exported = os.path.join(path, which)
+    exported = run_directory.export_path(path, which)
     if not export_lib.is_export(exported):
-      if which == "last" and export_lib.is_export(os.path.join(path, "final")):
+      if which == "last" and export_lib.is_export(run_directory.export_path(path, "final")):
         raise ValueError(f"The meta-training run in {path!r} has no 'last' optimizer: only GPS "
                          "runs write one; this run's 'final' is its last step.")
       raise ValueError(f"The meta-training run in {path!r} has no {which!r} optimizer yet (it is "

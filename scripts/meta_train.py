@@ -24,6 +24,7 @@ problem (logistic regression: about 33 minutes); docs/RESULTS.md compares the tw
 
 import json
 import os
+import types
 
 from absl import app
 from absl import flags
@@ -32,6 +33,7 @@ from absl import logging
 from keras_l2o import run_directory
 from keras_l2o import run_lock
 from scripts import cli
+from scripts import config_flags
 from scripts import meta_train_defaults
 from scripts import meta_train_es
 from scripts import meta_train_resume
@@ -43,13 +45,26 @@ GPS_RULES = ("gps_policy", "gps_lstm", "gps_general")
 PROBLEM_DEFAULTS = meta_train_defaults.PROBLEM_DEFAULTS
 
 
+RUN_FLAGS = meta_train_resume.RUN_FLAGS
+STRATEGY_FLAGS = meta_train_resume.STRATEGY_FLAGS
+# The arguments a GPS run reads (its other settings are --gps_config's).
+GPS_SETTINGS = ("trainer", "rule_config", "problem", "data_path", "horizon", "validation_every",
+                "validation_problems", "learning_rate", "seed", "gps_config")
+
+
+def _config_classes():
+  from trainers import bptt  # pylint: disable=g-import-not-at-top
+  from trainers import pes  # pylint: disable=g-import-not-at-top
+  return bptt.BPTTConfig, pes.PESConfig
+
+
 def define_flags():
-  """Defines this script's flags."""
+  """Defines this script's flags: its own, and one per trainer configuration field."""
   flags.DEFINE_string("trainer", "bptt", f"Meta-training method: {', '.join(TRAINERS)}.")
-  flags.DEFINE_string("rule", "lstm", "Rule to meta-train (see keras_l2o.rules.names()); "
-                      "--trainer=gps trains gps_lstm (the default with it: any problem, by "
-                      "coordinate groups), gps_general (likewise) or gps_policy (Li & Malik's "
-                      "P1: one flat full-batch problem).")
+  flags.DEFINE_string("rule", None, "Rule to meta-train (see keras_l2o.rules.names()); default: "
+                      "lstm, and with --trainer=gps gps_lstm (any problem, by coordinate "
+                      "groups); --trainer=gps also trains gps_general (likewise) and gps_policy "
+                      "(Li & Malik's P1: one flat full-batch problem).")
   flags.DEFINE_string("rule_config", "{}", "JSON object of rule configuration.")
   flags.DEFINE_string("problem", "quadratic", "Problem family (see keras_l2o.problems.names()); "
                       "a comma list meta-trains across several (a mixture).")
@@ -58,59 +73,48 @@ def define_flags():
                       "component names to their configs.")
   flags.DEFINE_string("data_path", None, "A local dataset file for data-based problems (e.g. a "
                       "full MNIST .npz, CIFAR batches).")
-  flags.DEFINE_integer("num_steps", None, "Meta-gradient steps (truncations).", lower_bound=1)
-  flags.DEFINE_integer("unroll_length", 20, "Optimizer steps per truncation.", lower_bound=1)
-  flags.DEFINE_integer("horizon", None, "Optimizer steps per problem (a multiple of "
-                       "--unroll_length; default: the problem's horizon).", lower_bound=1)
-  flags.DEFINE_float("meta_learning_rate", 1e-3, "Adam learning rate of the meta-parameters.")
-  flags.DEFINE_float("meta_clipnorm", 1.0, "Global-norm clip of the meta-gradient (0: off).")
-  flags.DEFINE_bool("second_derivatives", False, "Keep second derivatives (exact meta-gradient).")
-  flags.DEFINE_bool("native_kernels", True, "BPTT: differentiate the rule through native CPU "
-                    "kernels where one exists (the lstm rule), ~1.4x the inner steps per second, "
-                    "equal up to float rounding; --nonative_kernels reproduces runs made before "
-                    "them bit for bit (a resumed run keeps what it started with).")
-  flags.DEFINE_enum("meta_objective", "sum", ["sum", "log_ratio"], "Meta-loss form.")
-  flags.DEFINE_enum("time_weights", "uniform", ["uniform", "increasing", "final"],
-                    "Weights of the losses in a truncation.")
-  flags.DEFINE_integer("validation_every", None, "Meta-steps between validations.",
-                       lower_bound=1)
-  flags.DEFINE_integer("validation_problems", None, "Held-out problems per validation.",
-                       lower_bound=1)
-  flags.DEFINE_integer("patience", None, "Stop after this many validations without improvement.",
-                       lower_bound=1)
-  flags.DEFINE_integer("checkpoint_every", 50, "Meta-steps between checkpoints.", lower_bound=1)
-  flags.DEFINE_integer("log_every", 10, "Meta-steps between metrics records.", lower_bound=1)
-  flags.DEFINE_float("learning_rate", 1.0, "Multiplier of the rule's output during meta-training.")
-  flags.DEFINE_integer("seed", 0, "Seed of the meta-parameters and of the problem family.")
+  for config_class in _config_classes():
+    config_flags.define_config_flags(config_class)
   flags.DEFINE_string("save_dir", None, "Run directory (required).")
   flags.DEFINE_bool("resume", False, "Continue the run in --save_dir from its last checkpoint.")
   flags.DEFINE_string("gps_config", "{}", "With --trainer=gps: JSON object of further "
                       "trainers.gps.trainer.GPSConfig fields (e.g. num_conditions), or "
-                      "trainers.gps.group_trainer.GroupGPSConfig fields with --rule=gps_lstm or gps_general.")
-  flags.DEFINE_integer("problems_per_replica", 1, "Trajectories each replica unrolls per "
-                       "meta-step; the meta-batch is replicas x this.", lower_bound=1)
+                      "trainers.gps.group_trainer.GroupGPSConfig fields with --rule=gps_lstm or "
+                      "gps_general.")
   flags.DEFINE_integer("intra_op_threads", None, "Threads inside one TensorFlow op "
                        "(tf.config.threading; 0: TensorFlow's choice). Default: the problem's "
                        "(1 for quadratic and mnist_mlp with --trainer=bptt), else 0.",
                        lower_bound=0)
   flags.DEFINE_integer("inter_op_threads", None, "TensorFlow ops run at the same time (0: "
                        "TensorFlow's choice). Default: the problem's, else 0.", lower_bound=0)
-  meta_train_es.define_es_flags()
   strategy_flags.define_strategy_flags()
   flags.mark_flag_as_required("save_dir")
   flags.register_validator("save_dir", lambda value: value is None or bool(value.strip()),
                            "--save_dir must name a directory. Received: an empty string")
-  cli.register_number_validator("meta_learning_rate")
-  cli.register_number_validator("meta_clipnorm", inclusive=True)
-  cli.register_number_validator("learning_rate")
 
 
 define_flags()
 FLAGS = flags.FLAGS
 
 
-def _json_flag(name):
-  value = FLAGS[name].value
+def run_arguments(saved=None) -> types.SimpleNamespace:
+  """The run's arguments: the flags' values; for `--resume`, the saved ones of flags not given.
+
+  FLAGS are left as parsed. Names: this script's flags, every trainer
+  configuration field's flag and the strategy's.
+  """
+  names = RUN_FLAGS + tuple(dict.fromkeys(
+      n for c in _config_classes() for n in config_flags.flag_names(c))) + (
+          "gps_config", "intra_op_threads", "inter_op_threads", "save_dir", "resume",
+          *STRATEGY_FLAGS)
+  values = {name: FLAGS[name].value for name in names}
+  if saved is not None:
+    values.update(meta_train_resume.saved_values(saved, names))
+  return types.SimpleNamespace(**values)
+
+
+def _json_flag(args, name):
+  value = getattr(args, name)
   if value is None:
     return None
   try:
@@ -122,63 +126,62 @@ def _json_flag(name):
   return parsed
 
 
-def resolve_settings() -> dict:
-  """Validates the flags and fills per-problem defaults; raises app.UsageError."""
+def resolve_settings(args) -> dict:
+  """Validates the run's arguments (`run_arguments`) and fills per-problem defaults.
+
+  Raises:
+    app.UsageError: an argument names nothing that exists or cannot be used.
+  """
   import keras_l2o  # pylint: disable=g-import-not-at-top
   from keras_l2o import problems  # pylint: disable=g-import-not-at-top
-  if FLAGS.trainer not in TRAINERS:
-    raise app.UsageError(f"--trainer={FLAGS.trainer!r} is not available. Valid trainers: "
+  if args.trainer not in TRAINERS:
+    raise app.UsageError(f"--trainer={args.trainer!r} is not available. Valid trainers: "
                          f"{', '.join(TRAINERS)}.")
-  rule_name = FLAGS.rule
-  if FLAGS.trainer == "gps" and not FLAGS["rule"].present and rule_name == FLAGS["rule"].default:
-    rule_name = "gps_lstm"
+  rule_name = args.rule or ("gps_lstm" if args.trainer == "gps" else "lstm")
   if rule_name not in keras_l2o.rules.names():
     raise app.UsageError(f"--rule={rule_name!r} is not a rule. Valid rules: "
                          f"{', '.join(keras_l2o.rules.names())}.")
-  if FLAGS.trainer == "gps" and rule_name not in GPS_RULES:
+  if args.trainer == "gps" and rule_name not in GPS_RULES:
     raise app.UsageError(f"--trainer=gps meta-trains --rule=gps_policy, gps_lstm or gps_general; "
                          f"received --rule={rule_name!r}.")
-  names = [n.strip() for n in FLAGS.problem.split(",") if n.strip()]
+  names = [n.strip() for n in args.problem.split(",") if n.strip()]
   unknown = [n for n in names if n not in problems.names()]
   if not names or unknown:
-    raise app.UsageError(f"--problem={FLAGS.problem!r}: {unknown or 'empty'} is not a problem. "
+    raise app.UsageError(f"--problem={args.problem!r}: {unknown or 'empty'} is not a problem. "
                          f"Valid problems: {', '.join(problems.names())} (a comma list trains "
                          "across several).")
-  given = _json_flag("problem_config")
+  given = _json_flag(args, "problem_config")
   configs = {}
   for name in names:
-    defaults = PROBLEM_DEFAULTS.get(name, {})
     if len(names) == 1:
       config = dict(given) if given is not None else dict(
-          defaults.get(FLAGS.trainer, {}).get("problem_config", defaults.get("problem_config", {})))
+          meta_train_defaults.problem_default(name, args.trainer, "problem_config", {}))
     else:  # a mixture: --problem_config maps component names to their configs
-      config = dict(PROBLEM_DEFAULTS.get(name, {}).get("problem_config", {}))
+      config = dict(meta_train_defaults.problem_default(name, None, "problem_config", {}))
       config.update((given or {}).get(name, {}))
-    if FLAGS.data_path:
-      config["data_path"] = FLAGS.data_path
-    config.setdefault("seed", FLAGS.seed)
+    if args.data_path:
+      config["data_path"] = args.data_path
+    config.setdefault("seed", args.seed)
     configs[name] = config
   problem_config = configs[names[0]] if len(names) == 1 else configs
-  settings = {"rule": rule_name, "rule_config": _json_flag("rule_config"),
-              "problem": FLAGS.problem, "problem_config": problem_config}
+  settings = {"rule": rule_name, "rule_config": _json_flag(args, "rule_config"),
+              "problem": args.problem, "problem_config": problem_config}
   for name in ("num_steps", "validation_every", "validation_problems"):
-    value = FLAGS[name].value
+    value = getattr(args, name)
     settings[name] = value if value is not None else max(
-        PROBLEM_DEFAULTS.get(n, {}).get(FLAGS.trainer, {}).get(
-            name, PROBLEM_DEFAULTS.get(n, {}).get(name, FLAGS[name].default or 1))
-        for n in names)
+        meta_train_defaults.problem_default(n, args.trainer, name, 1) for n in names)
   try:
     components = [problems.get(n, **configs[n]) for n in names]
-    if rule_name == "gps_policy" and FLAGS.trainer == "gps" and (
+    if rule_name == "gps_policy" and args.trainer == "gps" and (
         len(components) > 1 or not getattr(components[0], "full_batch", False)):
       full_batch = [n for n in problems.names() if getattr(problems.get(n), "full_batch", False)]
       raise app.UsageError(f"--trainer=gps needs one full-batch problem whose parameters are one "
                            f"flat vector ({', '.join(full_batch)}); received "
-                           f"--problem={FLAGS.problem!r} (--rule=gps_lstm trains on any one "
+                           f"--problem={args.problem!r} (--rule=gps_lstm trains on any one "
                            "problem family).")
-    if FLAGS.trainer == "gps" and len(components) > 1:
+    if args.trainer == "gps" and len(components) > 1:
       raise app.UsageError(f"--trainer=gps trains on one problem family; received "
-                           f"--problem={FLAGS.problem!r}.")
+                           f"--problem={args.problem!r}.")
     if rule_name == "gps_policy" and len(components) == 1:
       # The policy sees the problem's whole flat parameter vector: size it to fit.
       settings["rule_config"].setdefault("dimension", components[0].num_parameters())
@@ -188,12 +191,12 @@ def resolve_settings() -> dict:
                f"the problem's parameter count): " if rule_name == "gps_policy" else "")
     raise app.UsageError(context + str(e)) from e
   family = components[0] if len(components) == 1 else problems.MixtureFamily(components,
-                                                                             seed=FLAGS.seed)
+                                                                             seed=args.seed)
   if not rule.is_learned:
-    raise app.UsageError(f"--rule={FLAGS.rule!r} is hand-designed: it has no meta-parameters "
+    raise app.UsageError(f"--rule={rule_name!r} is hand-designed: it has no meta-parameters "
                          "to train. Learned rules: "
                          f"{', '.join(n for n in keras_l2o.rules.names() if keras_l2o.rules.get(n).is_learned)}.")
-  settings["horizon"] = FLAGS.horizon or family.default_horizon
+  settings["horizon"] = args.horizon or family.default_horizon
   settings["objects"] = (rule, family)
   return settings
 
@@ -258,23 +261,23 @@ def build_and_run(make_trainer, lock: bool = True) -> dict:
     run_lock.release(FLAGS.save_dir)
 
 
-def _run_gps(settings, rule, family, threading) -> dict:
+def _run_gps(args, settings, rule, family, threading) -> dict:
   """Builds and runs the GPS trainer from the flags; raises app.UsageError."""
   from trainers.gps import group_trainer  # pylint: disable=g-import-not-at-top
   from trainers.gps import trainer as gps_trainer  # pylint: disable=g-import-not-at-top
   groups = settings["rule"] != "gps_policy"  # gps_lstm and gps_general: coordinate groups
   config_class = group_trainer.GroupGPSConfig if groups else gps_trainer.GPSConfig
   trainer_class = group_trainer.GroupGPSTrainer if groups else gps_trainer.GPSTrainer
-  if FLAGS.strategy != "default":
+  if args.strategy != "default":
     raise app.UsageError(f"--trainer=gps runs on one device; received --strategy="
-                         f"{FLAGS.strategy!r} (use the default).")
+                         f"{args.strategy!r} (use the default).")
   fields = {"iterations": settings["num_steps"], "horizon": settings["horizon"],
             "validation_every": settings["validation_every"],
             "validation_problems": settings["validation_problems"],
-            "learning_rate": FLAGS.learning_rate, "seed": FLAGS.seed}
-  extra = _json_flag("gps_config")
-  for name, value in PROBLEM_DEFAULTS.get(FLAGS.problem, {}).get("gps", {}).get(
-      "gps_config", {}).items():
+            "learning_rate": args.learning_rate, "seed": args.seed}
+  extra = _json_flag(args, "gps_config")
+  for name, value in meta_train_defaults.problem_default(args.problem, "gps", "gps_config",
+                                                         {}).items():
     extra.setdefault(name, value)
   clash = sorted(set(extra) & set(fields))
   if clash:
@@ -284,18 +287,33 @@ def _run_gps(settings, rule, family, threading) -> dict:
   try:
     config = config_class(**extra, **fields)
     config.validate()
-    flag_values = {name: FLAGS[name].value for name in (
-        "trainer", "rule_config", "problem", "data_path", "horizon", "validation_every",
-        "validation_problems", "learning_rate", "seed", "gps_config")}
-    flag_values.update(rule=settings["rule"], problem_config=settings["problem_config"],
-                       num_steps=settings["num_steps"])
-    flag_values.update(threading)
-    extra_config = {"settings": flag_values,
-                    "problem": {"name": FLAGS.problem, "config": settings["problem_config"]}}
+    extra_config = meta_train_resume.recorded_settings(args, settings, GPS_SETTINGS, threading)
   except (TypeError, ValueError) as e:
     raise app.UsageError(str(e)) from e
   return build_and_run(lambda: trainer_class(rule, family, config, FLAGS.save_dir,
                                              extra_config=extra_config))
+
+
+def _bptt_factory(args, settings, rule, family, strategy, threading):
+  """The BPTT trainer the arguments describe, as a function that builds it."""
+  from trainers import bptt  # pylint: disable=g-import-not-at-top
+  try:
+    config = config_flags.config_from_flags(
+        bptt.BPTTConfig, vars(args), num_steps=settings["num_steps"],
+        horizon=settings["horizon"], validation_every=settings["validation_every"],
+        validation_problems=settings["validation_problems"])
+    config.validate()
+  except (TypeError, ValueError) as e:
+    raise app.UsageError(str(e)) from e
+  extra_config = meta_train_resume.recorded_settings(
+      args, settings, RUN_FLAGS + config_flags.flag_names(bptt.BPTTConfig) + STRATEGY_FLAGS,
+      threading)
+  trainer_class = bptt.BPTTTrainer
+  if args.strategy == "parameter_server":
+    from trainers import bptt_async  # pylint: disable=g-import-not-at-top
+    trainer_class = bptt_async.AsyncBPTTTrainer
+  return lambda: trainer_class(rule, family, config, args.save_dir, extra_config=extra_config,
+                               strategy=strategy)
 
 
 def main(argv):
@@ -311,9 +329,9 @@ def main(argv):
     meta_train_resume.check_save_dir(FLAGS.save_dir, resume=True)
     saved = meta_train_resume.saved_settings(FLAGS.save_dir)
     meta_train_resume.check_conflicts(FLAGS.save_dir, saved)
-    meta_train_resume.apply_saved(saved)
   elif os.path.exists(FLAGS.save_dir) and not os.path.isdir(FLAGS.save_dir):
     raise app.UsageError(f"--save_dir={FLAGS.save_dir} is a file, not a directory.")
+  args = run_arguments(saved)
   threading = meta_train_defaults.apply_threads(threading_settings(saved))
   logging.info("TensorFlow threads: %d inside an op, %d ops at a time (0: TensorFlow's choice).",
                threading["intra_op_threads"], threading["inter_op_threads"])
@@ -327,53 +345,15 @@ def main(argv):
     check_save_dir(FLAGS.save_dir, FLAGS.resume)
   if saved is not None:
     logging.info("Resuming the run in %s with its saved settings.", FLAGS.save_dir)
-  settings = resolve_settings()
+  settings = resolve_settings(args)
   rule, family = settings.pop("objects")
-  if FLAGS.trainer == "gps":
-    result = _run_gps(settings, rule, family, threading)
-    logging.info("Finished: %s", result)
-    print(json.dumps(result))
-    return
-  if FLAGS.trainer in meta_train_es.ES_TRAINERS:
-    result = build_and_run(meta_train_es.es_trainer_factory(FLAGS, settings, rule, family,
-                                                             strategy, threading), lock=chief)
-    logging.info("Finished: %s", result)
-    print(json.dumps(result))
-    return
-  from trainers import bptt  # pylint: disable=g-import-not-at-top
-  config = bptt.BPTTConfig(
-      num_steps=settings["num_steps"], unroll_length=FLAGS.unroll_length,
-      horizon=settings["horizon"], meta_learning_rate=FLAGS.meta_learning_rate,
-      meta_clipnorm=FLAGS.meta_clipnorm or None, second_derivatives=FLAGS.second_derivatives,
-      meta_objective=FLAGS.meta_objective, time_weights=FLAGS.time_weights,
-      validation_every=settings["validation_every"],
-      validation_problems=settings["validation_problems"], patience=FLAGS.patience,
-      checkpoint_every=FLAGS.checkpoint_every, log_every=FLAGS.log_every,
-      learning_rate=FLAGS.learning_rate, seed=FLAGS.seed,
-      problems_per_replica=FLAGS.problems_per_replica, native_kernels=FLAGS.native_kernels)
-  try:
-    config.validate()
-  except ValueError as e:
-    raise app.UsageError(str(e)) from e
-  flag_values = {name: FLAGS[name].value for name in (
-      "trainer", "rule", "rule_config", "problem", "problem_config", "data_path", "num_steps",
-      "unroll_length", "horizon", "meta_learning_rate", "meta_clipnorm", "second_derivatives",
-      "native_kernels", "meta_objective", "time_weights", "validation_every",
-      "validation_problems", "patience",
-      "checkpoint_every", "log_every", "learning_rate", "seed", "problems_per_replica",
-      "strategy", "num_cpu_devices")}
-  flag_values.update(threading)
-  flag_values["problem_config"] = settings["problem_config"]
-  flag_values["num_steps"] = settings["num_steps"]
-  extra_config = {"settings": flag_values,
-                  "problem": {"name": FLAGS.problem, "config": settings["problem_config"]}}
-  trainer_class = bptt.BPTTTrainer
-  if FLAGS.strategy == "parameter_server":
-    from trainers import bptt_async  # pylint: disable=g-import-not-at-top
-    trainer_class = bptt_async.AsyncBPTTTrainer
-  result = build_and_run(lambda: trainer_class(rule, family, config, FLAGS.save_dir,
-                                               extra_config=extra_config, strategy=strategy),
-                         lock=chief)
+  if args.trainer == "gps":
+    result = _run_gps(args, settings, rule, family, threading)
+  else:
+    factory = (meta_train_es.es_trainer_factory if args.trainer in meta_train_es.ES_TRAINERS
+               else _bptt_factory)
+    result = build_and_run(factory(args, settings, rule, family, strategy, threading),
+                           lock=chief)
   logging.info("Finished: %s", result)
   print(json.dumps(result))
 

@@ -40,6 +40,23 @@ PROBLEM_DEFAULTS = {
 }
 
 
+def problem_default(problem: str, trainer, name: str, fallback=None):
+  """The default of setting `name` for one problem under `trainer`.
+
+  The trainer's own entry of the problem (e.g. `PROBLEM_DEFAULTS["mnist_mlp"]["gps"]`)
+  overrides the problem's general one; `fallback` where neither has it.
+
+  Args:
+    problem: one problem name.
+    trainer: a trainer name, or None for the problem's general entry only.
+    name: the setting (`num_steps`, `problem_config`, `gps_config`, ...).
+    fallback: the value when the problem sets none.
+  """
+  entry = PROBLEM_DEFAULTS.get(problem, {})
+  own = entry.get(trainer, {}) if trainer is not None else {}
+  return own[name] if name in own else entry.get(name, fallback)
+
+
 def threads(problem: str, trainer: str) -> dict:
   """TensorFlow's thread-pool sizes `keras-l2o-meta-train` uses by default.
 
@@ -55,7 +72,7 @@ def threads(problem: str, trainer: str) -> dict:
   names = [n.strip() for n in problem.split(",") if n.strip()]
   values = {}
   for name in ("intra_op_threads", "inter_op_threads"):
-    found = {PROBLEM_DEFAULTS.get(n, {}).get(trainer, {}).get(name, 0) for n in names}
+    found = {PROBLEM_DEFAULTS.get(n, {}).get(trainer, {}).get(name, 0) for n in names}  # (trainer entries only)
     values[name] = found.pop() if len(found) == 1 else 0
   return values
 

@@ -1,7 +1,8 @@
 """`keras-l2o-meta-train --resume`: the saved settings, and flags that would change them.
 
 A resumed run continues with the settings it started with (`config.json`'s
-`settings`). Flags not given take the saved values; a given flag that differs
+`settings`, read through `keras_l2o.run_directory.saved_settings`). Arguments
+not given take the saved values (`saved_values`; FLAGS are left as parsed); a given flag that differs
 from its saved value is refused, naming the flag, the saved and the given
 value, except `RESUME_MAY_CHANGE` (how long to train, how often to log or
 checkpoint, thread pools), which do not change the numbers the run computes.
@@ -19,12 +20,35 @@ from keras_l2o import run_lock
 
 FLAGS = flags.FLAGS
 
+# The command line's flags besides the trainers' configuration fields (scripts.config_flags)
+# that a run records in config.json's `settings`; and the strategy's.
+RUN_FLAGS = ("trainer", "rule", "rule_config", "problem", "problem_config", "data_path")
+STRATEGY_FLAGS = ("strategy", "num_cpu_devices")
 RESUME_MAY_CHANGE = ("num_steps", "patience", "log_every", "checkpoint_every",
                      "intra_op_threads", "inter_op_threads")
 # Saved entries that are not flags of this run's settings (the strategy is
 # checked against the checkpoint by the trainer).
 _NOT_COMPARED = ("save_dir", "resume", "strategy", "num_cpu_devices")
 _JSON_FLAGS = ("rule_config", "problem_config", "gps_config")
+
+
+def recorded_settings(args, settings, names, threading) -> dict:
+  """config.json's `settings` and `problem` entries: the arguments `names` as resolved.
+
+  Args:
+    args: the run's arguments (`meta_train.run_arguments`).
+    settings: `meta_train.resolve_settings`'s result (rule, problem config, step count).
+    names: the arguments the trainer reads.
+    threading: the thread-pool sizes in use.
+
+  Returns:
+    `{"settings": ..., "problem": ...}`, what `--resume` reads back.
+  """
+  values = {name: getattr(args, name) for name in names}
+  values.update(threading, rule=settings["rule"], problem_config=settings["problem_config"],
+                num_steps=settings["num_steps"])
+  return {"settings": values,
+          "problem": {"name": args.problem, "config": settings["problem_config"]}}
 
 
 def check_save_dir(save_dir, resume) -> bool:
@@ -58,14 +82,9 @@ def check_save_dir(save_dir, resume) -> bool:
 def saved_settings(save_dir) -> dict:
   """The `settings` of the run in `save_dir`; app.UsageError for a damaged config.json."""
   try:
-    config = run_directory.read_config(save_dir)
+    return run_directory.saved_settings(save_dir)
   except ValueError as e:
     raise app.UsageError(f"--resume: {e}") from None
-  settings = config.get("settings")
-  if not isinstance(settings, dict):
-    raise app.UsageError(f"--resume: the run's {run_directory.CONFIG_FILE} in {save_dir} has no "
-                         "'settings' object; it was not written by keras-l2o-meta-train.")
-  return settings
 
 
 def _parsed(name, value):
@@ -104,10 +123,19 @@ def check_conflicts(save_dir, saved: dict) -> None:
           "start a new run in another --save_dir.")
 
 
-def apply_saved(saved: dict) -> None:
-  """Sets every flag not given on the command line to the run's saved value."""
+def saved_values(saved: dict, names) -> dict:
+  """The saved values of the arguments `names` that were not given on the command line.
+
+  FLAGS are not changed: the run reads its arguments from
+  `meta_train.run_arguments`. A JSON flag's saved object is returned as its
+  JSON text; a run saved before `native_kernels` existed ran on TensorFlow
+  ops and continues so.
+  """
+  values = {}
   for name, value in saved.items():
-    if name in FLAGS and name not in _NOT_COMPARED and not FLAGS[name].present:
-      FLAGS[name].value = json.dumps(value) if isinstance(value, dict) else value
-  if "native_kernels" not in saved and not FLAGS["native_kernels"].present:
-    FLAGS.native_kernels = False  # started before the native kernels: on TensorFlow ops
+    if name in names and name not in _NOT_COMPARED and not FLAGS[name].present:
+      values[name] = json.dumps(value) if isinstance(value, dict) else value
+  if "native_kernels" in names and "native_kernels" not in saved and not FLAGS[
+      "native_kernels"].present:
+    values["native_kernels"] = False  # started before the native kernels: on TensorFlow ops
+  return values

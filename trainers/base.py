@@ -1,29 +1,15 @@
-"""Pieces every meta-trainer's outer loop shares.
+"""Pieces the meta-trainers share besides their run loop (`trainers.loop.MetaTrainer`).
 
-A run directory `save_dir` holds:
-
-* `config.json` — everything needed to know what ran (and to resume it);
-* `metrics.jsonl` — one JSON object per logged step (`step`, `meta_loss`, ...,
-  and `validation_loss` on validation steps);
-* `checkpoints/` — `tf.train.CheckpointManager` checkpoints: a run killed at any
-  moment resumes from the last one and, being deterministic, ends exactly as an
-  uninterrupted run would;
-* `tensorboard/` — summaries;
-* `run.lock` — the lock of the process writing the run (`keras_l2o.run_lock`):
-  every trainer's `run` holds it (`holds_run_lock`), so a second process on
-  the same directory is refused instead of interleaving its writes;
-* `final/` and `best/` — the run's result and the best-on-validation learned
-  optimizer as SavedModel exports (`keras_l2o.load(save_dir)` /
-  `keras_l2o.load(save_dir, which="best")`). `final/` holds the last step's
-  meta-parameters, except for GPS runs with `restore_best` (their default),
-  which end on the best validated iteration as Keras's
-  `EarlyStopping(restore_best_weights=True)` does; those runs also write
-  `last/`, the last iteration's (`which="last"`).
+The run directory's layout (`config.json`, `metrics.jsonl`, `checkpoints/`,
+`tensorboard/`, `run.lock`, the `final/`, `best/` and `last/` exports) is
+`keras_l2o.run_directory`; this module keeps the names the trainers and tests
+use for it, the run lock decorator, the progress bar, the export writer, the
+meta-parameter digest and the configuration checks.
 """
 
+import dataclasses
 import functools
 import hashlib
-import json
 import math
 import os
 import sys
@@ -43,6 +29,8 @@ CONFIG_FILE = run_directory.CONFIG_FILE
 METRICS_FILE = run_directory.METRICS_FILE
 RUN_FORMAT = run_directory.RUN_FORMAT
 read_config = run_directory.read_config
+MetricsLog = run_directory.MetricsLog
+write_config = run_directory.write_config
 
 
 def holds_run_lock(run):
@@ -61,70 +49,6 @@ def holds_run_lock(run):
       return run(self, *args, **kwargs)
 
   return locked
-
-
-class MetricsLog:
-  """Appends one JSON object per line to `metrics.jsonl`; truncates on resume."""
-
-  def __init__(self, save_dir):
-    self.path = os.path.join(save_dir, METRICS_FILE)
-
-  def truncate_after(self, step: int):
-    """Keeps the records up to `step` (the checkpoint resumed from), one per step.
-
-    Records after `step` were written after that checkpoint; a step recorded
-    twice (a run killed between a record and its checkpoint, then restarted)
-    keeps its last record. `step=-1` empties the log.
-    """
-    if not os.path.exists(self.path):
-      return
-    by_step = {}
-    for record in self.read():
-      if record["step"] <= step:
-        by_step.pop(record["step"], None)
-        by_step[record["step"]] = record
-    tmp = self.path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-      f.writelines(json.dumps(r) + "\n" for r in sorted(by_step.values(),
-                                                       key=lambda r: r["step"]))
-    os.replace(tmp, self.path)
-
-  def read(self) -> list:
-    """The records, in file order.
-
-    A last line cut short (a kill in the middle of a write) is dropped with a
-    warning; any other line that is not a JSON object with an integer `step`
-    raises `keras_l2o.run_directory.RunDirectoryError` naming the file and line.
-    """
-    if not os.path.exists(self.path):
-      return []
-    with open(self.path, encoding="utf-8", errors="replace") as f:
-      text = f.read()
-    lines = text.split("\n")
-    records = []
-    for number, line in enumerate(lines, 1):
-      if not line.strip():
-        continue
-      try:
-        record = json.loads(line)
-        if not isinstance(record, dict) or isinstance(record.get("step"), bool) or not isinstance(
-            record.get("step"), int):
-          raise ValueError("not a JSON object with an integer 'step'")
-      except ValueError as e:
-        if number == len(lines):  # no newline after it: the write was cut short
-          logging.warning("Dropping the incomplete last line of %s: %r.", self.path, line[:80])
-          continue
-        raise run_directory.RunDirectoryError(
-            f"Line {number} of {self.path} is not a metrics record ({e}): "
-                         f"{line[:80]!r}. Delete that line to resume the run.") from None
-      records.append(record)
-    return records
-
-  def write(self, record: dict):
-    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-             for k, v in record.items()}
-    with open(self.path, "a", encoding="utf-8") as f:
-      f.write(json.dumps(clean) + "\n")
 
 
 class Progress:
@@ -157,13 +81,6 @@ class Progress:
                  time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "?", shown)
 
 
-def write_config(save_dir, config: dict):
-  tmp = os.path.join(save_dir, CONFIG_FILE + ".tmp")
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(config, f, indent=2, sort_keys=True)
-  os.replace(tmp, os.path.join(save_dir, CONFIG_FILE))
-
-
 def versions() -> dict:
   return {"keras_l2o": keras_l2o.__version__, "tensorflow": tf.__version__,
           "keras": keras.__version__, "numpy": np.__version__}
@@ -174,7 +91,7 @@ def export_optimizer(save_dir, which, rule, meta_params, learning_rate):
   optimizer = keras_l2o.LearnedOptimizer(
       rule, meta_params=meta_params,
       learning_rate=float(learning_rate), name=f"meta_trained_{rule.name}_{which}")
-  path = os.path.join(save_dir, which)
+  path = run_directory.export_path(save_dir, which)
   tmp = path + ".tmp"
   if os.path.exists(tmp):
     tf.io.gfile.rmtree(tmp)
@@ -216,6 +133,18 @@ def digest(meta_params) -> str:
   return sha.hexdigest()
 
 
+def config_field(default, help_text: str, **metadata):
+  """A trainer configuration's dataclass field: its default, its help and how to check it.
+
+  The command line makes its flag from these (`scripts.config_flags`); see
+  there for the metadata keys (`lower_bound`, `choices`, `number`,
+  `zero_is_none`, `flag_default`, `flag`).
+  """
+  if isinstance(default, (list, dict)):
+    raise TypeError("A configuration default must be immutable (use a tuple).")
+  return dataclasses.field(default=default, metadata={"help": help_text, **metadata})
+
+
 def check_positive_ints(config, names):
   """Raises ValueError naming the first of `config`'s fields `names` that is not an int >= 1."""
   for name in names:
@@ -240,13 +169,6 @@ def check_numbers(config, positive=(), non_negative=()):
       value = getattr(config, name)
       if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
         raise ValueError(f"`{name}` must be a {kind} number. Received: {name}={value!r}")
-
-
-# ----------------------------------------------- shared by the trainers' run loops --
-# A trainer using these holds: `meta_vars`, `_flat_meta`, `best_vars`, the tf.Variables
-# `best_validation`, `rounds_without_improvement`, `stopped_early`, `nonfinite_skips`,
-# `diverged_trajectories`, a `config` with `patience`, `metrics` (MetricsLog), `rule`,
-# `save_dir`, `is_chief`, and a `validate()` method.
 
 
 def restore_run(trainer, counter, what: str = "meta-step") -> bool:
@@ -274,54 +196,6 @@ def restore_run(trainer, counter, what: str = "meta-step") -> bool:
   return True
 
 
-def open_run(trainer):
-  """The start every trainer's `run` shares: restore, `config.json`, TensorBoard.
-
-  Restores the newest readable checkpoint (`trainer.restore()`), writes the
-  run's configuration (the chief only), opens the TensorBoard writer and, on a
-  fresh start, drops metrics records of an attempt killed before its first
-  checkpoint.
-
-  Args:
-    trainer: a meta-trainer with `restore()`, `_run_config()`, `save_dir`,
-      `metrics` and, where it runs distributed, `is_chief` and `_write_dir`.
-
-  Returns:
-    `(resumed, writer)`: whether a checkpoint was restored, and the
-    `tf.summary` writer of the run's `tensorboard/` folder.
-  """
-  resumed = trainer.restore()
-  if getattr(trainer, "is_chief", True):
-    write_config(trainer.save_dir, trainer._run_config())  # pylint: disable=protected-access
-  write_dir = getattr(trainer, "_write_dir", trainer.save_dir)
-  writer = tf.summary.create_file_writer(os.path.join(write_dir, "tensorboard"))
-  if not resumed:
-    trainer.metrics.truncate_after(-1)  # records of an attempt killed before its first checkpoint
-  return resumed, writer
-
-
-def validation_round(trainer, step) -> float:
-  """Validates `trainer`, keeps the best meta-parameters and counts rounds for early stopping.
-
-  Returns:
-    The validation loss.
-  """
-  value = trainer.validate()
-  if value < float(trainer.best_validation):
-    trainer.best_validation.assign(value)
-    for best, current in zip(tf.nest.flatten(trainer.best_vars), trainer._flat_meta):  # pylint: disable=protected-access
-      best.assign(current)
-    trainer.rounds_without_improvement.assign(0)
-  else:
-    trainer.rounds_without_improvement.assign_add(1)
-  patience = trainer.config.patience
-  if patience and int(trainer.rounds_without_improvement) >= patience:
-    logging.info("Early stopping at meta-step %d: %d validation rounds without improvement.",
-                 step, int(trainer.rounds_without_improvement))
-    trainer.stopped_early.assign(True)
-  return value
-
-
 def write_record(metrics, writer, record):
   """Appends `record` to the metrics log and writes its numbers to TensorBoard at its step."""
   metrics.write(record)
@@ -329,25 +203,3 @@ def write_record(metrics, writer, record):
     for key, value in record.items():
       if key != "step" and value is not None:
         tf.summary.scalar(key, value)
-
-
-def finish_run(trainer, step, learning_rate) -> dict:
-  """Exports `final/` and `best/` (on the chief) and returns the run's summary.
-
-  A run that never validated a finite loss keeps its last meta-parameters as the best.
-  """
-  if not math.isfinite(float(trainer.best_validation)):
-    for best, current in zip(tf.nest.flatten(trainer.best_vars), trainer._flat_meta):  # pylint: disable=protected-access
-      best.assign(current)
-  if trainer.is_chief:
-    export_optimizer(trainer.save_dir, "final", trainer.rule, trainer.meta_vars, learning_rate)
-    export_optimizer(trainer.save_dir, "best", trainer.rule, trainer.best_vars, learning_rate)
-  records = trainer.metrics.read()
-  validation = [r["validation_loss"] for r in records if r.get("validation_loss") is not None]
-  return {"steps": step, "first_validation_loss": validation[0] if validation else None,
-          "last_validation_loss": validation[-1] if validation else None,
-          "best_validation_loss": float(trainer.best_validation),
-          "nonfinite_skips": int(trainer.nonfinite_skips),
-          "diverged_trajectories": int(trainer.diverged_trajectories),
-          "stopped_early": bool(trainer.stopped_early),
-          "meta_params_sha256": digest(trainer.meta_vars)}

@@ -23,10 +23,6 @@ meta-parameters as an uninterrupted run.
 import dataclasses
 import functools
 import math
-import os
-import shutil
-import tempfile
-import weakref
 from typing import Optional
 
 import keras
@@ -34,41 +30,56 @@ import numpy as np
 import tensorflow as tf
 
 from keras_l2o import meta_params as meta_params_lib
-from keras_l2o import rules as rules_lib
+from keras_l2o import run_directory
 from keras_l2o import unroll as unroll_lib
 from keras_l2o.native import lstm_cells as native_lstm_cells
 from trainers import base
 from trainers import checkpointing
+from trainers import loop
 
 META_OBJECTIVES = ("sum", "log_ratio")
 TIME_WEIGHTS = ("uniform", "increasing", "final")
+_field = base.config_field
 
 
 @dataclasses.dataclass
 class BPTTConfig:
   """Configuration of `BPTTTrainer` (defaults follow Andrychowicz et al.)."""
-  num_steps: int = 1000
-  unroll_length: int = 20
-  horizon: int = 100
-  meta_learning_rate: float = 1e-3
-  meta_clipnorm: Optional[float] = 1.0
-  second_derivatives: bool = False
-  meta_objective: str = "sum"
-  time_weights: str = "uniform"
-  validation_every: int = 100
-  validation_problems: int = 8
-  patience: Optional[int] = None
-  checkpoint_every: int = 50
-  log_every: int = 10
-  learning_rate: float = 1.0
-  seed: int = 0
-  problems_per_replica: int = 1
+  num_steps: int = _field(1000, "Meta-gradient steps (truncations).", lower_bound=1,
+                          flag_default=None)
+  unroll_length: int = _field(20, "Optimizer steps per truncation.", lower_bound=1)
+  horizon: int = _field(100, "Optimizer steps per problem (a multiple of --unroll_length; "
+                        "default: the problem's horizon).", lower_bound=1, flag_default=None)
+  meta_learning_rate: float = _field(1e-3, "Adam learning rate of the meta-parameters.",
+                                     number="positive")
+  meta_clipnorm: Optional[float] = _field(1.0, "Global-norm clip of the meta-gradient (0: off).",
+                                          number="non_negative", zero_is_none=True)
+  second_derivatives: bool = _field(False, "Keep second derivatives (exact meta-gradient).")
+  meta_objective: str = _field("sum", "Meta-loss form.", choices=META_OBJECTIVES)
+  time_weights: str = _field("uniform", "Weights of the losses in a truncation.",
+                             choices=TIME_WEIGHTS)
+  validation_every: int = _field(100, "Meta-steps between validations.", lower_bound=1,
+                                 flag_default=None)
+  validation_problems: int = _field(8, "Held-out problems per validation.", lower_bound=1,
+                                    flag_default=None)
+  patience: Optional[int] = _field(None, "Stop after this many validations without "
+                                   "improvement.", lower_bound=1)
+  checkpoint_every: int = _field(50, "Meta-steps between checkpoints.", lower_bound=1)
+  log_every: int = _field(10, "Meta-steps between metrics records.", lower_bound=1)
+  learning_rate: float = _field(1.0, "Multiplier of the rule's output during meta-training.",
+                                number="positive")
+  seed: int = _field(0, "Seed of the meta-parameters and of the problem family.")
+  problems_per_replica: int = _field(1, "Trajectories each replica unrolls per meta-step; the "
+                                     "meta-batch is replicas x this.", lower_bound=1)
   # Differentiate the rule through native CPU kernels where one exists (the
   # lstm rule's layers: keras_l2o.native.lstm_cells), else through TensorFlow
   # ops. The same function up to float rounding, ~1.4x the inner steps per
   # second on the quadratic setup (docs/PERFORMANCE.md); False reproduces
   # earlier runs bit for bit. Validation unrolls use them too.
-  native_kernels: bool = True
+  native_kernels: bool = _field(
+      True, "BPTT: differentiate the rule through native CPU kernels where one exists (the lstm "
+      "rule), ~1.4x the inner steps per second, equal up to float rounding; --nonative_kernels "
+      "reproduces runs made before them bit for bit (a resumed run keeps what it started with).")
 
   def validate(self):
     """Raises ValueError naming the first bad field, with the allowed values."""
@@ -137,7 +148,7 @@ def meta_loss(losses, final_loss, weights, objective: str = "sum", eps: float = 
   return tf.reduce_sum(weights * values) / tf.reduce_sum(weights)
 
 
-class BPTTTrainer:
+class BPTTTrainer(loop.MetaTrainer):
   """Truncated-BPTT meta-trainer of a rule on a problem family.
 
   Args:
@@ -145,11 +156,12 @@ class BPTTTrainer:
     family: a `keras_l2o.problems.ProblemFamily`; a `MixtureFamily` trains one
       rule across its components (trajectories cycle through them).
     config: a `BPTTConfig`.
-    save_dir: run directory (see `trainers.base`); created if missing.
+    save_dir: run directory (see `keras_l2o.run_directory`); created if missing.
     initial_meta_params: starting meta-parameters (default:
       `rule.init_meta_params(config.seed)`).
     extra_config: more JSON-serialisable entries for `config.json`
       (e.g. the problem's registry name and config, the script's flags).
+    strategy: a `tf.distribute.Strategy` (default: the current one).
 
   Example:
 
@@ -167,20 +179,16 @@ class BPTTTrainer:
   4
   """
 
+  name = section = "bptt"
+
   def __init__(self, rule, family, config: BPTTConfig, save_dir: str, initial_meta_params=None,
                extra_config: Optional[dict] = None, strategy=None):
-    config.validate()
-    self.rule = rules_lib.get(rule)
+    self._init_run(rule, family, config, save_dir, strategy, extra_config)
     if not self.rule.is_learned:
       raise ValueError(f"Rule {self.rule.name!r} has no meta-parameters to train.")
     # The rule the unrolls (meta-gradient and validation) run: with native kernels where possible.
     self.unroll_rule = (native_lstm_cells.for_meta_training(self.rule) if config.native_kernels
                         else self.rule)
-    self.family = family
-    self.config = config
-    self.save_dir = save_dir
-    self.strategy = strategy or tf.distribute.get_strategy()
-    self.num_replicas = int(self.strategy.num_replicas_in_sync)
     # The meta-batch: every meta-step averages the meta-gradients of this many
     # trajectories, `problems_per_replica` on each replica.
     self.meta_batch = self._meta_batch_size()
@@ -192,23 +200,11 @@ class BPTTTrainer:
                        f"meta-trained over {self.num_replicas} replicas (their parameter shapes "
                        "differ between replicas). Use one family per run under a strategy, or "
                        "raise problems_per_replica on one device.")
-    self.is_chief = base.is_chief(self.strategy)
-    os.makedirs(save_dir, exist_ok=True)
     initial = (self.rule.init_meta_params(config.seed) if initial_meta_params is None else
                meta_params_lib.validate(self.rule, initial_meta_params))
-    with self.strategy.scope():  # mirrored on every replica (or on the parameter servers)
-      self.meta_vars = base.variables_like(initial, "meta")
-      self._flat_meta = tf.nest.flatten(self.meta_vars)
-      self.meta_optimizer = self._make_meta_optimizer()
-    self.best_vars = base.variables_like(initial, "best")
-    # Counters and bookkeeping, all checkpointed.
-    self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False)
+    self._init_meta(initial, self._make_meta_optimizer)
+    self.global_step = self.step_counter
     self.next_trajectory = tf.Variable(self.meta_batch, dtype=tf.int64, trainable=False)
-    self.nonfinite_skips = tf.Variable(0, dtype=tf.int64, trainable=False)
-    self.diverged_trajectories = tf.Variable(0, dtype=tf.int64, trainable=False)
-    self.best_validation = tf.Variable(np.inf, dtype=tf.float64, trainable=False)
-    self.rounds_without_improvement = tf.Variable(0, dtype=tf.int64, trainable=False)
-    self.stopped_early = tf.Variable(False, trainable=False)
     # Slot j of the meta-batch runs training problems trajectory_index[j]; a
     # slot whose trajectory ends takes the next unused index (next_trajectory).
     self.trajectory_index = tf.Variable(np.arange(self.meta_batch), dtype=tf.int64,
@@ -224,25 +220,11 @@ class BPTTTrainer:
       self._state_types.append([type(s) for s in start.rule_state])
     self.trajectory_vars = base.variables_like(
         {str(j): stores for j in range(self.meta_batch)}, "trajectory")
-    self.checkpoint = tf.train.Checkpoint(
-        meta=self.meta_vars, best=self.best_vars, meta_optimizer=self.meta_optimizer,
-        trajectory=self.trajectory_vars, trajectory_step=self.trajectory_step,
-        global_step=self.global_step, trajectory_index=self.trajectory_index,
-        next_trajectory=self.next_trajectory,
-        nonfinite_skips=self.nonfinite_skips, diverged=self.diverged_trajectories,
-        best_validation=self.best_validation, rounds=self.rounds_without_improvement,
-        stopped_early=self.stopped_early)
-    self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(save_dir,
-                                                                          "checkpoints"),
-                                              max_to_keep=3)
-    # Only the chief writes the run directory; other workers of a multi-worker
-    # run log to a private temporary one (they restore from the chief's files).
-    self._write_dir = save_dir if self.is_chief else tempfile.mkdtemp(prefix="keras_l2o_worker_")
-    if not self.is_chief:  # deleted with the trainer (at the latest when the process exits)
-      weakref.finalize(self, shutil.rmtree, self._write_dir, ignore_errors=True)
-    self.metrics = base.MetricsLog(self._write_dir)
+    self._init_checkpoint(
+        meta_optimizer=self.meta_optimizer, trajectory=self.trajectory_vars,
+        trajectory_step=self.trajectory_step, trajectory_index=self.trajectory_index,
+        next_trajectory=self.next_trajectory)
     self._weights = time_weights(config.time_weights, config.unroll_length)
-    self._extra_config = extra_config or {}
     self._problem_cache = {}
     self._meta_step_fns = [tf.function(functools.partial(self._meta_step, c))
                            for c in self.components]
@@ -452,96 +434,52 @@ class BPTTTrainer:
     value = float(np.mean(values))
     return value if math.isfinite(value) else float("inf")
 
-  def _validation_round(self, step):
-    return base.validation_round(self, step)
-
   # ---------------------------------------------------------------- run --
-  def _save(self, step):
-    if self.is_chief:
-      self.manager.save(checkpoint_number=step)
-
   def restore(self) -> bool:
-    """Restores the newest readable checkpoint, if any. Returns whether it did.
-
-    See `trainers.checkpointing.restore_newest_readable`: unreadable newer
-    checkpoints are skipped with a warning; checkpoints of which none can be
-    read raise ValueError.
-    """
-    checkpoints = self.manager.directory
-    if not checkpointing.candidates(checkpoints):
+    """Restores the newest readable checkpoint, if any; refuses one of another meta-batch."""
+    if not checkpointing.candidates(self.manager.directory):
       return False
-    saved = base.read_config(self.save_dir).get("strategy", {}) if os.path.exists(
-        os.path.join(self.save_dir, base.CONFIG_FILE)) else {}
+    saved = (run_directory.read_config(self.save_dir).get("strategy", {})
+             if run_directory.has_config(self.save_dir) else {})
     if saved.get("meta_batch", self.meta_batch) != self.meta_batch:
       raise ValueError(
           f"The run in {self.save_dir} meta-trains {saved['meta_batch']} trajectories per "
           f"meta-step ({saved['num_replicas']} replicas); this trainer has {self.meta_batch} "
           f"({self.num_replicas} replicas x {self.config.problems_per_replica} problems per "
           "replica). Resume with the same strategy and problems_per_replica.")
-    return base.restore_run(self, self.global_step)
+    return super().restore()
 
-  @base.holds_run_lock
-  def run(self) -> dict:
-    """Meta-trains until `num_steps` (or early stopping); returns a summary dict."""
-    config = self.config
-    resumed, writer = base.open_run(self)
-    step = int(self.global_step)
-    if step == 0 and not resumed:
-      for slot in range(self.meta_batch):
+  def start(self):
+    for slot in range(self.meta_batch):
+      self._start_trajectory(slot)
+
+  def meta_step(self, step: int) -> dict:
+    """One meta-step; a slot whose trajectory ended or diverged starts the next problem."""
+    del step
+    objective, mean_loss, norm, outputs = self._train_step()
+    for slot, (_, _, new_state) in enumerate(outputs):
+      finished = int(new_state.step) >= self.config.horizon
+      diverged = not all(np.all(np.isfinite(p.numpy())) for p in new_state.params)
+      if diverged:
+        self.diverged_trajectories.assign_add(1)
+      if finished or diverged:
+        self.trajectory_index[slot].assign(self.next_trajectory)
+        self.next_trajectory.assign_add(1)
         self._start_trajectory(slot)
-      value = self._validation_round(0)
-      self.metrics.write({"step": 0, "validation_loss": value})
-      self._save(0)
-    progress = base.Progress(config.num_steps, start=step)
-    while step < config.num_steps and not bool(self.stopped_early):
-      objective, mean_loss, norm, outputs = self._train_step()
-      for slot, (_, _, new_state) in enumerate(outputs):
-        finished = int(new_state.step) >= config.horizon
-        diverged = not all(np.all(np.isfinite(p.numpy())) for p in new_state.params)
-        if diverged:
-          self.diverged_trajectories.assign_add(1)
-        if finished or diverged:
-          self.trajectory_index[slot].assign(self.next_trajectory)
-          self.next_trajectory.assign_add(1)
-          self._start_trajectory(slot)
-        else:
-          self._write_trajectory(slot, new_state)
-      step += 1
-      self.global_step.assign(step)
-      record = None
-      if step % config.log_every == 0 or step == config.num_steps:
-        record = {"step": step, "meta_loss": objective, "train_loss": mean_loss,
-                  "meta_grad_norm": norm, "nonfinite_skips": int(self.nonfinite_skips),
-                  "diverged_trajectories": int(self.diverged_trajectories)}
-      if step % config.validation_every == 0 or step == config.num_steps:
-        record = record or {"step": step, "meta_loss": objective}
-        record["validation_loss"] = self._validation_round(step)
-        record["best_validation_loss"] = float(self.best_validation)
-      if record is not None:
-        base.write_record(self.metrics, writer, record)
-      if step % config.checkpoint_every == 0 or step == config.num_steps:
-        self._save(step)
-      progress.update(step, meta_loss=objective,
-                      validation_loss=record.get("validation_loss") if record else None)
-    self._save(step)
-    writer.flush()
-    return base.finish_run(self, step, config.learning_rate)
+      else:
+        self._write_trajectory(slot, new_state)
+    return {"meta_loss": objective, "train_loss": mean_loss, "meta_grad_norm": norm}
 
   @property
   def native_kernels_used(self) -> bool:
     """Whether the unrolls run a native kernel (`config.native_kernels` and a rule that has one)."""
     return self.unroll_rule is not self.rule
 
-  def _run_config(self) -> dict:
-    return {"format": base.RUN_FORMAT, "trainer": "bptt",
+  def trainer_config(self) -> dict:
+    return {"bptt": run_directory.config_dict(self.config),
             "strategy": {"class": type(self.strategy).__name__,
                          "num_replicas": self.num_replicas, "meta_batch": self.meta_batch},
-            "rule": rules_lib.serialize(self.rule),
-            "problem_family": {"class": type(self.family).__name__,
-                               "config": self.family.get_config()},
-            "bptt": dataclasses.asdict(self.config), "versions": base.versions(),
-            "native_kernels_used": self.native_kernels_used,
-            **self._extra_config}
+            "native_kernels_used": self.native_kernels_used}
 
 
 def _stack_slots(slots):

@@ -129,8 +129,9 @@ class AsyncBPTTTrainer(bptt.BPTTTrainer):
     return (objective if math.isfinite(objective) else float("nan"), float(np.mean(losses)),
             float(np.mean(norms)), outputs)
 
-  def _run_config(self) -> dict:
-    config = super()._run_config()
-    config["trainer"] = "bptt_async"
+  name = "bptt_async"
+
+  def trainer_config(self) -> dict:
+    config = super().trainer_config()
     config["strategy"]["num_workers"] = self.num_workers
     return config

@@ -30,8 +30,6 @@ resumes to the same meta-parameters bit for bit.
 import dataclasses
 import functools
 import math
-import os
-import tempfile
 import time
 from typing import Optional
 
@@ -41,10 +39,12 @@ import tensorflow as tf
 from absl import logging
 
 from keras_l2o import meta_params as meta_params_lib
-from keras_l2o import rules as rules_lib
+from keras_l2o import run_directory
 from trainers import base
 from trainers import es_estimators as estimators
+from trainers import loop
 
+_field = base.config_field
 _LENGTH_SEED = 18  # mixed into the seed of trajectory lengths
 # Per-pair outputs with a leading sign axis ([2, n, ...]); the others are [n, ...].
 _SIGNED = ("params", "rule_state", "init_loss", "values", "mean_losses")
@@ -53,25 +53,39 @@ _SIGNED = ("params", "rule_state", "init_loss", "values", "mean_losses")
 @dataclasses.dataclass
 class PESConfig:
   """Configuration of `PESTrainer` (defaults near Celo2's PES setup, GENERAL.md)."""
-  estimator: str = "pes"
-  num_steps: int = 1000
-  unroll_length: int = 20
-  min_horizon: int = 100
-  max_horizon: int = 2000
-  num_pairs: int = 8
-  sigma: float = 0.01
-  meta_learning_rate: float = 3e-4
-  meta_clipnorm: Optional[float] = 1.0
-  meta_objective: str = "sum"
-  validation_every: int = 100
-  validation_problems: int = 4
-  validation_horizon: Optional[int] = None  # default: max_horizon
-  patience: Optional[int] = None
-  checkpoint_every: int = 50
-  log_every: int = 10
-  learning_rate: float = 1.0
-  seed: int = 0
-  vectorized: bool = True
+  estimator: str = _field("pes", "The estimator (set by --trainer).", flag=False)
+  num_steps: int = _field(1000, "Meta-gradient steps (truncations).", lower_bound=1,
+                          flag_default=None)
+  unroll_length: int = _field(20, "Optimizer steps per truncation.", lower_bound=1)
+  min_horizon: int = _field(100, "PES / ES: shortest trajectory (inner steps); lengths are "
+                            "log-uniform in [min_horizon, max_horizon].", lower_bound=1)
+  max_horizon: int = _field(2000, "PES / ES: longest trajectory (inner steps).", lower_bound=1)
+  num_pairs: int = _field(8, "PES / ES: antithetic particle pairs per meta-step (split over the "
+                          "replicas: a multiple of their number).", lower_bound=1)
+  sigma: float = _field(0.01, "PES / ES: standard deviation of the perturbations of the "
+                        "meta-parameters.")
+  # (the command line's default is BPTT's 1e-3, the flag shared with it)
+  meta_learning_rate: float = _field(3e-4, "Adam learning rate of the meta-parameters.",
+                                     number="positive", flag_default=1e-3)
+  meta_clipnorm: Optional[float] = _field(1.0, "Global-norm clip of the meta-gradient (0: off).",
+                                          number="non_negative", zero_is_none=True)
+  meta_objective: str = _field("sum", "Meta-loss form.", choices=estimators.OBJECTIVES)
+  validation_every: int = _field(100, "Meta-steps between validations.", lower_bound=1,
+                                 flag_default=None)
+  validation_problems: int = _field(4, "Held-out problems per validation.", lower_bound=1,
+                                    flag_default=None)
+  validation_horizon: Optional[int] = _field(None, "PES / ES: inner steps of a validation run "
+                                             "(default: --max_horizon).", lower_bound=1)
+  patience: Optional[int] = _field(None, "Stop after this many validations without "
+                                   "improvement.", lower_bound=1)
+  checkpoint_every: int = _field(50, "Meta-steps between checkpoints.", lower_bound=1)
+  log_every: int = _field(10, "Meta-steps between metrics records.", lower_bound=1)
+  learning_rate: float = _field(1.0, "Multiplier of the rule's output during meta-training.",
+                                number="positive")
+  seed: int = _field(0, "Seed of the meta-parameters and of the problem family.")
+  vectorized: bool = _field(True, "PES / ES: run the particles as one vectorised computation "
+                            "(False: a loop over them inside the graph; same numbers up to "
+                            "rounding, slower).")
 
   def validate(self):
     """Raises ValueError naming the first bad field, with the allowed values."""
@@ -108,7 +122,7 @@ def trajectory_length(config: PESConfig, index: int, first: bool) -> int:
   return truncations * k
 
 
-class PESTrainer:
+class PESTrainer(loop.MetaTrainer):
   """PES / truncated-ES meta-trainer of a rule on a problem family.
 
   Args:
@@ -116,7 +130,7 @@ class PESTrainer:
     family: a `keras_l2o.problems.ProblemFamily`, or a mixture of K families
       (`family.components`; `config.num_pairs` a multiple of K, one replica).
     config: a `PESConfig`.
-    save_dir: run directory (see `trainers.base`).
+    save_dir: run directory (see `keras_l2o.run_directory`).
     initial_meta_params: starting meta-parameters (default:
       `rule.init_meta_params(config.seed)`).
     extra_config: more JSON entries for `config.json`.
@@ -136,16 +150,14 @@ class PESTrainer:
   3
   """
 
+  section = "pes"
+
   def __init__(self, rule, family, config: PESConfig, save_dir: str, initial_meta_params=None,
                extra_config: Optional[dict] = None, strategy=None):
-    config.validate()
-    self.rule = rules_lib.get(rule)
+    self._init_run(rule, family, config, save_dir, strategy, extra_config)
     if not self.rule.is_learned:
       raise ValueError(f"Rule {self.rule.name!r} has no meta-parameters to train.")
-    self.family, self.config, self.save_dir = family, config, save_dir
     self.components = list(getattr(family, "components", [family]))
-    self.strategy = strategy or tf.distribute.get_strategy()
-    self.num_replicas = int(self.strategy.num_replicas_in_sync)
     k = len(self.components)
     if k > 1 and (config.num_pairs % k or self.num_replicas > 1):
       raise ValueError(f"A mixture of {k} problem families needs `num_pairs` a multiple of {k} "
@@ -154,49 +166,34 @@ class PESTrainer:
     if config.num_pairs % self.num_replicas:
       raise ValueError(f"`num_pairs` must be a multiple of the number of replicas "
                        f"({self.num_replicas}). Received: num_pairs={config.num_pairs}")
-    self.is_chief = base.is_chief(self.strategy)
-    os.makedirs(save_dir, exist_ok=True)
     initial = (self.rule.init_meta_params(config.seed) if initial_meta_params is None else
                meta_params_lib.validate(self.rule, initial_meta_params))
-    with self.strategy.scope():
-      self.meta_vars = base.variables_like(initial, "meta")
-      self._flat_meta = tf.nest.flatten(self.meta_vars)
-      self.meta_optimizer = keras.optimizers.Adam(config.meta_learning_rate,
-                                                  global_clipnorm=config.meta_clipnorm)
-      self.meta_optimizer.build(self._flat_meta)
-    self.best_vars = base.variables_like(initial, "best")
-    self._make_state_variables(initial)
-    self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(save_dir,
-                                                                          "checkpoints"),
-                                              max_to_keep=3)
-    self._write_dir = save_dir if self.is_chief else tempfile.mkdtemp(prefix="keras_l2o_worker_")
-    self.metrics = base.MetricsLog(self._write_dir)
-    self._extra_config = extra_config or {}
+    self._init_meta(initial, self._make_meta_optimizer)
+    self.global_step = self.step_counter
+    self._state_types = []
+    self.banks = [self._make_bank(j, config.num_pairs // k, initial) for j in range(k)]
+    # Per bank, the next trajectory of its component (trajectory j of bank b is problem
+    # j * K + b of the family, so a single family counts 0, 1, 2, ...).
+    self.next_trajectory = tf.Variable([config.num_pairs // k] * k, dtype=tf.int64,
+                                       trainable=False)
+    self._init_checkpoint(meta_optimizer=self.meta_optimizer,
+                          pairs=self.banks[0] if k == 1 else self.banks,
+                          next_trajectory=self.next_trajectory)
     self._step_fn = tf.function(self._meta_gradient)
     self._apply_fn = tf.function(lambda grads: self.meta_optimizer.apply(grads, self._flat_meta))
     self._write_fn = tf.function(self._write_state)
     self._reset_fns, self._validate_fns = {}, {}
+    self._timer, self._timed = time.perf_counter(), 0
 
-  def _make_state_variables(self, initial):
-    k = len(self.components)
-    self._state_types = []
-    self.banks = [self._make_bank(j, self.config.num_pairs // k, initial)
-                  for j in range(k)]
-    counter = lambda value=0: tf.Variable(value, dtype=tf.int64, trainable=False)  # pylint: disable=unnecessary-lambda-assignment
-    # Per bank, the next trajectory of its component (trajectory j of bank b is problem
-    # j * K + b of the family, so a single family counts 0, 1, 2, ...).
-    self.global_step = counter()
-    self.next_trajectory = counter([self.config.num_pairs // k] * k)
-    self.nonfinite_skips, self.diverged_trajectories = counter(), counter()
-    self.rounds_without_improvement = counter()
-    self.best_validation = tf.Variable(np.inf, dtype=tf.float64, trainable=False)
-    self.stopped_early = tf.Variable(False, trainable=False)
-    self.checkpoint = tf.train.Checkpoint(
-        meta=self.meta_vars, best=self.best_vars, meta_optimizer=self.meta_optimizer,
-        pairs=self.banks[0] if k == 1 else self.banks, global_step=self.global_step,
-        next_trajectory=self.next_trajectory, nonfinite_skips=self.nonfinite_skips,
-        diverged=self.diverged_trajectories, best_validation=self.best_validation,
-        rounds=self.rounds_without_improvement, stopped_early=self.stopped_early)
+  @property
+  def name(self) -> str:
+    return self.config.estimator
+
+  def _make_meta_optimizer(self):
+    optimizer = keras.optimizers.Adam(self.config.meta_learning_rate,
+                                      global_clipnorm=self.config.meta_clipnorm)
+    optimizer.build(self._flat_meta)
+    return optimizer
 
   def _make_bank(self, b, n, initial):
     """The carried state of `n` pairs on problems of component `b`."""
@@ -373,69 +370,33 @@ class PESTrainer:
     return value if math.isfinite(value) else float("inf")
 
   # ---------------------------------------------------------------- run --
-  def restore(self) -> bool:
-    """Restores the newest readable checkpoint, if any. Returns whether it did.
+  def start(self):
+    for b, bank in enumerate(self.banks):
+      for i in range(int(bank["step"].shape[0])):
+        self._start(b, i, first=True)
+    self._timer, self._timed = time.perf_counter(), 0
 
-    See `trainers.checkpointing.restore_newest_readable`: unreadable newer
-    checkpoints are skipped with a warning; checkpoints of which none can be
-    read raise ValueError.
-    """
-    return base.restore_run(self, self.global_step)
+  def meta_step(self, step: int) -> dict:
+    del step
+    metrics = self._train_step()
+    self._timed += 1
+    return metrics
 
-  def _save(self, step):
-    if self.is_chief:
-      self.manager.save(checkpoint_number=step)
+  def record_extras(self) -> dict:
+    """The inner particle-steps per second since the last record."""
+    inner_steps = 2 * self.config.num_pairs * self.config.unroll_length
+    rate = self._timed * inner_steps / max(time.perf_counter() - self._timer, 1e-9)
+    self._timer, self._timed = time.perf_counter(), 0
+    logging.info("meta-step %d: %.0f inner particle-steps/s", int(self.step_counter), rate)
+    return {"particle_steps_per_second": rate}
 
-  @base.holds_run_lock
-  def run(self) -> dict:
-    """Meta-trains until `num_steps` (or early stopping); returns a summary dict."""
-    config = self.config
-    resumed, writer = base.open_run(self)
-    step = int(self.global_step)
-    if step == 0 and not resumed:
-      for b, bank in enumerate(self.banks):
-        for i in range(int(bank["step"].shape[0])):
-          self._start(b, i, first=True)
-      base.write_record(self.metrics, writer, {"step": 0,
-                                               "validation_loss": base.validation_round(self, 0)})
-      self._save(0)
-    progress = base.Progress(config.num_steps, start=step)
-    inner_steps = 2 * config.num_pairs * config.unroll_length
-    timer, timed = time.perf_counter(), 0
-    while step < config.num_steps and not bool(self.stopped_early):
-      record = self._train_step()
-      step += 1
-      timed += 1
-      self.global_step.assign(step)
-      logged = step % config.log_every == 0 or step == config.num_steps
-      validating = step % config.validation_every == 0 or step == config.num_steps
-      if logged or validating:
-        rate = timed * inner_steps / max(time.perf_counter() - timer, 1e-9)
-        record.update(step=step, particle_steps_per_second=rate,
-                      nonfinite_skips=int(self.nonfinite_skips),
-                      diverged_trajectories=int(self.diverged_trajectories))
-        logging.info("meta-step %d: %.0f inner particle-steps/s, meta-loss %.4g", step, rate,
-                     record["meta_loss"])
-        if validating:
-          record["validation_loss"] = base.validation_round(self, step)
-          record["best_validation_loss"] = float(self.best_validation)
-        base.write_record(self.metrics, writer, record)
-      if step % config.checkpoint_every == 0 or step == config.num_steps:
-        self._save(step)
-      progress.update(step, meta_loss=record["meta_loss"],
-                      validation_loss=record.get("validation_loss"))
-      if logged or validating:
-        timer, timed = time.perf_counter(), 0
-    self._save(step)
-    writer.flush()
-    return base.finish_run(self, step, config.learning_rate)
+  def validation_round(self, step) -> float:
+    began = time.perf_counter()
+    value = super().validation_round(step)
+    self._timer += time.perf_counter() - began  # (the rate counts meta-steps only)
+    return value
 
-  def _run_config(self) -> dict:
-    return {"format": base.RUN_FORMAT, "trainer": self.config.estimator,
+  def trainer_config(self) -> dict:
+    return {"pes": run_directory.config_dict(self.config),
             "strategy": {"class": type(self.strategy).__name__,
-                         "num_replicas": self.num_replicas, "num_pairs": self.config.num_pairs},
-            "rule": rules_lib.serialize(self.rule),
-            "problem_family": {"class": type(self.family).__name__,
-                               "config": self.family.get_config()},
-            "pes": dataclasses.asdict(self.config), "versions": base.versions(),
-            **self._extra_config}
+                         "num_replicas": self.num_replicas, "num_pairs": self.config.num_pairs}}

@@ -54,15 +54,12 @@ Example:
 """
 
 import dataclasses
-import os
-from typing import Optional
 
-import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from keras_l2o import rules as rules_lib
+from keras_l2o import run_directory
 from trainers import base
 from trainers.gps import coordinate_groups as groups_lib
 from trainers.gps import dynamics as dynamics_lib
@@ -168,33 +165,27 @@ class GroupGPSTrainer(gps_trainer.GPSTrainer):
     ValueError: for a rule other than `gps_lstm` or an invalid config.
   """
 
-  # pylint: disable=super-init-not-called
-  def __init__(self, rule, family, config: GroupGPSConfig, save_dir: str,
-               extra_config: Optional[dict] = None):
-    config.validate()
-    self.rule = rules_lib.get(rule)
+  def _check_and_lay_out(self):
+    """Checks the rule; lays out the coordinate groups of the family's variables."""
+    config = self.config
     if self.rule.name not in policy_class.RULES:
       raise ValueError(f"Coordinate-group GPS meta-trains the rules {list(policy_class.RULES)} "
                        f"(coordinatewise policies); received rule {self.rule.name!r}.")
-    self.family, self.config, self.save_dir = family, config, save_dir
-    os.makedirs(save_dir, exist_ok=True)
-    self._extra_config = extra_config or {}
-    self._problems = {}
-    shapes = [tuple(p.shape) for p in family.init_params(self._problem("train", 0).tensors)]
+    shapes = [tuple(p.shape) for p in self.family.init_params(self._problem("train", 0).tensors)]
     self.layout = groups_lib.group_layout(shapes, config.coordinates_per_group,
                                           (config.seed, 104729))
-    m, g, t = config.num_conditions, len(shapes), config.horizon
-    self.num_groups = g
+    self.num_groups = len(shapes)
     self.d_x, self.d_u = groups_lib.STATE_SIZE, 1
+
+  def _trainable_variables(self):
+    return [v for path, v in gps_trainer._paths(self.meta_vars)  # pylint: disable=protected-access
+            if path[0] in policy_class.trainable_paths(self.rule)]
+
+  def _make_gps_state(self) -> dict:
+    """The BADMM state of the C = M G LQGs and the unit scales (checkpointed)."""
+    config = self.config
+    m, g, t = config.num_conditions, self.num_groups, config.horizon
     c, d_x = m * g, self.d_x
-
-    self.meta_vars = base.variables_like(self.rule.init_meta_params(config.seed), "meta")
-    self.best_vars = base.variables_like(self.rule.init_meta_params(config.seed), "best")
-    self._trainable = [v for path, v in gps_trainer._paths(self.meta_vars)  # pylint: disable=protected-access
-                       if path[0] in policy_class.trainable_paths(self.rule)]
-    self.policy_optimizer = keras.optimizers.Adam(config.policy_learning_rate)
-    self.policy_optimizer.build(self._trainable)
-
     zeros = lambda *shape: tf.Variable(tf.zeros(shape, _F64), trainable=False)  # noqa: E731
     self.psi_K = zeros(c, t, 1, d_x)  # pylint: disable=invalid-name
     self.psi_k = zeros(c, t, 1)
@@ -212,23 +203,17 @@ class GroupGPSTrainer(gps_trainer.GPSTrainer):
     self.has_previous = tf.Variable(False, trainable=False)
     self.normalizer_frozen = tf.Variable(False, trainable=False)
     self.initialized = tf.Variable(False, trainable=False)
-    self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False)
-    self.best_validation = tf.Variable(np.inf, dtype=_F64, trainable=False)
     self.initial_momentum = zeros(m, 2)
-    self.checkpoint = tf.train.Checkpoint(
-        meta=self.meta_vars, best=self.best_vars, policy_optimizer=self.policy_optimizer,
+    return dict(
         psi_K=self.psi_K, psi_k=self.psi_k, psi_G=self.psi_G, lam=self.lam, nu=self.nu,
         eta=self.eta, step_mult=self.step_mult, previous_objectives=self.previous_objectives,
         state_scale=self.state_scale, action_scale=self.action_scale,
         cost_scale=self.cost_scale, policy_log_variance=self.policy_log_variance,
         has_previous=self.has_previous, normalizer_frozen=self.normalizer_frozen,
-        initialized=self.initialized, iteration=self.iteration,
-        best_validation=self.best_validation, initial_momentum=self.initial_momentum)
-    self.manager = tf.train.CheckpointManager(self.checkpoint,
-                                              os.path.join(save_dir, "checkpoints"),
-                                              max_to_keep=2)
-    self.metrics = base.MetricsLog(save_dir)
-    layout = self.layout
+        initialized=self.initialized, initial_momentum=self.initial_momentum)
+
+  def _make_functions(self):
+    family, layout, config = self.family, self.layout, self.config
     observer = policy_class.observer(self.rule, layout.sizes)
     self._rollout_fn = tf.function(
         lambda tensors, gains, offsets, stddevs, seeds: groups_lib.rollout(
@@ -465,16 +450,8 @@ class GroupGPSTrainer(gps_trainer.GPSTrainer):
     pi_lin = self._linearize(states, policy_means)
     return states, observations, dyn, cost, policy_means, pi_lin, losses
 
-  def _run_config(self) -> dict:
-    gps = dataclasses.asdict(self.config)
-    gps["momentum_rates"] = list(gps["momentum_rates"])
-    gps["momentum_values"] = list(gps["momentum_values"])
-    return {"format": base.RUN_FORMAT, "trainer": "gps",
-            "rule": rules_lib.serialize(self.rule),
-            "problem_family": {"class": type(self.family).__name__,
-                               "config": self.family.get_config()},
-            "gps": gps, "coordinate_groups": True, "versions": base.versions(),
-            **self._extra_config}
+  def trainer_config(self) -> dict:
+    return {"gps": run_directory.config_dict(self.config), "coordinate_groups": True}
 
 
 def _mirrored(states, actions):

@@ -71,7 +71,6 @@ Example:
 
 import dataclasses
 import math
-import os
 from typing import Optional
 
 import keras
@@ -80,9 +79,10 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from absl import logging
 
-from keras_l2o import rules as rules_lib
+from keras_l2o import run_directory
 from keras_l2o import unroll as unroll_lib
 from trainers import base
+from trainers import loop
 from trainers.gps import dynamics as dynamics_lib
 from trainers.gps import initial_controller
 from trainers.gps import lqr
@@ -223,7 +223,7 @@ def _concat(structures):
   return tf.nest.map_structure(lambda *values: tf.concat(values, axis=0), *structures)
 
 
-class GPSTrainer:
+class GPSTrainer(loop.MetaTrainer):
   """Meta-trains the `gps_policy` rule on a Li & Malik problem family by GPS.
 
   Args:
@@ -232,7 +232,7 @@ class GPSTrainer:
     family: a full-batch `ProblemFamily` with one flat parameter vector
       (`logistic_regression`, `robust_linear_regression`, `two_layer_net`).
     config: a `GPSConfig`.
-    save_dir: run directory (see `trainers.base`); created if missing.
+    save_dir: run directory (see `keras_l2o.run_directory`); created if missing.
     extra_config: more JSON-serialisable entries for `config.json`.
 
   Raises:
@@ -241,10 +241,34 @@ class GPSTrainer:
       invalid config.
   """
 
-  def __init__(self, rule, family, config: GPSConfig, save_dir: str,
-               extra_config: Optional[dict] = None):
-    config.validate()
-    self.rule = rules_lib.get(rule)
+  name = section = "gps"
+  step_name = "iterations"
+  step_label = "GPS iteration"
+  step_variable = "iteration"
+  early_stopping = False  # (GPS runs have no patience; their checkpoints keep their keys)
+  max_to_keep = 2
+  log_every = 1
+  checkpoint_every = 1
+
+  def __init__(self, rule, family, config, save_dir: str, extra_config: Optional[dict] = None):
+    self._init_run(rule, family, config, save_dir, extra_config=extra_config)
+    self._problems = {}
+    self._check_and_lay_out()
+    self._init_meta(self.rule.init_meta_params(config.seed))
+    self.iteration = self.step_counter
+    self._trainable = self._trainable_variables()
+    self.policy_optimizer = keras.optimizers.Adam(config.policy_learning_rate)
+    self.policy_optimizer.build(self._trainable)
+    self._init_checkpoint(policy_optimizer=self.policy_optimizer, **self._make_gps_state())
+    self._make_functions()
+
+  @property
+  def total_steps(self) -> int:
+    return self.config.iterations
+
+  def _check_and_lay_out(self):
+    """Checks the rule and the family; sets the state layout and its sizes."""
+    family = self.family
     if self.rule.name != "gps_policy":
       raise ValueError(f"GPS meta-trains the rule 'gps_policy' (a Gaussian policy with a "
                        f"mean network); received rule {self.rule.name!r}.")
@@ -258,20 +282,17 @@ class GPSTrainer:
       raise ValueError(f"GPS needs one flat parameter vector of {self.rule.dimension} entries "
                        f"(the rule's dimension); the family's problems have parameter shapes "
                        f"{shapes}. Set the rule's dimension to the family's parameter count.")
-    self.family, self.config, self.save_dir = family, config, save_dir
-    os.makedirs(save_dir, exist_ok=True)
     self.d = self.rule.dimension
     self.layout = layout_lib.state_layout(self.d, self.rule.history)
     self.d_x, self.d_u = self.layout.size, self.d
+
+  def _trainable_variables(self):
+    return [v for path, v in _paths(self.meta_vars) if path[0].startswith(("hidden_", "output"))]
+
+  def _make_gps_state(self) -> dict:
+    """The BADMM state of the M conditions (checkpointed), keyed by checkpoint name."""
+    config = self.config
     m, t = config.num_conditions, config.horizon
-
-    self.meta_vars = base.variables_like(self.rule.init_meta_params(config.seed), "meta")
-    self.best_vars = base.variables_like(self.rule.init_meta_params(config.seed), "best")
-    self._trainable = [v for path, v in _paths(self.meta_vars)
-                       if path[0].startswith(("hidden_", "output"))]
-    self.policy_optimizer = keras.optimizers.Adam(config.policy_learning_rate)
-    self.policy_optimizer.build(self._trainable)
-
     zeros = lambda *shape: tf.Variable(tf.zeros(shape, _F64), trainable=False)  # noqa: E731
     self.psi_K = zeros(m, t, self.d_u, self.d_x)  # pylint: disable=invalid-name
     self.psi_k = zeros(m, t, self.d_u)
@@ -286,8 +307,6 @@ class GPSTrainer:
     self.has_previous = tf.Variable(False, trainable=False)
     self.normalizer_frozen = tf.Variable(False, trainable=False)
     self.initialized = tf.Variable(False, trainable=False)
-    self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False)
-    self.best_validation = tf.Variable(np.inf, dtype=_F64, trainable=False)
     self.initial_momentum = zeros(m, 2)  # (rate, momentum) chosen per condition
     prior_args = dict(max_clusters=config.max_clusters,
                       min_samples_per_cluster=config.min_samples_per_cluster,
@@ -297,21 +316,15 @@ class GPSTrainer:
                             for i in range(m)]
     self.policy_priors = [dynamics_lib.PolicyPrior(seed=config.seed * 1009 + i, **prior_args)
                           for i in range(m)]
-    self.checkpoint = tf.train.Checkpoint(
-        meta=self.meta_vars, best=self.best_vars, policy_optimizer=self.policy_optimizer,
+    return dict(
         psi_K=self.psi_K, psi_k=self.psi_k, psi_G=self.psi_G, lam=self.lam, nu=self.nu,
         eta=self.eta, step_mult=self.step_mult, previous_objectives=self.previous_objectives,
         has_previous=self.has_previous, normalizer_frozen=self.normalizer_frozen,
-        initialized=self.initialized, iteration=self.iteration,
-        best_validation=self.best_validation, initial_momentum=self.initial_momentum,
+        initialized=self.initialized, initial_momentum=self.initial_momentum,
         dynamics_priors={str(i): p for i, p in enumerate(self.dynamics_priors)},
         policy_priors={str(i): p for i, p in enumerate(self.policy_priors)})
-    self.manager = tf.train.CheckpointManager(self.checkpoint,
-                                              os.path.join(save_dir, "checkpoints"),
-                                              max_to_keep=2)
-    self.metrics = base.MetricsLog(save_dir)
-    self._extra_config = extra_config or {}
-    self._problems = {}
+
+  def _make_functions(self):
     self._rollout_fn = tf.function(self._rollout)
     self._train_policy_fn = tf.function(self._train_policy)
     self._evaluate_fn = tf.function(self._evaluate_problem)
@@ -590,84 +603,23 @@ class GPSTrainer:
     value = float(np.mean(values))
     return value if math.isfinite(value) else float("inf")
 
-  def _validation_round(self) -> float:
-    value = self.validate()
-    if value < float(self.best_validation):
-      self.best_validation.assign(value)
-      for best, current in zip(tf.nest.flatten(self.best_vars), tf.nest.flatten(self.meta_vars)):
-        best.assign(current)
-    return value
-
   # ----------------------------------------------------------------- run --
-  def restore(self) -> bool:
-    """Restores the newest readable checkpoint, if any. Returns whether it did.
+  def start(self):
+    self._initialize_local_policies()
 
-    See `trainers.checkpointing.restore_newest_readable`: unreadable newer
-    checkpoints are skipped with a warning; checkpoints of which none can be
-    read raise ValueError.
-    """
-    return base.restore_run(self, self.iteration, "GPS iteration")
+  def meta_step(self, step: int) -> dict:
+    return self._iteration(step)
 
-  @base.holds_run_lock
-  def run(self) -> dict:
-    """Runs GPS to `config.iterations`; exports final/, best/ and last/; returns a summary.
+  def exports(self) -> dict:
+    """`final/` is `best/` with `config.restore_best`, else `last/` (the last iteration's)."""
+    final = self.best_vars if self.config.restore_best else self.meta_vars
+    return {"final": final, "best": self.best_vars, "last": self.meta_vars}
 
-    `final/` is `best/` with `config.restore_best`, else `last/`. The summary's
-    `meta_params_sha256` is the digest of `final/`'s meta-parameters,
-    `last_meta_params_sha256` that of the last iteration's.
-    """
-    config = self.config
-    resumed, writer = base.open_run(self)
-    iteration = int(self.iteration)
-    if iteration == 0 and not resumed:
-      self._initialize_local_policies()
-      value = self._validation_round()
-      self.metrics.write({"step": 0, "validation_loss": value,
-                          "best_validation_loss": float(self.best_validation)})
-      self.manager.save(checkpoint_number=0)
-    progress = base.Progress(config.iterations, start=iteration)
-    while iteration < config.iterations:
-      record = self._iteration(iteration)
-      iteration += 1
-      self.iteration.assign(iteration)
-      if iteration % config.validation_every == 0 or iteration == config.iterations:
-        record["validation_loss"] = self._validation_round()
-        record["best_validation_loss"] = float(self.best_validation)
-      record = {"step": iteration, **record}
-      self.metrics.write(record)
-      with writer.as_default(step=iteration):
-        for key, value in record.items():
-          if key != "step" and value is not None:
-            tf.summary.scalar(key, value)
-      self.manager.save(checkpoint_number=iteration)
-      progress.update(iteration, meta_loss=record["meta_loss"],
-                      validation_loss=record.get("validation_loss"))
-    writer.flush()
-    if not math.isfinite(float(self.best_validation)):
-      for best, current in zip(tf.nest.flatten(self.best_vars), tf.nest.flatten(self.meta_vars)):
-        best.assign(current)
-    final_vars = self.best_vars if config.restore_best else self.meta_vars
-    for which, params in (("final", final_vars), ("best", self.best_vars),
-                          ("last", self.meta_vars)):
-      base.export_optimizer(self.save_dir, which, self.rule, params, config.learning_rate)
-    records = self.metrics.read()
-    validation = [r["validation_loss"] for r in records if r.get("validation_loss") is not None]
-    return {"iterations": iteration,
-            "first_validation_loss": validation[0] if validation else None,
-            "last_validation_loss": validation[-1] if validation else None,
-            "best_validation_loss": float(self.best_validation),
-            "meta_params_sha256": base.digest(final_vars),
-            "last_meta_params_sha256": base.digest(self.meta_vars)}
+  def summary_extras(self) -> dict:
+    return {"last_meta_params_sha256": base.digest(self.meta_vars)}
 
-  def _run_config(self) -> dict:
-    gps = dataclasses.asdict(self.config)
-    gps["momentum_rates"] = list(gps["momentum_rates"])
-    gps["momentum_values"] = list(gps["momentum_values"])
-    return {"format": base.RUN_FORMAT, "trainer": "gps",
-            "rule": rules_lib.serialize(self.rule),
-            "problem_family": {"class": type(self.family).__name__,
-                               "config": self.family.get_config()},
-            "gps": gps, "versions": base.versions(), **self._extra_config}
+  def trainer_config(self) -> dict:
+    return {"gps": run_directory.config_dict(self.config)}
 
 
 def _local_means(policy, states):
