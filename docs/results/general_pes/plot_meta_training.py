@@ -1,0 +1,35 @@
+"""Meta-training curves of the two `general` PES runs (issue 21): validation and meta-loss by meta-step.
+
+Usage: python docs/results/general_pes/plot_meta_training.py  (reads the metrics files beside it)
+"""
+import json
+import os
+
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RUNS = {"general (Newton–Schulz; starts as Muon)": "metrics_general_muon.jsonl",
+        "general, orthogonalize=False (starts as RMS-normalised Adam)": "metrics_general_rms.jsonl"}
+
+
+def main():
+  fig, (ax_val, ax_meta) = plt.subplots(1, 2, figsize=(11, 4))
+  for label, name in RUNS.items():
+    with open(os.path.join(HERE, name), encoding="utf-8") as f:
+      records = [json.loads(line) for line in f]
+    val = [(r["step"], r["validation_loss"]) for r in records if "validation_loss" in r]
+    meta = [(r["step"], r["meta_loss"]) for r in records if "meta_loss" in r]
+    ax_val.plot(*zip(*val), marker="o", label=label)
+    ax_meta.plot(*zip(*meta), alpha=0.6, label=label)
+  ax_val.set(xlabel="meta-step", ylabel="validation: mean loss over 1,000 steps, 8 problems",
+             title="Validation (lower is better)")
+  ax_meta.set(xlabel="meta-step", ylabel="PES meta-loss (mean over particles)", title="Meta-loss")
+  ax_val.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(os.path.join(HERE, "meta_training.png"), dpi=110)
+
+
+if __name__ == "__main__":
+  main()
