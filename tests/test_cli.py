@@ -67,7 +67,7 @@ class MetaTrainCommandTest(tf.test.TestCase):
                   again.stderr)
     bad = _run("scripts.meta_train", "--rule=adam", f"--save_dir={save_dir}_2")
     self.assertIn("--rule='adam' is hand-designed: it has no meta-parameters to train. Learned "
-                  "rules: general, gps_lstm, gps_policy, learned_lr, lstm, mlp, mlp_factored.", bad.stderr)
+                  "rules: general, gps_general, gps_lstm, gps_policy, learned_lr, lstm, mlp, mlp_factored.", bad.stderr)
     bad = _run("scripts.meta_train", "--problem=cifar", f"--save_dir={save_dir}_3")
     self.assertIn("is not a problem. Valid problems: conv, digits_mlp, general_tasks, "
                   "logistic_regression, mnist_mlp, neural_art, quadratic, "

@@ -10,8 +10,8 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top
 import keras_l2o  # pylint: disable=g-import-not-at-top
 from keras_l2o import meta_params as meta_params_lib  # pylint: disable=g-import-not-at-top
 
-_VALID = ("adagrad, adam, general, gps_lstm, gps_policy, learned_lr, lstm, mlp, mlp_factored, momentum, nag, "
-          "rmsprop, sgd")
+_VALID = ("adagrad, adam, general, gps_general, gps_lstm, gps_policy, learned_lr, lstm, mlp, "
+          "mlp_factored, momentum, nag, rmsprop, sgd")
 
 
 class ErrorsTest(tf.test.TestCase):

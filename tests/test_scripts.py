@@ -96,7 +96,7 @@ class BenchmarkScriptTest(tf.test.TestCase):
   def test_invalid_flags_have_clear_messages(self):
     with flagsaver.flagsaver():
       with self.assertRaisesRegex(flags.IllegalFlagValueError,
-                                  r"Valid rules: adagrad, adam, general, learned_lr, lstm"):
+                                  r"Valid rules: adagrad, adam, general, gps_general, learned_lr, lstm"):
         FLAGS(["keras-l2o-benchmark", "--rules=sgd,nope"])
     with flagsaver.flagsaver():
       with self.assertRaisesRegex(flags.IllegalFlagValueError, r"Unknown size 'huge'"):
