@@ -151,12 +151,7 @@ class GeneralRule(base.Rule):
     rng = np.random.default_rng(seed)
     skip = np.zeros((self.num_inputs, 1))
     skip[SKIP_CHANNEL[self.orthogonalize], 0] = -1.0
-    params, fan_in = {"skip": skip}, self.num_inputs
-    for i, width in enumerate(self.hidden_sizes):
-      params[f"hidden_{i}"] = {"kernel": rng.normal(0.0, 1.0 / np.sqrt(fan_in), (fan_in, width)),
-                               "bias": np.zeros(width)}
-      fan_in = width
-    params["output"] = {"kernel": np.zeros((fan_in, 1)), "bias": np.zeros(1)}
+    params = {"skip": skip, **gf.init_mlp(rng, self.num_inputs, self.hidden_sizes)}
     return tf.nest.map_structure(lambda a: tf.constant(a, tf.float32), params)
 
   # ------------------------------------------------------------------ state --

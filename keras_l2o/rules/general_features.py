@@ -28,6 +28,7 @@ correction moot: it multiplies a whole tensor by one number.
 
 import collections
 
+import numpy as np
 import tensorflow as tf
 
 MOMENTUM_DECAYS = (0.9, 0.99, 0.999)
@@ -152,3 +153,30 @@ def time_features(step, num_training_steps, dtype):
   """`tanh(10 (t / T - c))` for c in `TIME_CENTRES`: a `[9]` vector (t the 1-based step)."""
   progress = tf.cast(step, dtype) / tf.constant(float(num_training_steps), dtype)
   return tf.tanh(10.0 * (progress - tf.constant(TIME_CENTRES, dtype)))
+
+
+def init_mlp(rng, fan_in: int, hidden_sizes) -> dict:
+  """A per-coordinate MLP's initial weights: He-style random hidden layers, a zero output layer.
+
+  Args:
+    rng: a `numpy.random.Generator` (its draws: one normal matrix per hidden layer, in order).
+    fan_in: the number of input channels.
+    hidden_sizes: the hidden layers' widths.
+
+  Returns:
+    `{"hidden_i": {"kernel", "bias"}, ..., "output": {"kernel", "bias"}}` of float64 arrays.
+
+  Example:
+
+  >>> import numpy as np
+  >>> p = init_mlp(np.random.default_rng(0), 3, (4,))
+  >>> p["hidden_0"]["kernel"].shape, float(np.abs(p["output"]["kernel"]).max())
+  ((3, 4), 0.0)
+  """
+  params = {}
+  for i, width in enumerate(hidden_sizes):
+    params[f"hidden_{i}"] = {"kernel": rng.normal(0.0, 1.0 / np.sqrt(fan_in), (fan_in, width)),
+                             "bias": np.zeros(width)}
+    fan_in = width
+  params["output"] = {"kernel": np.zeros((fan_in, 1)), "bias": np.zeros(1)}
+  return params

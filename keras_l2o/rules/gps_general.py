@@ -135,13 +135,8 @@ class GPSGeneralRule(base.Rule):
     rng = np.random.default_rng(seed)
     skip = np.zeros((NUM_DIRECTION_FEATURES, 1))
     skip[SKIP_FEATURE, 0] = -1.0
-    params = {"skip": skip, "magnitude": {"kernel": np.zeros((1, 1)), "bias": np.zeros(1)}}
-    fan_in = NUM_DIRECTION_FEATURES
-    for i, width in enumerate(self.hidden_sizes):
-      params[f"hidden_{i}"] = {"kernel": rng.normal(0.0, 1.0 / np.sqrt(fan_in), (fan_in, width)),
-                               "bias": np.zeros(width)}
-      fan_in = width
-    params["output"] = {"kernel": np.zeros((fan_in, 1)), "bias": np.zeros(1)}
+    params = {"skip": skip, "magnitude": {"kernel": np.zeros((1, 1)), "bias": np.zeros(1)},
+              **gf.init_mlp(rng, NUM_DIRECTION_FEATURES, self.hidden_sizes)}
     return tf.nest.map_structure(lambda a: tf.constant(a, tf.float32), params)
 
   def init_state(self, var):
