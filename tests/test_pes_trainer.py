@@ -120,10 +120,18 @@ class TrainerTest(tf.test.TestCase):
     straight = trainer(os.path.join(self.get_temp_dir(), "straight"))
     result = straight.run()
     self.assertTrue(np.isfinite(result["last_validation_loss"]))
-    for b, bank in enumerate(straight.banks):  # every trajectory is a problem of its bank
-      self.assertAllEqual(bank["trajectory"].numpy() % 2, [b, b])
-    # Restarts took each bank's next problems: 2 initial + restarts, per component.
-    self.assertAllGreaterEqual(straight.next_trajectory.numpy(), 2)
+    # 30 inner steps per pair against trajectories of at most 20: both pairs of each bank
+    # restarted at least once, taking that component's next problems (local 2, 3, ...).
+    self.assertAllGreaterEqual(straight.next_trajectory.numpy(), 4)
+    for b, bank in enumerate(straight.banks):
+      indices = bank["trajectory"].numpy()
+      self.assertAllEqual(indices % 2, [b, b])  # mixture problem j * K + b is component b's
+      self.assertAllGreaterEqual(indices // 2, 2)  # restarted: past the initial problems 0, 1
+      self.assertAllLess(indices // 2, int(straight.next_trajectory[b]))
+      for i, index in enumerate(indices):  # the pair holds exactly that problem's tensors
+        expected = tf.nest.flatten(mixture.sample("train", int(index)).tensors)
+        for var, value in zip(tf.nest.flatten(bank["tensors"]), expected):
+          self.assertAllEqual(var[i], value)
     split = os.path.join(self.get_temp_dir(), "split")
     trainer(split, num_steps=3).run()
     self.assertEqual(trainer(split).run(), result)
