@@ -62,7 +62,7 @@ class _ExportedOptimizer(tf.Module):
         "rule": config["rule"],
         "optimizer_config": config,
         "meta_param_paths": self._paths,
-        "state_fields": list(self._rule.init_state(tf.zeros([1]))._fields),
+        "state_fields": list(self._rule.state_fields),
         "uses_loss": bool(self._rule.uses_loss),
     }
     self.keras_l2o_metadata = tf.Variable(json.dumps(metadata), trainable=False)
@@ -99,7 +99,7 @@ class _ExportedOptimizer(tf.Module):
 
   def _step(self, grad, var, state, iteration, loss=None):
     from keras_l2o import step as step_lib  # pylint: disable=g-import-not-at-top
-    state_type = type(self._rule.init_state(tf.zeros([1], tf.float32)))
+    state_type = self._rule.state_type
     # Without these checks a length-1 gradient (or state) would broadcast over the variable.
     checks = [tf.debugging.assert_equal(tf.shape(grad), tf.shape(var), message=(
         "step(): `grad` and `var` must have the same length"))]

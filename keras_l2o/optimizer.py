@@ -3,21 +3,16 @@
 import keras
 import numpy as np
 import tensorflow as tf
-from keras import ops
 
-from keras_l2o import step_paths as step_paths_lib
 from keras_l2o import meta_params as meta_params_lib
+from keras_l2o import nonfinite as nonfinite_lib
 from keras_l2o import rules as rules_lib
 from keras_l2o import step as step_lib
+from keras_l2o import step_paths as step_paths_lib
 from keras_l2o import validation
 from keras_l2o.native import lstm_rule as native_lstm
 
-NONFINITE_MODES = ("skip", "zero", "raise")
-
-
-def _values(gradient):
-  """The tensor holding a gradient's numbers (the values of IndexedSlices)."""
-  return gradient.values if isinstance(gradient, tf.IndexedSlices) else gradient
+NONFINITE_MODES = nonfinite_lib.MODES
 
 
 def _dense(gradient, variable):
@@ -39,21 +34,6 @@ def _unique_rows(gradient):
   indices, positions = tf.unique(gradient.indices)
   values = tf.math.unsorted_segment_sum(gradient.values, positions, tf.shape(indices)[0])
   return values, indices
-
-
-def _zero_nonfinite(gradient):
-  if gradient is None:
-    return None
-  if isinstance(gradient, tf.IndexedSlices):
-    values = gradient.values
-    return tf.IndexedSlices(tf.where(tf.math.is_finite(values), values, tf.zeros_like(values)),
-                            gradient.indices, gradient.dense_shape)
-  return tf.where(tf.math.is_finite(gradient), gradient, tf.zeros_like(gradient))
-
-
-def _all_finite(grads):
-  flags = [tf.reduce_all(tf.math.is_finite(_values(g))) for g in grads if g is not None]
-  return tf.reduce_all(tf.stack(flags)) if flags else tf.constant(True)
 
 
 def _unique_name(prefix):
@@ -347,20 +327,11 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
                        "training loop (model.fit does it through scale_loss).")
     grads = list(grads)
     if self.nonfinite == "zero":
-      return super().apply([_zero_nonfinite(g) for g in grads], trainable_variables)
+      return super().apply(nonfinite_lib.zero_nonfinite(grads), trainable_variables)
     if self.nonfinite == "raise":
-      checked = []
-      for i, g in enumerate(grads):
-        if g is not None:
-          msg = f"{self.name}: gradient {i} contains NaN or Inf (nonfinite='raise')"
-          if isinstance(g, tf.IndexedSlices):
-            g = tf.IndexedSlices(tf.debugging.check_numerics(g.values, msg), g.indices,
-                                 g.dense_shape)
-          else:
-            g = tf.debugging.check_numerics(g, msg)
-        checked.append(g)
+      checked = nonfinite_lib.check_numerics(grads, self.name)
       # In a graph nothing would order the update (and `iterations`) after the checks.
-      with tf.control_dependencies([_values(g) for g in checked if g is not None]):
+      with tf.control_dependencies([nonfinite_lib.values(g) for g in checked if g is not None]):
         return super().apply(checked, trainable_variables)
     return self._apply_skipping_nonfinite(grads, trainable_variables)
 
@@ -374,33 +345,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         self.build(list(trainable_variables))
       self.built = True
     parent = super(LearnedOptimizer, self)
-
-    def apply_fn():
-      parent.apply(grads, trainable_variables)
-
-    replica_context = tf.distribute.get_replica_context()
-    strategy = tf.distribute.get_strategy()
-    if (tf.distribute.has_strategy() and replica_context is not None
-        and not tf.__internal__.distribute.strategy_supports_no_merge_call()):
-      # Strategies that need merge_call: decide in cross-replica context.
-      def cross_replica(distribution, grads):
-        finite = distribution.extended.call_for_each_replica(_all_finite, args=(grads,))
-        finite = tf.reduce_all(tf.stack(distribution.experimental_local_results(finite)))
-
-        def fn():
-          distribution.extended.call_for_each_replica(
-              lambda g: parent.apply(g, trainable_variables), args=(grads,))
-
-        ops.cond(finite, fn, lambda: None)
-
-      replica_context.merge_call(cross_replica, args=(grads,))
-      return
-    finite = _all_finite(grads)
-    if replica_context is not None and strategy.num_replicas_in_sync > 1:
-      bad = replica_context.all_reduce(tf.distribute.ReduceOp.SUM,
-                                       tf.cast(tf.logical_not(finite), tf.float32))
-      finite = bad == 0.0
-    ops.cond(finite, apply_fn, lambda: None)
+    nonfinite_lib.apply_if_finite(lambda g: parent.apply(g, trainable_variables), grads)
 
   # -------------------------------------------------------------- config --
   def get_config(self):

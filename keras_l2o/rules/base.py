@@ -27,26 +27,72 @@ attribute `uses_loss = True` and take `apply(..., loss=...)`: a scalar float
 tensor, the objective at the current iterate. `keras_l2o.step.rule_delta`
 passes it only to such rules; the unroll passes the loss it computed, and
 `LearnedOptimizer.set_loss` supplies it in a custom training loop.
+
+Each rule declares everything once:
+
+* its configuration is its constructor's keyword arguments, kept as attributes
+  of the same names; `get_config()` reads them back (as Keras's optimizers do);
+* its per-variable state is one NamedTuple class made by `declare_state`, which
+  also records each field's extra trailing dimension (`state_fields`,
+  `trailing_state_dims()` and `zeros_state` derive from it);
+* its meta-parameters' shapes are `meta_param_shapes()`, computed from the
+  configuration; `init_meta_params(seed)` draws the initial values.
 """
 
 import abc
+import collections
 import copy
+import functools
 import inspect
-from typing import Any, NamedTuple
+import sys
+from typing import Any, Optional
 
 import tensorflow as tf
 
 
-class EmptyState(NamedTuple):
-  """State of a rule that keeps none (plain SGD)."""
+@functools.lru_cache(maxsize=None)
+def _state_class(name, fields, extra_dims, module):
+  cls = collections.namedtuple(name, fields, module=module)
+  cls.extra_dims = extra_dims
+  return cls
+
+
+def declare_state(name: str, **extra_dims: Optional[int]) -> type:
+  """The NamedTuple class of a rule's per-variable state: its one declaration.
+
+  Args:
+    name: the class name, e.g. `"AdamState"`.
+    **extra_dims: one keyword per field, in order: the field's extra trailing
+      dimension, or None for a field shaped like the variable (for a vector
+      variable, which is what an exported optimizer steps).
+
+  Returns:
+    A NamedTuple class with the class attribute `extra_dims` (the values, in
+    field order). The same arguments give the same class.
+
+  Example:
+
+  >>> s = declare_state("ExampleState", momentum=None, memory=4)
+  >>> s._fields, s.extra_dims
+  (('momentum', 'memory'), (None, 4))
+  >>> declare_state("ExampleState", momentum=None, memory=4) is s
+  True
+  """
+  module = sys._getframe(1).f_globals.get("__name__", __name__)  # pylint: disable=protected-access
+  return _state_class(name, tuple(extra_dims), tuple(extra_dims.values()), module)
+
+
+EmptyState = declare_state("EmptyState")  # the state of a rule that keeps none (plain SGD)
 
 
 class Rule(abc.ABC):
   """Base class of every update rule.
 
-  Subclasses set `name` and `state_fields`, accept their configuration as
-  keyword arguments in `__init__`, and implement `init_state` and `apply`. Rules
-  with meta-parameters also implement `init_meta_params`.
+  Subclasses set `name` and `state_type`, take their configuration as
+  keyword-only arguments of `__init__` and keep each as the attribute of the
+  same name (validated, in its JSON form), and implement `init_state` and
+  `apply`. Rules with meta-parameters also implement `meta_param_shapes` and
+  `init_meta_params`.
 
   Rules hold configuration only (Python numbers and strings); never tensors or
   variables. Meta-parameters are passed to `apply` explicitly, which is what
@@ -54,11 +100,13 @@ class Rule(abc.ABC):
   """
 
   name: str = ""
-  # Names of the NamedTuple fields of the state, in order.
-  state_fields: tuple = ()
-  # Extra trailing dimension of each state field, or None for "shaped like
-  # the variable". Same length as `state_fields` when given.
-  state_extra_dims: tuple = ()
+  # The NamedTuple class of the per-variable state (`declare_state(...)`). Rules
+  # whose state depends on their configuration define it as a property.
+  state_type: type = EmptyState
+  # Configuration keys left out of `get_config()` while their value is None:
+  # options added after runs were saved without them, whose configuration (and
+  # so their rule's equality) stays what it was.
+  omitted_when_none: tuple = ()
   # Whether `apply` takes `loss=` (the objective at the current iterate).
   uses_loss: bool = False
   # Whether the rule applies the learning rate itself: `apply(..., learning_rate=)`
@@ -75,35 +123,66 @@ class Rule(abc.ABC):
   # dense step; other rules (momentum decays every row) get it densified.
   row_sparse: bool = False
 
-  def __init__(self, **config):
-    self._config = dict(config)
+  def __init_subclass__(cls, **kwargs):
+    super().__init_subclass__(**kwargs)
+    if (cls.init_meta_params is not Rule.init_meta_params
+        and cls.meta_param_shapes is Rule.meta_param_shapes):
+      raise TypeError(f"Rule class {cls.__name__} defines init_meta_params but not "
+                      "meta_param_shapes: declare the shapes from the configuration.")
+    cls._config_keys = tuple(cls.config_names())  # read by every get_config, __eq__, __hash__
 
   # ---------------------------------------------------------------- config --
+  @classmethod
+  def config_names(cls) -> list:
+    """The configuration keys this rule accepts: the keyword-only arguments of `__init__`."""
+    params = inspect.signature(cls.__init__).parameters
+    return [p for p in params if p != "self" and params[p].kind is inspect.Parameter.KEYWORD_ONLY]
+
   def get_config(self) -> dict:
-    """Returns the JSON-serialisable configuration that rebuilds this rule."""
-    return copy.deepcopy(self._config)
+    """Returns the JSON-serialisable configuration that rebuilds this rule.
+
+    It is the attributes named by `config_names()`, copied (keys of
+    `omitted_when_none` left out while None).
+    """
+    return copy.deepcopy(self._config())
+
+  def _config(self) -> dict:
+    """`get_config()` without the copy (its values are the attributes themselves)."""
+    config = {}
+    for key in self._config_keys:
+      value = getattr(self, key)
+      if value is not None or key not in self.omitted_when_none:
+        config[key] = value
+    return config
+
+  @classmethod
+  def from_config(cls, config: dict) -> "Rule":
+    """The rule of `config` (the inverse of `get_config`)."""
+    return cls(**config)
 
   def __repr__(self):
-    args = ", ".join(f"{k}={v!r}" for k, v in sorted(self._config.items()))
+    args = ", ".join(f"{k}={v!r}" for k, v in sorted(self._config().items()))
     return f"{type(self).__name__}({args})"
 
   def __eq__(self, other):
-    return type(self) is type(other) and self.get_config() == other.get_config()
+    return type(self) is type(other) and self._config() == other._config()
 
   def __hash__(self):
-    return hash((type(self).__name__, repr(sorted(self._config.items()))))
-
-  @classmethod
-  def config_names(cls) -> list:
-    """The configuration keys this rule accepts."""
-    params = inspect.signature(cls.__init__).parameters
-    return [p for p in params if p != "self" and params[p].kind is inspect.Parameter.KEYWORD_ONLY]
+    return hash((type(self).__name__, repr(sorted(self._config().items()))))
 
   # ------------------------------------------------------- meta-parameters --
   @property
   def is_learned(self) -> bool:
     """Whether this rule has meta-parameters."""
-    return bool(self.init_meta_params(0))
+    return bool(self.meta_param_shapes())
+
+  def meta_param_shapes(self) -> dict:
+    """The nested dict of shapes (tuples) that `apply` expects for meta-parameters.
+
+    Declared from the configuration (no initialisation runs); the keys are in
+    the order of `init_meta_params`. `{}` for hand-designed rules.
+    """
+    return {}
 
   def init_meta_params(self, seed: int) -> dict:
     """Returns freshly initialised meta-parameters as a nested dict of tensors.
@@ -112,14 +191,11 @@ class Rule(abc.ABC):
       seed: integer seed; the same seed gives the same meta-parameters.
 
     Returns:
-      A nested dict of float32 tensors; `{}` for hand-designed rules.
+      A nested dict of float32 tensors shaped as `meta_param_shapes()`; `{}`
+      for hand-designed rules.
     """
     del seed
     return {}
-
-  def meta_param_shapes(self) -> dict:
-    """The nested dict of shapes that `apply` expects for meta-parameters."""
-    return tf.nest.map_structure(lambda t: tuple(t.shape), self.init_meta_params(0))
 
   # ------------------------------------------------------------------ state --
   def state_dtype(self, var_dtype) -> tf.DType:
@@ -134,9 +210,19 @@ class Rule(abc.ABC):
       return tf.float32
     return var_dtype
 
+  @property
+  def state_fields(self) -> tuple:
+    """The names of the state's fields, in order (`state_type._fields`)."""
+    return self.state_type._fields
+
+  @property
+  def state_extra_dims(self) -> tuple:
+    """Per state field: its extra trailing dimension, or None (`state_type.extra_dims`)."""
+    return self.state_type.extra_dims
+
   def trailing_state_dims(self) -> tuple:
     """Per state field: its extra trailing dimension, or None if shaped like the variable."""
-    return tuple(self.state_extra_dims) or (None,) * len(self.state_fields)
+    return self.state_extra_dims
 
   def layout_free(self, shape) -> bool:  # pylint: disable=unused-argument
     """Whether the rule treats a variable of `shape` coordinate by coordinate.
@@ -177,15 +263,15 @@ class Rule(abc.ABC):
     """
 
 
-def zeros_state(rule: Rule, var, state_type):
-  """Builds a state of zeros for `var`, in the rule's state dtype and shapes.
+def zeros_state(rule: Rule, var):
+  """Builds a `rule.state_type` of zeros for `var`, in the rule's state dtype and shapes.
 
   Works for static and dynamic shapes (a SavedModel signature over a vector of
   unknown length).
   """
   dtype = rule.state_dtype(var.dtype)
   shape = tf.shape(var)
-  return state_type(*[
+  return rule.state_type(*[
       tf.zeros(tf.concat([shape, [e]], 0) if e else shape, dtype)
       for e in rule.trailing_state_dims()
   ])

@@ -44,8 +44,6 @@ References:
   Li, K. & Malik, J. Learning to Optimize Neural Nets. arXiv:1703.00441, 2017.
 """
 
-import collections
-
 import numpy as np
 import tensorflow as tf
 
@@ -53,10 +51,6 @@ from keras_l2o import validation
 from keras_l2o.rules import base
 from keras_l2o.rules import lstm as lstm_lib
 from keras_l2o.rules import policy as policy_lib
-
-CoordinatePolicyState = collections.namedtuple(
-    "CoordinatePolicyState",
-    ["previous_loss", "previous_gradient", "previous_step", "step_before", "h", "c"])
 
 NUM_FEATURES = 3
 STEP_RATIO_OFFSET = 0.1
@@ -107,7 +101,6 @@ class CoordinatePolicyRule(base.Rule):
   """
 
   name = "gps_lstm"
-  state_fields = CoordinatePolicyState._fields
   uses_loss = True
 
   def __init__(self, *, hidden_size: int = 16, output_scale: float = 0.01,
@@ -116,14 +109,23 @@ class CoordinatePolicyRule(base.Rule):
     output_scale = validation.check_positive("output_scale", output_scale)
     init_step = validation.check_non_negative("init_step", init_step)
     init_scale = validation.check_non_negative("init_scale", init_scale)
-    super().__init__(hidden_size=int(hidden_size), output_scale=float(output_scale),
-                     init_step=float(init_step), init_scale=float(init_scale))
-    self.hidden_size = int(hidden_size)
-    self.output_scale, self.init_step = float(output_scale), float(init_step)
-    self.init_scale = float(init_scale)
-    self.state_extra_dims = (None, None, None, None, self.hidden_size, self.hidden_size)
+    self.hidden_size, self.output_scale = hidden_size, output_scale
+    self.init_step, self.init_scale = init_step, init_scale
+
+  @property
+  def state_type(self):
+    """The previous loss, gradient and two steps (like the variable), and the LSTM's h and c."""
+    return base.declare_state("CoordinatePolicyState", previous_loss=None, previous_gradient=None,
+                              previous_step=None, step_before=None, h=self.hidden_size,
+                              c=self.hidden_size)
 
   # ------------------------------------------------------- meta-parameters --
+  def meta_param_shapes(self) -> dict:
+    hidden = self.hidden_size
+    return {"normalizer": {"mean": (NUM_FEATURES,), "std": (NUM_FEATURES,)},
+            "lstm": {"kernel": (NUM_FEATURES + hidden, 4 * hidden), "bias": (4 * hidden,)},
+            "output": {"kernel": (hidden, 1), "skip": (NUM_FEATURES, 1), "bias": (1,)}}
+
   def init_meta_params(self, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     hidden = self.hidden_size
@@ -175,7 +177,7 @@ class CoordinatePolicyRule(base.Rule):
 
   # ------------------------------------------------------------------ state --
   def init_state(self, var):
-    return base.zeros_state(self, var, CoordinatePolicyState)
+    return base.zeros_state(self, var)
 
   def apply(self, meta_params, grad, var, state, step, loss=None):
     del var
@@ -194,7 +196,7 @@ class CoordinatePolicyRule(base.Rule):
                            tf.reshape(state.h, [-1, hidden]), tf.reshape(state.c, [-1, hidden]))
     update = tf.reshape(mean, tf.shape(grad))
     memory_shape = tf.concat([tf.shape(grad), [hidden]], 0)
-    return update, CoordinatePolicyState(
+    return update, self.state_type(
         tf.fill(tf.shape(grad), loss), grad, update, state.previous_step,
         tf.reshape(h, memory_shape), tf.reshape(c, memory_shape))
 

@@ -20,8 +20,6 @@ factored v is exactly the full one) and still saves nearly all of v's memory;
 `min_dim_to_factor` keeps the full v for matrices with a shorter side.
 """
 
-import collections
-
 import tensorflow as tf
 
 from keras_l2o import validation
@@ -29,8 +27,10 @@ from keras_l2o.rules import base
 from keras_l2o.rules import features
 from keras_l2o.rules import mlp
 
-FactoredState = collections.namedtuple(
-    "FactoredState", ["momentum", "slow_momentum", "velocity_rows", "velocity_cols"])
+# The state of a vector; a factored matrix's `velocity_rows` and `velocity_cols`
+# are its row and column averages (`FactoredMLPRule`), a vector's `velocity_cols` is [1].
+FactoredState = base.declare_state("FactoredState", momentum=None, slow_momentum=None,
+                                   velocity_rows=None, velocity_cols=None)
 
 
 def factored_second_moment(rows, cols):
@@ -73,19 +73,18 @@ class FactoredMLPRule(mlp.MLPRule):
   """
 
   name = "mlp_factored"
-  state_fields = FactoredState._fields
+  state_type = FactoredState
 
   def __init__(self, *, min_dim_to_factor: int = 1, epsilon_1: float = 1e-30, **mlp_config):
     min_dim_to_factor = validation.check_int("min_dim_to_factor", min_dim_to_factor, low=1)
     epsilon_1 = validation.check_positive("epsilon_1", epsilon_1)
     super().__init__(**mlp_config)
-    self._config.update(min_dim_to_factor=min_dim_to_factor, epsilon_1=float(epsilon_1))
-    self.min_dim_to_factor = min_dim_to_factor
-    self.epsilon_1 = float(epsilon_1)
+    self.min_dim_to_factor, self.epsilon_1 = min_dim_to_factor, epsilon_1
 
   @classmethod
   def config_names(cls) -> list:
-    return ["min_dim_to_factor", "epsilon_1"] + mlp.MLPRule.config_names()
+    """The `mlp` rule's keys, then `min_dim_to_factor` and `epsilon_1`."""
+    return mlp.MLPRule.config_names() + ["min_dim_to_factor", "epsilon_1"]
 
   def is_factored(self, shape) -> bool:
     """Whether a variable of static `shape` gets the factored second moment."""

@@ -95,10 +95,8 @@ class GeneralRule(base.Rule):
   """
 
   name = "general"
-  state_fields = gf.GeneralState._fields
-  # The state of a vector (what an exported SavedModel steps): momentum [n, 1], velocity [n],
-  # rows and cols [1] (unused). Matrices' shapes: `general_features.init_state`.
-  state_extra_dims = (1, None, None, None)
+  state_type = gf.GeneralState
+  omitted_when_none = ("orthogonalize_max_dim",)  # added after the first runs were saved
 
   def __init__(self, *, hidden_sizes=(8, 8), step_scale: float = 1e-3, orthogonalize: bool = True,
                ns_steps: int = 5, vector_scale: float = 1.0, num_training_steps=None,
@@ -127,12 +125,7 @@ class GeneralRule(base.Rule):
         or orthogonalize_max_dim < 1):
       raise ValueError("Argument `orthogonalize_max_dim` must be a positive integer or None. "
                        f"Received: orthogonalize_max_dim={orthogonalize_max_dim!r}")
-    config = {"orthogonalize_max_dim": orthogonalize_max_dim} if orthogonalize_max_dim else {}
-    super().__init__(hidden_sizes=hidden_sizes, step_scale=float(step_scale),
-                     orthogonalize=orthogonalize, ns_steps=ns_steps,
-                     vector_scale=float(vector_scale), num_training_steps=num_training_steps,
-                     **config)
-    self.hidden_sizes = tuple(hidden_sizes)
+    self.hidden_sizes = hidden_sizes
     self.step_scale = float(step_scale)
     self.orthogonalize = orthogonalize
     self.ns_steps = ns_steps
@@ -146,6 +139,9 @@ class GeneralRule(base.Rule):
     return gf.NUM_CHANNELS + (len(gf.TIME_CENTRES) if self.num_training_steps else 0)
 
   # ------------------------------------------------------- meta-parameters --
+  def meta_param_shapes(self) -> dict:
+    return {"skip": (self.num_inputs, 1), **gf.mlp_shapes(self.num_inputs, self.hidden_sizes)}
+
   def init_meta_params(self, seed: int) -> dict:
     """He-style random hidden layers, a zero output layer and the skip on one momentum."""
     rng = np.random.default_rng(seed)

@@ -26,10 +26,10 @@ or the parameters by a constant leaves them unchanged. That also makes bias
 correction moot: it multiplies a whole tensor by one number.
 """
 
-import collections
-
 import numpy as np
 import tensorflow as tf
+
+from keras_l2o.rules import base
 
 MOMENTUM_DECAYS = (0.9, 0.99, 0.999)
 VELOCITY_DECAY = 0.95
@@ -39,7 +39,9 @@ FACTORED_DECAYS = (0.9, 0.99, 0.999)
 EPS_REL = 1e-10
 TINY = 1e-30
 
-GeneralState = collections.namedtuple("GeneralState", ["momentum", "velocity", "rows", "cols"])
+# The extra dimensions are a vector's (what an exported SavedModel steps): momentum [n, 1],
+# velocity [n], rows and cols [1] (unused). Matrices' shapes: `init_state`.
+GeneralState = base.declare_state("GeneralState", momentum=1, velocity=None, rows=None, cols=None)
 
 _D = ("0.9", "0.99", "0.999")
 CHANNELS = (("grad", "param") + tuple(f"momentum_{d}" for d in _D) + ("grad_rsqrt_v",)
@@ -153,6 +155,22 @@ def time_features(step, num_training_steps, dtype):
   """`tanh(10 (t / T - c))` for c in `TIME_CENTRES`: a `[9]` vector (t the 1-based step)."""
   progress = tf.cast(step, dtype) / tf.constant(float(num_training_steps), dtype)
   return tf.tanh(10.0 * (progress - tf.constant(TIME_CENTRES, dtype)))
+
+
+def mlp_shapes(fan_in: int, hidden_sizes) -> dict:
+  """The shapes of `init_mlp`'s weights: `{"hidden_i": {"kernel", "bias"}, ..., "output": ...}`.
+
+  Example:
+
+  >>> mlp_shapes(3, (4,))
+  {'hidden_0': {'kernel': (3, 4), 'bias': (4,)}, 'output': {'kernel': (4, 1), 'bias': (1,)}}
+  """
+  shapes = {}
+  for i, width in enumerate(hidden_sizes):
+    shapes[f"hidden_{i}"] = {"kernel": (fan_in, width), "bias": (width,)}
+    fan_in = width
+  shapes["output"] = {"kernel": (fan_in, 1), "bias": (1,)}
+  return shapes
 
 
 def init_mlp(rng, fan_in: int, hidden_sizes) -> dict:

@@ -56,8 +56,6 @@ Example:
 0.01
 """
 
-import collections
-
 import numpy as np
 import tensorflow as tf
 
@@ -65,7 +63,8 @@ from keras_l2o import validation
 from keras_l2o.rules import base
 from keras_l2o.rules import general_features as gf
 
-GPSGeneralState = collections.namedtuple("GPSGeneralState", ["momentum", "velocity"])
+GPSGeneralState = base.declare_state("GPSGeneralState", momentum=len(gf.MOMENTUM_DECAYS),
+                                     velocity=None)
 
 _D = ("0.9", "0.99", "0.999")
 FEATURES = (("grad",) + tuple(f"momentum_{d}" for d in _D) + ("grad_rsqrt_v",)
@@ -116,8 +115,7 @@ class GPSGeneralRule(base.Rule):
   """
 
   name = "gps_general"
-  state_fields = GPSGeneralState._fields
-  state_extra_dims = (len(gf.MOMENTUM_DECAYS), None)
+  state_type = GPSGeneralState
 
   def __init__(self, *, hidden_sizes=(8,), step_scale: float = 1e-3):
     if not isinstance(hidden_sizes, (list, tuple)) or len(hidden_sizes) > validation.MAX_LAYERS \
@@ -126,9 +124,11 @@ class GPSGeneralRule(base.Rule):
       raise ValueError("Argument `hidden_sizes` must be a (possibly empty) list of positive "
                        f"integers. Received: hidden_sizes={hidden_sizes!r}")
     step_scale = validation.check_positive("step_scale", step_scale)
-    hidden_sizes = [int(h) for h in hidden_sizes]
-    super().__init__(hidden_sizes=hidden_sizes, step_scale=float(step_scale))
-    self.hidden_sizes, self.step_scale = tuple(hidden_sizes), float(step_scale)
+    self.hidden_sizes, self.step_scale = [int(h) for h in hidden_sizes], step_scale
+
+  def meta_param_shapes(self) -> dict:
+    return {"skip": (NUM_DIRECTION_FEATURES, 1), "magnitude": {"kernel": (1, 1), "bias": (1,)},
+            **gf.mlp_shapes(NUM_DIRECTION_FEATURES, self.hidden_sizes)}
 
   def init_meta_params(self, seed: int) -> dict:
     """He-style random hidden layers, a zero output layer and the skip on m_0.9 * rho."""
@@ -140,7 +140,7 @@ class GPSGeneralRule(base.Rule):
     return tf.nest.map_structure(lambda a: tf.constant(a, tf.float32), params)
 
   def init_state(self, var):
-    return base.zeros_state(self, var, GPSGeneralState)
+    return base.zeros_state(self, var)
 
   def direction(self, meta_params, features):
     """d = w_skip . f + MLP(f) on the 8 per-coordinate channels: `[..., 9] -> [...]`."""

@@ -9,9 +9,6 @@ the momentum rules fold the current rate into their velocity as Keras does
 (`folds_learning_rate`), so their velocity is in units of the variable.
 """
 
-import collections
-import functools
-
 import tensorflow as tf
 
 from keras_l2o import validation
@@ -19,19 +16,11 @@ from keras_l2o.rules import base
 from keras_l2o.rules import features
 
 
-@functools.lru_cache(maxsize=None)
-def _state_type(name, fields):
-  return collections.namedtuple(name, fields)
-
-
 class SGD(base.Rule):
   """Plain gradient descent: `update = -grad`. No state."""
 
   name = "sgd"
   row_sparse = True  # a sparse gradient updates the touched rows only
-
-  def __init__(self):
-    super().__init__()
 
   def init_state(self, var):
     return base.EmptyState()
@@ -52,17 +41,15 @@ class Momentum(base.Rule):
   """
 
   name = "momentum"
-  state_fields = ("momentum",)
+  state_type = base.declare_state("MomentumState", momentum=None)
   folds_learning_rate = True
   _nesterov = False
 
   def __init__(self, *, momentum: float = 0.9):
-    momentum = validation.check_decay("momentum", momentum)
-    super().__init__(momentum=momentum)
-    self.momentum = momentum
+    self.momentum = validation.check_decay("momentum", momentum)
 
   def init_state(self, var):
-    return base.zeros_state(self, var, _state_type("MomentumState", self.state_fields))
+    return base.zeros_state(self, var)
 
   def apply(self, meta_params, grad, var, state, step, learning_rate=1.0):
     """`(change of the variable, new_state)`: the rate is applied here (see the class doc)."""
@@ -107,17 +94,20 @@ class RMSprop(base.Rule):
     epsilon = validation.check_positive("epsilon", epsilon)
     momentum = validation.check_decay("momentum", momentum)
     centered = validation.check_bool("centered", centered)
-    super().__init__(rho=rho, epsilon=epsilon, momentum=momentum, centered=centered)
     self.rho, self.epsilon, self.momentum, self.centered = rho, epsilon, momentum, centered
-    fields = ["velocity"]
-    if momentum > 0:
-      fields.append("momentum")
-    if centered:
-      fields.append("average_gradient")
-    self.state_fields = tuple(fields)
+
+  @property
+  def state_type(self):
+    """`velocity`, then `momentum` (with momentum > 0) and `average_gradient` (centered)."""
+    fields = {"velocity": None}
+    if self.momentum > 0:
+      fields["momentum"] = None
+    if self.centered:
+      fields["average_gradient"] = None
+    return base.declare_state("RMSpropState", **fields)
 
   def init_state(self, var):
-    return base.zeros_state(self, var, _state_type("RMSpropState", self.state_fields))
+    return base.zeros_state(self, var)
 
   def apply(self, meta_params, grad, var, state, step, learning_rate=1.0):
     """`(change of the variable, new_state)`: the rate is applied here (see the class doc)."""
@@ -166,12 +156,16 @@ class Adam(base.Rule):
     beta_2 = validation.check_decay("beta_2", beta_2)
     epsilon = validation.check_positive("epsilon", epsilon)
     amsgrad = validation.check_bool("amsgrad", amsgrad)
-    super().__init__(beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, amsgrad=amsgrad)
     self.beta_1, self.beta_2, self.epsilon, self.amsgrad = beta_1, beta_2, epsilon, amsgrad
-    self.state_fields = ("momentum", "velocity") + (("velocity_hat",) if amsgrad else ())
+
+  @property
+  def state_type(self):
+    """`momentum`, `velocity`, and `velocity_hat` with amsgrad."""
+    extra = {"velocity_hat": None} if self.amsgrad else {}
+    return base.declare_state("AdamState", momentum=None, velocity=None, **extra)
 
   def init_state(self, var):
-    return base.zeros_state(self, var, _state_type("AdamState", self.state_fields))
+    return base.zeros_state(self, var)
 
   def apply(self, meta_params, grad, var, state, step):
     del meta_params, var
@@ -199,18 +193,17 @@ class Adagrad(base.Rule):
   """
 
   name = "adagrad"
-  state_fields = ("accumulator",)
+  state_type = base.declare_state("AdagradState", accumulator=None)
   row_sparse = True  # a sparse gradient updates the touched rows only, as Keras's Adagrad
 
   def __init__(self, *, initial_accumulator_value: float = 0.1, epsilon: float = 1e-7):
     initial_accumulator_value = validation.check_non_negative("initial_accumulator_value",
                                                               initial_accumulator_value)
     epsilon = validation.check_positive("epsilon", epsilon)
-    super().__init__(initial_accumulator_value=initial_accumulator_value, epsilon=epsilon)
     self.initial_accumulator_value, self.epsilon = initial_accumulator_value, epsilon
 
   def init_state(self, var):
-    zeros = base.zeros_state(self, var, _state_type("AdagradState", self.state_fields))
+    zeros = base.zeros_state(self, var)
     return type(zeros)(zeros.accumulator + tf.constant(self.initial_accumulator_value,
                                                        zeros.accumulator.dtype))
 

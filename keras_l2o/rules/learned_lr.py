@@ -12,14 +12,13 @@ it (short-horizon bias, Wu et al. 2018), and on a quadratic the exact
 meta-gradient has a closed form (the PES unbiasedness test).
 """
 
-import collections
 import math
 
 import tensorflow as tf
 
 from keras_l2o.rules import base
 
-LearnedLRState = collections.namedtuple("LearnedLRState", ["momentum"])
+LearnedLRState = base.declare_state("LearnedLRState", momentum=None)
 
 
 class LearnedLRRule(base.Rule):
@@ -41,7 +40,7 @@ class LearnedLRRule(base.Rule):
   """
 
   name = "learned_lr"
-  state_fields = LearnedLRState._fields
+  state_type = LearnedLRState
 
   def __init__(self, *, momentum: float = 0.0, initial_learning_rate: float = 0.01):
     if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not (
@@ -52,16 +51,18 @@ class LearnedLRRule(base.Rule):
         initial_learning_rate, (int, float)) or not initial_learning_rate > 0:
       raise ValueError("Argument `initial_learning_rate` must be a positive number. Received: "
                        f"initial_learning_rate={initial_learning_rate!r}")
-    super().__init__(momentum=momentum, initial_learning_rate=initial_learning_rate)
     self.momentum = float(momentum)
     self.initial_learning_rate = float(initial_learning_rate)
+
+  def meta_param_shapes(self) -> dict:
+    return {"log_learning_rate": ()}
 
   def init_meta_params(self, seed: int) -> dict:
     del seed  # deterministic
     return {"log_learning_rate": tf.constant(math.log(self.initial_learning_rate), tf.float32)}
 
   def init_state(self, var):
-    return base.zeros_state(self, var, LearnedLRState)
+    return base.zeros_state(self, var)
 
   def apply(self, meta_params, grad, var, state, step):
     del var, step

@@ -23,9 +23,6 @@ References:
   descent", NeurIPS 2016, arXiv:1606.04474.
 """
 
-import collections
-import functools
-
 import numpy as np
 import tensorflow as tf
 
@@ -43,14 +40,6 @@ PREPROCESSINGS = ("log_sign", "log_sign_clamped", "none")
 # ([block, 4 * hidden] floats) stay in the core's cache.
 FAST_BLOCK = 4096
 INITS = ("sign_momentum", "random", "zeros")
-
-
-@functools.lru_cache(maxsize=None)
-def _state_type(num_layers):
-  fields = []
-  for layer in range(1, num_layers + 1):
-    fields += [f"h{layer}", f"c{layer}"]
-  return collections.namedtuple("LSTMState", fields)
 
 
 def _sigmoid(a):
@@ -155,18 +144,17 @@ class LSTMRule(base.Rule):
     preprocess_constant = validation.check_positive("preprocess_constant", preprocess_constant)
     output_scale = validation.check_positive("output_scale", output_scale)
     init_step = validation.check_non_negative("init_step", init_step)
-    super().__init__(preset=preset, hidden_size=hidden_size, num_layers=num_layers,
-                     preprocessing=preprocessing, preprocess_constant=float(preprocess_constant),
-                     output_scale=float(output_scale), init=init, init_step=float(init_step))
-    self.hidden_size = hidden_size
-    self.num_layers = num_layers
-    self.preprocessing = preprocessing
-    self.preprocess_constant = float(preprocess_constant)
-    self.output_scale = float(output_scale)
-    self.init = init
-    self.init_step = float(init_step)
-    self.state_fields = _state_type(num_layers)._fields
-    self.state_extra_dims = (hidden_size,) * (2 * num_layers)
+    self.preset, self.hidden_size, self.num_layers = preset, hidden_size, num_layers
+    self.preprocessing, self.preprocess_constant = preprocessing, preprocess_constant
+    self.output_scale, self.init, self.init_step = output_scale, init, init_step
+
+  @property
+  def state_type(self):
+    """`h1, c1, h2, c2, ...`: each layer's hidden and cell state, `hidden_size` per parameter."""
+    fields = {}
+    for layer in range(1, self.num_layers + 1):
+      fields.update({f"h{layer}": self.hidden_size, f"c{layer}": self.hidden_size})
+    return base.declare_state("LSTMState", **fields)
 
   @property
   def input_size(self) -> int:
@@ -181,6 +169,14 @@ class LSTMRule(base.Rule):
     return grad[..., None]
 
   # ------------------------------------------------------- meta-parameters --
+  def meta_param_shapes(self) -> dict:
+    hidden, fan_in, shapes = self.hidden_size, self.input_size, {}
+    for layer in range(1, self.num_layers + 1):
+      shapes[f"layer{layer}"] = {"kernel": (fan_in + hidden, 4 * hidden), "bias": (4 * hidden,)}
+      fan_in = hidden
+    shapes["output"] = {"kernel": (fan_in, 1), "bias": (1,)}
+    return shapes
+
   def init_meta_params(self, seed: int) -> dict:
     hidden = self.hidden_size
     rng = np.random.default_rng(seed)
@@ -239,7 +235,7 @@ class LSTMRule(base.Rule):
 
   # ------------------------------------------------------------------ state --
   def init_state(self, var):
-    return base.zeros_state(self, var, _state_type(self.num_layers))
+    return base.zeros_state(self, var)
 
   def apply(self, meta_params, grad, var, state, step):
     del var, step

@@ -18,8 +18,6 @@ added after the bias correction): it trains models sensibly from the start, and
 meta-training learns a correction on top of it.
 """
 
-import collections
-
 import numpy as np
 import tensorflow as tf
 
@@ -27,7 +25,7 @@ from keras_l2o import validation
 from keras_l2o.rules import base
 from keras_l2o.rules import features
 
-MLPState = collections.namedtuple("MLPState", ["momentum", "slow_momentum", "velocity"])
+MLPState = base.declare_state("MLPState", momentum=None, slow_momentum=None, velocity=None)
 
 NUM_FEATURES = 3
 
@@ -74,7 +72,7 @@ class MLPRule(base.Rule):
   """
 
   name = "mlp"
-  state_fields = MLPState._fields
+  state_type = MLPState
   # `LearnedOptimizer(jit_rule="auto")` applies `fast_apply` (docs/PERFORMANCE.md).
   auto_fast_path = True
 
@@ -85,12 +83,21 @@ class MLPRule(base.Rule):
         ("beta_1", beta_1), ("beta_slow", beta_slow), ("beta_2", beta_2)))
     epsilon = validation.check_positive("epsilon", epsilon)
     step_scale = validation.check_positive("step_scale", step_scale)
-    super().__init__(hidden_size=hidden_size, beta_1=beta_1, beta_slow=beta_slow, beta_2=beta_2,
-                     epsilon=epsilon, step_scale=step_scale)
     self.hidden_size = hidden_size
-    self.betas = dict(beta_1=float(beta_1), beta_slow=float(beta_slow), beta_2=float(beta_2),
-                      epsilon=float(epsilon))
-    self.step_scale = float(step_scale)
+    self.beta_1, self.beta_slow, self.beta_2 = beta_1, beta_slow, beta_2
+    self.epsilon, self.step_scale = epsilon, step_scale
+
+  @property
+  def betas(self) -> dict:
+    """The accumulators' decays and epsilon, as keyword arguments of `mlp_features`."""
+    return dict(beta_1=self.beta_1, beta_slow=self.beta_slow, beta_2=self.beta_2,
+                epsilon=self.epsilon)
+
+  def meta_param_shapes(self) -> dict:
+    hidden = self.hidden_size
+    return {"skip": (NUM_FEATURES, 1),
+            "hidden": {"kernel": (NUM_FEATURES, hidden), "bias": (hidden,)},
+            "output": {"kernel": (hidden, 1), "bias": (1,)}}
 
   def init_meta_params(self, seed: int) -> dict:
     rng = np.random.default_rng(seed)
@@ -104,7 +111,7 @@ class MLPRule(base.Rule):
     return tf.nest.map_structure(lambda a: tf.constant(a, tf.float32), params)
 
   def init_state(self, var):
-    return base.zeros_state(self, var, MLPState)
+    return base.zeros_state(self, var)
 
   def features(self, grad, state, step):
     """The accumulator update and the network's input: `(features [..., 3], new_state)`."""

@@ -42,7 +42,6 @@ References:
   Li, K. & Malik, J. Learning to Optimize. ICLR 2017 (arXiv:1606.01885).
 """
 
-import collections
 import math
 
 import numpy as np
@@ -50,9 +49,6 @@ import tensorflow as tf
 
 from keras_l2o import validation
 from keras_l2o.rules import base
-
-PolicyState = collections.namedtuple(
-    "PolicyState", ["relative_changes", "gradients", "steps", "previous_loss"])
 
 ACTIVATIONS = {"relu": tf.nn.relu, "softplus": tf.nn.softplus}
 STD_FLOOR = 1e-3
@@ -135,7 +131,6 @@ class PolicyRule(base.Rule):
   """
 
   name = "gps_policy"
-  state_fields = PolicyState._fields
   uses_loss = True
 
   def __init__(self, *, dimension: int = 4, history: int = 25, hidden_units=(50,),
@@ -154,13 +149,16 @@ class PolicyRule(base.Rule):
     hidden_units = tuple(int(u) for u in hidden_units)
     widths = (observation_size(dimension, history),) + hidden_units + (dimension,)
     validation.check_meta_param_count(self.name, sum(a * b for a, b in zip(widths, widths[1:])))
-    super().__init__(dimension=int(dimension), history=int(history), hidden_units=hidden_units,
-                     activation=activation, init_step=float(init_step),
-                     init_variance=float(init_variance))
-    self.dimension, self.history = int(dimension), int(history)
+    self.dimension, self.history = dimension, history
     self.hidden_units, self.activation = hidden_units, activation
-    self.init_step, self.init_variance = float(init_step), float(init_variance)
-    self.state_extra_dims = (self.history, self.history, self.history, None)
+    self.init_step, self.init_variance = init_step, init_variance
+
+  @property
+  def state_type(self):
+    """`PolicyState`: three histories of H along a trailing axis, and the previous loss."""
+    h = self.history
+    return base.declare_state("PolicyState", relative_changes=h, gradients=h, steps=h,
+                              previous_loss=None)
 
   @property
   def observation_size(self) -> int:
@@ -174,6 +172,16 @@ class PolicyRule(base.Rule):
     return slice(start, start + self.dimension)
 
   # ------------------------------------------------------- meta-parameters --
+  def meta_param_shapes(self) -> dict:
+    d, size = self.dimension, self.observation_size
+    shapes = {"normalizer": {"mean": (size,), "std": (size,)}, "log_variance": (d,)}
+    fan_in = size
+    for i, units in enumerate(self.hidden_units):
+      shapes[f"hidden_{i}"] = {"kernel": (fan_in, units), "bias": (units,)}
+      fan_in = units
+    shapes["output"] = {"kernel": (fan_in, d), "bias": (d,)}
+    return shapes
+
   def init_meta_params(self, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     d, size = self.dimension, self.observation_size
@@ -218,7 +226,7 @@ class PolicyRule(base.Rule):
 
   # ------------------------------------------------------------------ state --
   def init_state(self, var):
-    return base.zeros_state(self, var, PolicyState)
+    return base.zeros_state(self, var)
 
   def _flat(self, tensor):
     size = tensor.shape.num_elements()
@@ -259,7 +267,7 @@ class PolicyRule(base.Rule):
     shape = tf.concat([tf.shape(grad), [self.history]], 0)
     gradients = push(gradients, self._flat(grad))
     steps = push(steps, tf.cast(self._flat(action), grad.dtype))
-    return PolicyState(
+    return self.state_type(
         tf.reshape(tf.tile(changes[None], [self.dimension, 1]), shape),
         tf.reshape(tf.transpose(gradients), shape),
         tf.reshape(tf.transpose(steps), shape),

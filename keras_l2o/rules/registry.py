@@ -67,7 +67,7 @@ def get(name, **config) -> base.Rule:
   if unknown:
     raise ValueError(f"Rule {name!r} got unexpected config {unknown}. "
                      f"Allowed: {allowed if allowed else 'none'}.")
-  return rule_class(**config)
+  return rule_class.from_config(config)
 
 
 def serialize(rule: base.Rule) -> dict:

@@ -97,4 +97,4 @@ def trainable_paths(rule) -> tuple:
   """Top-level meta-parameter names that the supervised fit trains."""
   if rule.name == "gps_lstm":
     return ("lstm", "output")
-  return tuple(rule.init_meta_params(0))
+  return tuple(rule.meta_param_shapes())
