@@ -12,8 +12,6 @@ from keras_l2o import step_paths as step_paths_lib
 from keras_l2o import validation
 from keras_l2o.native import lstm_rule as native_lstm
 
-NONFINITE_MODES = nonfinite_lib.MODES
-
 
 def _dense(gradient, variable):
   """The gradient as a dense tensor of the variable's (static) shape."""
@@ -78,7 +76,8 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     nonfinite: what to do when a gradient contains NaN or Inf: `"skip"`
       (default: the whole step is skipped, variables, rule state and
       `iterations` stay untouched), `"zero"` (non-finite entries are replaced
-      by 0) or `"raise"` (an `InvalidArgumentError`; needs `jit_compile=False`).
+      by 0) or `"raise"` (an `InvalidArgumentError`; needs `jit_compile=False`);
+      see `keras_l2o.nonfinite`.
     seed: seed of the initial meta-parameters when `meta_params` is None.
     jit_rule: how each variable's step is computed: `"auto"` (default) uses
       the rule's native CPU kernel where there is one (the lstm rule's, the
@@ -119,7 +118,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     if isinstance(rule, dict):
       rule = rules_lib.deserialize(rule)
     rule = rules_lib.get(rule)
-    validation.check_choice("nonfinite", nonfinite, NONFINITE_MODES)
+    validation.check_choice("nonfinite", nonfinite, nonfinite_lib.MODES)
     seed = validation.check_int("seed", seed)
     if meta_params is None:
       meta_params = rule.init_meta_params(seed)

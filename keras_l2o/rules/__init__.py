@@ -3,6 +3,7 @@
 `keras_l2o.rules.get(name, **config)` returns a rule; `names()` lists them.
 """
 
+from keras_l2o.rules.base import declare_state
 from keras_l2o.rules.base import EmptyState
 from keras_l2o.rules.base import Rule
 from keras_l2o.rules.coordinate_policy import CoordinatePolicyRule
