@@ -161,6 +161,25 @@ class RuleDeclarationTest(parameterized.TestCase, tf.test.TestCase):
         def init_meta_params(self, seed):
           return {"w": tf.zeros([2])}
 
+  def test_a_rule_passing_its_settings_up_is_told_the_protocol(self):
+
+    class OldStyle(base.Rule):
+      name = "old_style"
+
+      def __init__(self, *, rate=0.1):
+        super().__init__(rate=rate)
+
+      def init_state(self, var):
+        return base.EmptyState()
+
+      def apply(self, meta_params, grad, var, state, step):
+        return -grad, state
+
+    with self.assertRaisesRegex(TypeError, r"Rule.__init__ takes no configuration: OldStyle "
+                                r"should keep each keyword-only argument as the attribute of the "
+                                r"same name instead. Received: \['rate'\]"):
+      OldStyle(rate=0.2)
+
 
 if __name__ == "__main__":
   tf.test.main()

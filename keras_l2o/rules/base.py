@@ -123,6 +123,12 @@ class Rule(abc.ABC):
   # dense step; other rules (momentum decays every row) get it densified.
   row_sparse: bool = False
 
+  def __init__(self, **config):
+    if config:  # the protocol before issue 17 passed the settings up; say what changed
+      raise TypeError(f"Rule.__init__ takes no configuration: {type(self).__name__} should keep "
+                      "each keyword-only argument as the attribute of the same name instead. "
+                      f"Received: {sorted(config)}")
+
   def __init_subclass__(cls, **kwargs):
     super().__init_subclass__(**kwargs)
     if (cls.init_meta_params is not Rule.init_meta_params
