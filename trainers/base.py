@@ -102,6 +102,28 @@ def export_optimizer(save_dir, which, rule, meta_params, learning_rate):
   return path
 
 
+def meta_adam(config, variables):
+  """Keras Adam over the meta-parameter `variables`, at `config.meta_learning_rate`, clipped to
+  `config.meta_clipnorm` (global norm; None: off), built."""
+  optimizer = keras.optimizers.Adam(config.meta_learning_rate,
+                                    global_clipnorm=config.meta_clipnorm)
+  optimizer.build(variables)
+  return optimizer
+
+
+def initial_meta_params(rule, seed, given=None):
+  """`given` checked against `rule` (`keras_l2o.meta_params.validate`), or the rule's
+  initialisation from `seed`.
+
+  Raises:
+    ValueError: the rule has no meta-parameters to train, or `given` does not fit it.
+  """
+  from keras_l2o import meta_params as meta_params_lib  # pylint: disable=g-import-not-at-top
+  if not rule.is_learned:
+    raise ValueError(f"Rule {rule.name!r} has no meta-parameters to train.")
+  return rule.init_meta_params(seed) if given is None else meta_params_lib.validate(rule, given)
+
+
 def variables_like(nested, name):
   """Non-trainable float variables initialised from `nested` tensors."""
   return tf.nest.map_structure(lambda t: tf.Variable(t, trainable=False, name=name), nested)
