@@ -62,6 +62,7 @@ from keras_l2o import run_directory
 from trainers.gps import config as gps_config
 from trainers.gps import coordinate_groups as groups_lib
 from trainers.gps import dynamics as dynamics_lib
+from trainers.gps import global_policy
 from trainers.gps import lqr
 from trainers.gps import policy_class
 from trainers.gps import policy_update
@@ -102,7 +103,7 @@ class GroupGPSTrainer(gps_trainer.GPSTrainer):
     self.d_x, self.d_u = groups_lib.STATE_SIZE, 1
 
   def _trainable_variables(self):
-    return [v for path, v in gps_trainer._paths(self.meta_vars)  # pylint: disable=protected-access
+    return [v for path, v in global_policy.paths(self.meta_vars)
             if path[0] in policy_class.trainable_paths(self.rule)]
 
   def _make_gps_state(self) -> dict:
@@ -299,7 +300,7 @@ class GroupGPSTrainer(gps_trainer.GPSTrainer):
     config = self.config
     if not bool(self.normalizer_frozen) and "normalizer" in self.meta_vars:
       self._freeze_normalizer(observations)
-    mu_psi = gps_trainer._local_means(policy, states)  # pylint: disable=protected-access
+    mu_psi = global_policy.local_means(policy, states)
     targets, precisions, weights = policy_update.policy_targets(mu_psi, policy.G, self.lam,
                                                                 self.nu)
     weights = policy_update.normalise_weights(weights)  # [C, P, T]
@@ -338,7 +339,7 @@ class GroupGPSTrainer(gps_trainer.GPSTrainer):
 
   def _kl_to_policy(self, policy, states, policy_means):
     """KL(psi_t(.|s_i) || pi(.|o_i)) per sample (1-D Gaussians), [C, P, T]."""
-    mu_psi = gps_trainer._local_means(policy, states)[..., 0]  # pylint: disable=protected-access
+    mu_psi = global_policy.local_means(policy, states)[..., 0]
     var_psi = policy.G[:, None, :, 0, 0]
     var_pi = self._policy_variance_scaled()[:, :, None]
     return 0.5 * (tf.math.log(var_pi / var_psi) + (var_psi + tf.square(mu_psi

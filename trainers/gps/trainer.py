@@ -77,10 +77,6 @@ _F64 = tf.float64
 GPSConfig = gps_config.GPSConfig
 
 
-_stack = global_policy.stack
-_local_means = global_policy.local_means
-_paths = global_policy.paths
-
 
 def _slice(structure, start, stop):
   return tf.nest.map_structure(lambda v: None if v is None else v[start:stop], structure)
@@ -156,7 +152,7 @@ class GPSTrainer(global_policy.GlobalPolicy, loop.MetaTrainer):
     self.d_x, self.d_u = self.layout.size, self.d
 
   def _trainable_variables(self):
-    return [v for path, v in _paths(self.meta_vars) if path[0].startswith(("hidden_", "output"))]
+    return [v for path, v in global_policy.paths(self.meta_vars) if path[0].startswith(("hidden_", "output"))]
 
   def _make_gps_state(self) -> dict:
     """The BADMM state of the M conditions (checkpointed), keyed by checkpoint name."""
@@ -237,7 +233,7 @@ class GPSTrainer(global_policy.GlobalPolicy, loop.MetaTrainer):
       chosen.append(initial_controller.momentum_controller(
           config.horizon, self.d, self.rule.history, rate, momentum, config.init_variance))
       self.initial_momentum[m].assign([rate, momentum])
-    policy = _stack(chosen)
+    policy = global_policy.stack(chosen)
     self.psi_K.assign(policy.K)
     self.psi_k.assign(policy.k)
     self.psi_G.assign(policy.G)
@@ -256,7 +252,7 @@ class GPSTrainer(global_policy.GlobalPolicy, loop.MetaTrainer):
       noise = tf.linalg.matvec(chol[m], eps)
       outs.append(self._rollout_fn(self._problem("train", m).tensors, noise,
                                    policy.K[m:m + 1], policy.k[m:m + 1]))
-    return _stack(outs)
+    return global_policy.stack(outs)
 
   # ---------------------------------------------------------- LQR, eta --
   def _eta_search(self, cost, dyn, sampled, pi_lin):
@@ -302,7 +298,7 @@ class GPSTrainer(global_policy.GlobalPolicy, loop.MetaTrainer):
       self.dynamics_priors[m].update(states[m], actions[m])
       dyn.append(dynamics_lib.fit_dynamics(states[m], actions[m], prior=self.dynamics_priors[m],
                                            regularization=config.dynamics_regularization))
-    dyn = _stack(dyn)
+    dyn = global_policy.stack(dyn)
     cost = rollouts.expand_cost(samples, self.d, self.d_u)
     policy_means = self._policy_mean(observations)
     for m in range(config.num_conditions):
@@ -336,7 +332,7 @@ class GPSTrainer(global_policy.GlobalPolicy, loop.MetaTrainer):
         policy_means = self._policy_mean(observations)
         pi_lin = self._linearize(states, policy_means)
         self.lam.assign(policy_update.update_lambda(
-            self.lam, self.nu, policy.G, _local_means(policy, states), policy_means,
+            self.lam, self.nu, policy.G, global_policy.local_means(policy, states), policy_means,
             config.policy_dual_rate))
         if inner == config.inner_iterations - 1:
           self.nu.assign(policy_update.update_nu(
