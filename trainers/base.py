@@ -167,6 +167,35 @@ def config_field(default, help_text: str, **metadata):
   return dataclasses.field(default=default, metadata={"help": help_text, **metadata})
 
 
+def check_fields(config):
+  """Checks every field of the dataclass `config` against its `config_field` metadata.
+
+  A field with `lower_bound` (1) must be a positive integer, one with `number`
+  a positive (`"positive"`, or a `zero_is_none` field) or non-negative number,
+  one with `choices` one of them, and a `bool` field True or False; a None
+  value of an `Optional` field is allowed. The same rules make the flags
+  (`scripts.config_flags`), so a field declares its check once.
+
+  Raises:
+    ValueError: naming the first field that breaks its rule, what it allows
+      and what it received.
+  """
+  for field in dataclasses.fields(config):
+    meta, value = field.metadata, getattr(config, field.name)
+    if value is None and (field.default is None or meta.get("zero_is_none")):
+      continue
+    if "lower_bound" in meta:
+      check_positive_ints(config, (field.name,))
+    if "number" in meta:
+      positive = meta["number"] == "positive" or meta.get("zero_is_none")
+      check_numbers(config, **{"positive" if positive else "non_negative": (field.name,)})
+    if "choices" in meta and value not in meta["choices"]:
+      raise ValueError(f"`{field.name}` must be one of {list(meta['choices'])}. Received: "
+                       f"{field.name}={value!r}")
+    if field.type in (bool, "bool"):
+      check_bools(config, (field.name,))
+
+
 def check_positive_ints(config, names):
   """Raises ValueError naming the first of `config`'s fields `names` that is not an int >= 1."""
   for name in names:

@@ -38,8 +38,6 @@ from trainers import checkpointing
 from trainers import loop
 from trainers import truncation_config
 
-META_OBJECTIVES = ("sum", "log_ratio")
-TIME_WEIGHTS = ("uniform", "increasing", "final")
 _field = base.config_field
 META_OBJECTIVES = bptt_objective.META_OBJECTIVES
 TIME_WEIGHTS = bptt_objective.TIME_WEIGHTS
@@ -73,14 +71,9 @@ class BPTTConfig(truncation_config.TruncationConfig):
   def validate(self):
     """Raises ValueError naming the first bad field, with the allowed values."""
     super().validate()
-    base.check_positive_ints(self, ("horizon", "problems_per_replica"))
     if self.horizon % self.unroll_length:
       raise ValueError(f"`horizon` must be a multiple of `unroll_length`. Received: horizon="
                        f"{self.horizon}, unroll_length={self.unroll_length}")
-    if self.time_weights not in TIME_WEIGHTS:
-      raise ValueError(f"`time_weights` must be one of {list(TIME_WEIGHTS)}. Received: "
-                       f"time_weights={self.time_weights!r}")
-    base.check_bools(self, ("native_kernels", "second_derivatives"))
 
 
 class BPTTTrainer(bptt_slots.TrajectorySlots, loop.MetaTrainer):

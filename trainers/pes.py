@@ -60,14 +60,15 @@ class PESConfig(truncation_config.TruncationConfig):
                                      number="positive", flag_default=1e-3)
   validation_problems: int = _field(4, "Held-out problems per validation.", lower_bound=1,
                                     flag_default=None)
-  estimator: str = _field("pes", "The estimator (set by --trainer).", flag=False)
+  estimator: str = _field("pes", "The estimator (set by --trainer).", flag=False,
+                          choices=estimators.ESTIMATORS)
   min_horizon: int = _field(100, "PES / ES: shortest trajectory (inner steps); lengths are "
                             "log-uniform in [min_horizon, max_horizon].", lower_bound=1)
   max_horizon: int = _field(2000, "PES / ES: longest trajectory (inner steps).", lower_bound=1)
   num_pairs: int = _field(8, "PES / ES: antithetic particle pairs per meta-step (split over the "
                           "replicas: a multiple of their number).", lower_bound=1)
   sigma: float = _field(0.01, "PES / ES: standard deviation of the perturbations of the "
-                        "meta-parameters.")
+                        "meta-parameters.", number="positive")
   validation_horizon: Optional[int] = _field(None, "PES / ES: inner steps of a validation run "
                                              "(default: --max_horizon).", lower_bound=1)
   vectorized: bool = _field(True, "PES / ES: run the particles as one vectorised computation "
@@ -76,15 +77,7 @@ class PESConfig(truncation_config.TruncationConfig):
 
   def validate(self):
     """Raises ValueError naming the first bad field, with the allowed values."""
-    if self.estimator not in estimators.ESTIMATORS:
-      raise ValueError(f"`estimator` must be one of {list(estimators.ESTIMATORS)}. Received: "
-                       f"estimator={self.estimator!r}")
     super().validate()
-    base.check_positive_ints(self, ("min_horizon", "max_horizon", "num_pairs"))
-    if self.validation_horizon is not None:
-      base.check_positive_ints(self, ("validation_horizon",))
-    base.check_numbers(self, positive=("sigma",))
-    base.check_bools(self, ("vectorized",))
     if self.min_horizon > self.max_horizon:
       raise ValueError(f"`min_horizon` must be at most `max_horizon`. Received: min_horizon="
                        f"{self.min_horizon}, max_horizon={self.max_horizon}")
@@ -109,11 +102,8 @@ class PESTrainer(loop.MetaTrainer):
     family: a `keras_l2o.problems.ProblemFamily`, or a mixture of K families
       (`family.components`; `config.num_pairs` a multiple of K, one replica).
     config: a `PESConfig`.
-    save_dir: run directory (see `keras_l2o.run_directory`).
-    initial_meta_params: starting meta-parameters (default:
-      `rule.init_meta_params(config.seed)`).
-    extra_config: more JSON entries for `config.json`.
-    strategy: a `tf.distribute.Strategy` (default: the current one).
+    save_dir, initial_meta_params, extra_config, strategy: as for
+      `trainers.bptt.BPTTTrainer`.
 
   Example:
 

@@ -42,14 +42,5 @@ class TruncationConfig:
   seed: int = _field(0, "Seed of the meta-parameters and of the problem family.")
 
   def validate(self):
-    """Raises ValueError naming the first bad shared field, with the allowed values."""
-    base.check_positive_ints(self, ("num_steps", "unroll_length", "validation_every",
-                                    "validation_problems", "checkpoint_every", "log_every"))
-    base.check_numbers(self, positive=("meta_learning_rate", "learning_rate"))
-    if self.meta_clipnorm is not None:
-      base.check_numbers(self, positive=("meta_clipnorm",))
-    if self.patience is not None:
-      base.check_positive_ints(self, ("patience",))
-    if self.meta_objective not in META_OBJECTIVES:
-      raise ValueError(f"`meta_objective` must be one of {list(META_OBJECTIVES)}. Received: "
-                       f"meta_objective={self.meta_objective!r}")
+    """Raises ValueError naming the first bad field, with the allowed values (`base.check_fields`)."""
+    base.check_fields(self)

@@ -54,7 +54,8 @@ def _field(default, help_text: str, **metadata):
 @dataclasses.dataclass
 class BADMMConfig:
   """The fields both GPS trainers share (defaults: `GPSConfig`'s)."""
-  iterations: int = _field(10, "iterations (each samples every condition once).", flag=False)
+  iterations: int = _field(10, "iterations (each samples every condition once).", flag=False,
+                           lower_bound=1)
   num_conditions: int = _field(20, "M, training problems ('train' split, indices 0..M-1).",
                                lower_bound=1)
   samples_per_condition: int = _field(20, "N, trajectories per condition and iteration.",
@@ -105,28 +106,16 @@ class BADMMConfig:
 
   def validate(self):
     """Raises ValueError naming the first bad shared field, with what is allowed."""
-    base.check_bools(self, ("restore_best",))
-    base.check_positive_ints(self, (
-        "iterations", "num_conditions", "samples_per_condition", "horizon", "inner_iterations",
-        "eta_iterations", "policy_batch_size", "policy_steps", "validation_every",
-        "validation_problems"))
+    base.check_fields(self)
     if self.horizon < 2:
       raise ValueError(f"`horizon` must be at least 2 (the dynamics fit needs a transition). "
                        f"Received: horizon={self.horizon}")
-    base.check_numbers(
-        self, positive=("kl_step", "min_step_mult", "max_step_mult", "init_pol_wt",
-                        "policy_dual_rate", "min_eta", "max_eta", "policy_learning_rate",
-                        "learning_rate"),
-        non_negative=("dynamics_regularization", "policy_regularization", "weight_decay"))
     if self.min_step_mult > self.max_step_mult:
       raise ValueError(f"Need min_step_mult <= max_step_mult. Received: min_step_mult="
                        f"{self.min_step_mult}, max_step_mult={self.max_step_mult}")
     if self.min_eta >= self.max_eta:
       raise ValueError(f"Need min_eta < max_eta. Received: min_eta={self.min_eta}, "
                        f"max_eta={self.max_eta}")
-    if self.nu_mode not in NU_MODES:
-      raise ValueError(f"`nu_mode` must be one of {list(NU_MODES)}. Received: "
-                       f"nu_mode={self.nu_mode!r}")
     if not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
       raise ValueError(f"`seed` must be a non-negative integer. Received: seed={self.seed!r}")
 
@@ -155,12 +144,9 @@ class GPSConfig(BADMMConfig):
   def validate(self):
     """Raises ValueError naming the first bad field, with what is allowed."""
     super().validate()
-    base.check_positive_ints(self, ("max_clusters", "min_samples_per_cluster", "max_samples",
-                                    "em_iterations", "condition_batch"))
     if self.samples_per_condition < 2:
       raise ValueError("`samples_per_condition` must be at least 2 (a Gaussian fit needs "
                        f"spread). Received: samples_per_condition={self.samples_per_condition}")
-    base.check_numbers(self, positive=("prior_strength", "init_variance"))
     for name in ("momentum_rates", "momentum_values"):
       value = getattr(self, name)
       if not isinstance(value, (tuple, list)) or not value:
@@ -209,8 +195,6 @@ class GroupGPSConfig(BADMMConfig):
   def validate(self):
     """Raises ValueError naming the first bad field, with what is allowed."""
     super().validate()
-    base.check_positive_ints(self, ("coordinates_per_group",))
-    base.check_numbers(self, positive=("init_noise",))
     if not self.momentum_rates or any(not r > 0 for r in self.momentum_rates):
       raise ValueError("`momentum_rates` must be a non-empty tuple of positive numbers. "
                        f"Received: momentum_rates={self.momentum_rates!r}")
