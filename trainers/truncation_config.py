@@ -36,6 +36,8 @@ class TruncationConfig:
   patience: Optional[int] = _field(None, "Stop after this many validations without "
                                    "improvement.", lower_bound=1)
   checkpoint_every: int = _field(50, "Meta-steps between checkpoints.", lower_bound=1)
+  checkpoints_kept: int = _field(3, "Newest checkpoints kept in checkpoints/ (older ones are "
+                                 "deleted).", lower_bound=1)
   log_every: int = _field(10, "Meta-steps between metrics records.", lower_bound=1)
   learning_rate: float = _field(1.0, "Multiplier of the rule's output during meta-training.",
                                 number="positive")
