@@ -1,14 +1,16 @@
 """absl flags generated from a trainer configuration's dataclass fields.
 
-Each field of a trainer configuration (`trainers.bptt.BPTTConfig`,
-`trainers.pes.PESConfig`) is declared once, with its help in the field's
+Each field of a trainer configuration (those of `trainers.registry`:
+`trainers.bptt.BPTTConfig`, `trainers.pes.PESConfig`,
+`trainers.gps.config.GPSConfig` and `GroupGPSConfig`) is declared once, with its help in the field's
 metadata; this module makes the command line's flags from them:
 
 * the flag's name is the field's name, its type follows the annotation
   (`int`, `float`, `bool`, `str`, `Optional[...]` of these);
 * its default is the field's default, or `metadata["flag_default"]` where the
   command line's differs (`None`: the problem's default, see
-  `scripts.meta_train_defaults`);
+  `scripts.meta_train_defaults`, or for a field the flags do not set otherwise,
+  the chosen configuration's own default);
 * `metadata["help"]` is its help, `metadata["choices"]` makes it an enum,
   `metadata["lower_bound"]` bounds an integer, `metadata["number"]`
   (`"positive"` or `"non_negative"`) validates a float;
@@ -96,19 +98,29 @@ def define_config_flags(config_class, flag_values=FLAGS) -> tuple:
   return tuple(defined)
 
 
-def config_from_flags(config_class, values, **overrides):
-  """A `config_class` from flag values (`values[name]`), with `overrides` taking precedence.
+def given_values(config_class, values, exclude=()) -> dict:
+  """The fields of `config_class` that flag values (`values[name]`) set, as keyword arguments.
 
-  A `zero_is_none` field's 0 (or None) becomes None; a field without a flag
-  takes its default unless overridden.
+  A `zero_is_none` field's 0 (or None) becomes None; another field's None
+  (its flag unset, default None) is left out, so that the field keeps its
+  default. Fields in `exclude` are left out.
   """
   kwargs = {}
   for field in flag_fields(config_class):
-    if field.name in overrides:
+    if field.name in exclude:
       continue
     value = values[field.name]
     if field.metadata.get("zero_is_none"):
       value = value or None
+    elif value is None:
+      continue
     kwargs[field.name] = value
-  kwargs.update(overrides)
-  return config_class(**kwargs)
+  return kwargs
+
+
+def config_from_flags(config_class, values, **overrides):
+  """A `config_class` from flag values (`values[name]`), with `overrides` taking precedence.
+
+  See `given_values`; a field without a flag takes its default unless overridden.
+  """
+  return config_class(**given_values(config_class, values, exclude=overrides), **overrides)

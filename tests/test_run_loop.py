@@ -187,6 +187,60 @@ class ConfigFlagsTest(tf.test.TestCase):
         num_steps=3, horizon=20, validation_every=1, validation_problems=1)
     self.assertIsNone(off.meta_clipnorm)
 
+  def test_registry_builds_every_trainer_from_its_entry(self):
+    from trainers import registry  # pylint: disable=g-import-not-at-top
+    self.assertEqual(registry.names(), ["bptt", "gps", "pes", "es"])
+    gps = registry.get("gps")
+    self.assertEqual((gps.default_rule, gps.step_field), ("gps_lstm", "iterations"))
+    self.assertEqual(gps.for_rule("gps_policy").trainer_class().__name__, "GPSTrainer")
+    self.assertEqual(gps.for_rule("gps_lstm").trainer_class().__name__, "GroupGPSTrainer")
+    self.assertEqual(registry.get("bptt").trainer_class("parameter_server").__name__,
+                     "AsyncBPTTTrainer")
+    self.assertEqual(dict(registry.get("es").fixed), {"estimator": "es"})
+    with self.assertRaisesRegex(ValueError, r"--trainer='nes' is not available\. Valid trainers: "
+                                "bptt, gps, pes, es\."):
+      registry.get("nes")
+    # Every field of every registered configuration that is a flag declares its help.
+    for config_class in registry.config_classes():
+      for field in config_flags.flag_fields(config_class):
+        self.assertIn("help", field.metadata, msg=f"{config_class.__name__}.{field.name}")
+
+  def test_fields_check_themselves_from_their_metadata(self):
+    from trainers.gps import config as gps_config  # pylint: disable=g-import-not-at-top
+    cases = [(bptt.BPTTConfig(time_weights="last"), r"`time_weights` must be one of "
+              r"\['uniform', 'increasing', 'final'\]\. Received: time_weights='last'"),
+             (bptt.BPTTConfig(meta_clipnorm=0.0), r"`meta_clipnorm` must be a positive number"),
+             (pes.PESConfig(validation_horizon=0), r"`validation_horizon` must be a positive "
+              r"integer\. Received: validation_horizon=0"),
+             (gps_config.GroupGPSConfig(init_noise=-1.0), r"`init_noise` must be a positive "
+              r"number\. Received: init_noise=-1\.0"),
+             (gps_config.GPSConfig(nu_mode="x"), r"`nu_mode` must be one of \['lm', 'default'\]")]
+    for config, message in cases:
+      with self.assertRaisesRegex(ValueError, message):
+        config.validate()
+    for config in (bptt.BPTTConfig(patience=None), pes.PESConfig(), gps_config.GPSConfig(),
+                   gps_config.GroupGPSConfig()):
+      config.validate()  # the defaults pass
+
+  def test_a_new_option_is_one_field(self):
+    # `checkpoints_kept` is declared once, in TruncationConfig: BPTT and PES get the flag,
+    # its check, its config.json entry, and the run loop keeps that many checkpoints.
+    values = flags.FlagValues()
+    config_flags.define_config_flags(bptt.BPTTConfig, flag_values=values)
+    values(["prog", "--checkpoints_kept=1"])
+    self.assertEqual(values["checkpoints_kept"].value, 1)
+    with self.assertRaisesRegex(ValueError, r"`checkpoints_kept` must be a positive integer\. "
+                                r"Received: checkpoints_kept=0"):
+      pes.PESConfig(checkpoints_kept=0).validate()
+    save_dir = os.path.join(self.get_temp_dir(), "kept")
+    config = bptt.BPTTConfig(num_steps=4, unroll_length=5, horizon=10, validation_every=4,
+                             validation_problems=1, checkpoint_every=1, checkpoints_kept=2)
+    bptt.BPTTTrainer(keras_l2o.rules.get("mlp", hidden_size=2),
+                     problems.get("quadratic", num_quadratics=2), config, save_dir).run()
+    state = tf.train.get_checkpoint_state(os.path.join(save_dir, "checkpoints"))
+    self.assertLen(state.all_model_checkpoint_paths, 2)
+    self.assertEqual(run_directory.read_config(save_dir)["bptt"]["checkpoints_kept"], 2)
+
 
 if __name__ == "__main__":
   tf.test.main()

@@ -102,6 +102,28 @@ def export_optimizer(save_dir, which, rule, meta_params, learning_rate):
   return path
 
 
+def meta_adam(config, variables):
+  """Keras Adam over the meta-parameter `variables`, at `config.meta_learning_rate`, clipped to
+  `config.meta_clipnorm` (global norm; None: off), built."""
+  optimizer = keras.optimizers.Adam(config.meta_learning_rate,
+                                    global_clipnorm=config.meta_clipnorm)
+  optimizer.build(variables)
+  return optimizer
+
+
+def initial_meta_params(rule, seed, given=None):
+  """`given` checked against `rule` (`keras_l2o.meta_params.validate`), or the rule's
+  initialisation from `seed`.
+
+  Raises:
+    ValueError: the rule has no meta-parameters to train, or `given` does not fit it.
+  """
+  from keras_l2o import meta_params as meta_params_lib  # pylint: disable=g-import-not-at-top
+  if not rule.is_learned:
+    raise ValueError(f"Rule {rule.name!r} has no meta-parameters to train.")
+  return rule.init_meta_params(seed) if given is None else meta_params_lib.validate(rule, given)
+
+
 def variables_like(nested, name):
   """Non-trainable float variables initialised from `nested` tensors."""
   return tf.nest.map_structure(lambda t: tf.Variable(t, trainable=False, name=name), nested)
@@ -143,6 +165,35 @@ def config_field(default, help_text: str, **metadata):
   if isinstance(default, (list, dict)):
     raise TypeError("A configuration default must be immutable (use a tuple).")
   return dataclasses.field(default=default, metadata={"help": help_text, **metadata})
+
+
+def check_fields(config):
+  """Checks every field of the dataclass `config` against its `config_field` metadata.
+
+  A field with `lower_bound` (1) must be a positive integer, one with `number`
+  a positive (`"positive"`, or a `zero_is_none` field) or non-negative number,
+  one with `choices` one of them, and a `bool` field True or False; a None
+  value of an `Optional` field is allowed. The same rules make the flags
+  (`scripts.config_flags`), so a field declares its check once.
+
+  Raises:
+    ValueError: naming the first field that breaks its rule, what it allows
+      and what it received.
+  """
+  for field in dataclasses.fields(config):
+    meta, value = field.metadata, getattr(config, field.name)
+    if value is None and (field.default is None or meta.get("zero_is_none")):
+      continue
+    if "lower_bound" in meta:
+      check_positive_ints(config, (field.name,))
+    if "number" in meta:
+      positive = meta["number"] == "positive" or meta.get("zero_is_none")
+      check_numbers(config, **{"positive" if positive else "non_negative": (field.name,)})
+    if "choices" in meta and value not in meta["choices"]:
+      raise ValueError(f"`{field.name}` must be one of {list(meta['choices'])}. Received: "
+                       f"{field.name}={value!r}")
+    if field.type in (bool, "bool"):
+      check_bools(config, (field.name,))
 
 
 def check_positive_ints(config, names):

@@ -25,50 +25,37 @@ import functools
 import math
 from typing import Optional
 
-import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_l2o import meta_params as meta_params_lib
 from keras_l2o import run_directory
 from keras_l2o import unroll as unroll_lib
 from keras_l2o.native import lstm_cells as native_lstm_cells
 from trainers import base
+from trainers import bptt_objective
+from trainers import bptt_slots
 from trainers import checkpointing
 from trainers import loop
+from trainers import truncation_config
 
-META_OBJECTIVES = ("sum", "log_ratio")
-TIME_WEIGHTS = ("uniform", "increasing", "final")
 _field = base.config_field
+META_OBJECTIVES = bptt_objective.META_OBJECTIVES
+TIME_WEIGHTS = bptt_objective.TIME_WEIGHTS
+time_weights = bptt_objective.time_weights
+meta_loss = bptt_objective.meta_loss
 
 
 @dataclasses.dataclass
-class BPTTConfig:
-  """Configuration of `BPTTTrainer` (defaults follow Andrychowicz et al.)."""
-  num_steps: int = _field(1000, "Meta-gradient steps (truncations).", lower_bound=1,
-                          flag_default=None)
-  unroll_length: int = _field(20, "Optimizer steps per truncation.", lower_bound=1)
+class BPTTConfig(truncation_config.TruncationConfig):
+  """Configuration of `BPTTTrainer` (defaults follow Andrychowicz et al.).
+
+  The fields shared with PES / ES are `trainers.truncation_config.TruncationConfig`'s.
+  """
   horizon: int = _field(100, "Optimizer steps per problem (a multiple of --unroll_length; "
                         "default: the problem's horizon).", lower_bound=1, flag_default=None)
-  meta_learning_rate: float = _field(1e-3, "Adam learning rate of the meta-parameters.",
-                                     number="positive")
-  meta_clipnorm: Optional[float] = _field(1.0, "Global-norm clip of the meta-gradient (0: off).",
-                                          number="non_negative", zero_is_none=True)
   second_derivatives: bool = _field(False, "Keep second derivatives (exact meta-gradient).")
-  meta_objective: str = _field("sum", "Meta-loss form.", choices=META_OBJECTIVES)
   time_weights: str = _field("uniform", "Weights of the losses in a truncation.",
                              choices=TIME_WEIGHTS)
-  validation_every: int = _field(100, "Meta-steps between validations.", lower_bound=1,
-                                 flag_default=None)
-  validation_problems: int = _field(8, "Held-out problems per validation.", lower_bound=1,
-                                    flag_default=None)
-  patience: Optional[int] = _field(None, "Stop after this many validations without "
-                                   "improvement.", lower_bound=1)
-  checkpoint_every: int = _field(50, "Meta-steps between checkpoints.", lower_bound=1)
-  log_every: int = _field(10, "Meta-steps between metrics records.", lower_bound=1)
-  learning_rate: float = _field(1.0, "Multiplier of the rule's output during meta-training.",
-                                number="positive")
-  seed: int = _field(0, "Seed of the meta-parameters and of the problem family.")
   problems_per_replica: int = _field(1, "Trajectories each replica unrolls per meta-step; the "
                                      "meta-batch is replicas x this.", lower_bound=1)
   # Differentiate the rule through native CPU kernels where one exists (the
@@ -83,72 +70,13 @@ class BPTTConfig:
 
   def validate(self):
     """Raises ValueError naming the first bad field, with the allowed values."""
-    positive = ("num_steps", "unroll_length", "horizon", "validation_every",
-                "validation_problems", "checkpoint_every", "log_every", "problems_per_replica")
-    base.check_positive_ints(self, positive)
+    super().validate()
     if self.horizon % self.unroll_length:
       raise ValueError(f"`horizon` must be a multiple of `unroll_length`. Received: horizon="
                        f"{self.horizon}, unroll_length={self.unroll_length}")
-    if not self.meta_learning_rate > 0:
-      raise ValueError("`meta_learning_rate` must be positive. Received: meta_learning_rate="
-                       f"{self.meta_learning_rate!r}")
-    if self.meta_clipnorm is not None and not self.meta_clipnorm > 0:
-      raise ValueError("`meta_clipnorm` must be positive or None. Received: meta_clipnorm="
-                       f"{self.meta_clipnorm!r}")
-    if self.meta_objective not in META_OBJECTIVES:
-      raise ValueError(f"`meta_objective` must be one of {list(META_OBJECTIVES)}. Received: "
-                       f"meta_objective={self.meta_objective!r}")
-    if self.time_weights not in TIME_WEIGHTS:
-      raise ValueError(f"`time_weights` must be one of {list(TIME_WEIGHTS)}. Received: "
-                       f"time_weights={self.time_weights!r}")
-    if not isinstance(self.native_kernels, bool):
-      raise ValueError(f"`native_kernels` must be True or False. Received: "
-                       f"native_kernels={self.native_kernels!r}")
-    if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
-      raise ValueError(f"`patience` must be a positive integer or None. Received: "
-                       f"patience={self.patience!r}")
 
 
-def time_weights(kind: str, length: int) -> np.ndarray:
-  """The weights w_1..w_T of the meta-loss over one truncation."""
-  if kind == "uniform":
-    return np.ones(length)
-  if kind == "increasing":
-    return np.arange(1, length + 1) / length
-  if kind == "final":
-    return np.eye(length)[-1]
-  raise ValueError(f"Unknown time weights {kind!r}. Valid: {list(TIME_WEIGHTS)}.")
-
-
-def meta_loss(losses, final_loss, weights, objective: str = "sum", eps: float = 1e-12):
-  """The meta-objective of one truncation.
-
-  Args:
-    losses: `[T]` losses before each update (`losses[0]` does not depend on
-      this truncation's updates).
-    final_loss: the loss after the last update.
-    weights: `[T]` weights of f(theta_1) .. f(theta_T).
-    objective: `"sum"`: sum_t w_t f(theta_t) / sum_t w_t; `"log_ratio"`:
-      sum_t w_t (log f(theta_t) - log f(theta_0)) / sum_t w_t, which is
-      invariant to the scale of f (Wichrowska et al. 2017).
-    eps: added inside the logs.
-
-  Returns:
-    A scalar.
-  """
-  after = unroll_lib.losses_after_updates(losses, final_loss)
-  weights = tf.cast(weights, after.dtype)
-  if objective == "sum":
-    values = after
-  elif objective == "log_ratio":
-    start = tf.stop_gradient(losses[0])
-    values = tf.math.log(after + eps) - tf.math.log(start + eps)
-  else:
-    raise ValueError(f"Unknown meta objective {objective!r}. Valid: {list(META_OBJECTIVES)}.")
-  return tf.reduce_sum(weights * values) / tf.reduce_sum(weights)
-
-
-class BPTTTrainer(loop.MetaTrainer):
+class BPTTTrainer(bptt_slots.TrajectorySlots, loop.MetaTrainer):
   """Truncated-BPTT meta-trainer of a rule on a problem family.
 
   Args:
@@ -184,8 +112,7 @@ class BPTTTrainer(loop.MetaTrainer):
   def __init__(self, rule, family, config: BPTTConfig, save_dir: str, initial_meta_params=None,
                extra_config: Optional[dict] = None, strategy=None):
     self._init_run(rule, family, config, save_dir, strategy, extra_config)
-    if not self.rule.is_learned:
-      raise ValueError(f"Rule {self.rule.name!r} has no meta-parameters to train.")
+    initial = base.initial_meta_params(self.rule, config.seed, initial_meta_params)
     # The rule the unrolls (meta-gradient and validation) run: with native kernels where possible.
     self.unroll_rule = (native_lstm_cells.for_meta_training(self.rule) if config.native_kernels
                         else self.rule)
@@ -200,36 +127,17 @@ class BPTTTrainer(loop.MetaTrainer):
                        f"meta-trained over {self.num_replicas} replicas (their parameter shapes "
                        "differ between replicas). Use one family per run under a strategy, or "
                        "raise problems_per_replica on one device.")
-    initial = (self.rule.init_meta_params(config.seed) if initial_meta_params is None else
-               meta_params_lib.validate(self.rule, initial_meta_params))
     self._init_meta(initial, self._make_meta_optimizer)
     self.global_step = self.step_counter
-    self.next_trajectory = tf.Variable(self.meta_batch, dtype=tf.int64, trainable=False)
-    # Slot j of the meta-batch runs training problems trajectory_index[j]; a
-    # slot whose trajectory ends takes the next unused index (next_trajectory).
-    self.trajectory_index = tf.Variable(np.arange(self.meta_batch), dtype=tf.int64,
-                                        trainable=False)
-    self.trajectory_step = tf.Variable(np.zeros(self.meta_batch), dtype=tf.int64,
-                                       trainable=False)
-    stores, self._state_types = {}, []
-    for k, component in enumerate(self.components):
-      problem = component.sample("train", 0)
-      start = unroll_lib.init_state(self.rule, component, problem.tensors)
-      stores[str(k)] = {"params": start.params,
-                        "rule_state": [tuple(s) for s in start.rule_state]}
-      self._state_types.append([type(s) for s in start.rule_state])
-    self.trajectory_vars = base.variables_like(
-        {str(j): stores for j in range(self.meta_batch)}, "trajectory")
+    self._init_slots()
     self._init_checkpoint(
         meta_optimizer=self.meta_optimizer, trajectory=self.trajectory_vars,
         trajectory_step=self.trajectory_step, trajectory_index=self.trajectory_index,
         next_trajectory=self.next_trajectory)
     self._weights = time_weights(config.time_weights, config.unroll_length)
-    self._problem_cache = {}
     self._meta_step_fns = [tf.function(functools.partial(self._meta_step, c))
                            for c in self.components]
     self._validate_fns = {}
-    self._trajectory_fns = {}
     self._batch_step_fns = {}
     self._apply_meta_gradient_fn = None
 
@@ -239,69 +147,7 @@ class BPTTTrainer(loop.MetaTrainer):
 
   def _make_meta_optimizer(self):
     """Keras Adam over the meta-parameters (created in the strategy's scope)."""
-    optimizer = keras.optimizers.Adam(self.config.meta_learning_rate,
-                                      global_clipnorm=self.config.meta_clipnorm)
-    optimizer.build(self._flat_meta)
-    return optimizer
-
-  # ------------------------------------------------------------ problems --
-  def _problem(self, split, index):
-    key = (split, int(index))
-    if key not in self._problem_cache:
-      if len(self._problem_cache) > 64 + 2 * self.meta_batch:
-        self._problem_cache.clear()
-      self._problem_cache[key] = self.family.sample(split, int(index))
-    return self._problem_cache[key]
-
-  def _component(self, index) -> int:
-    return self.family.component_of(int(index)) if len(self.components) > 1 else 0
-
-  def _slot_component(self, slot) -> int:
-    if len(self.components) == 1:  # (spares a variable read per call)
-      return 0
-    return self._component(self.trajectory_index[slot])
-
-  def _trajectory_io(self, slot, k):
-    """Traced `(read, write)` of slot `slot`'s trajectory variables for component `k`.
-
-    One graph call each instead of an eager op per variable (about 2 ms per
-    meta-step on the quadratic setup); the same values.
-    """
-    key = (slot, k)
-    if key not in self._trajectory_fns:
-      store = self.trajectory_vars[str(slot)][str(k)]
-      targets = tf.nest.flatten(store)
-
-      def read():
-        return ([tf.convert_to_tensor(v) for v in store["params"]],
-                [[tf.convert_to_tensor(v) for v in s] for s in store["rule_state"]],
-                tf.convert_to_tensor(self.trajectory_step[slot]))
-
-      def write(values, step):
-        for var, value in zip(targets, values):
-          var.assign(value)
-        self.trajectory_step[slot].assign(step)
-
-      self._trajectory_fns[key] = (tf.function(read), tf.function(write))
-    return self._trajectory_fns[key]
-
-  def _read_trajectory(self, slot):
-    k = self._slot_component(slot)
-    params, states, step = self._trajectory_io(slot, k)[0]()
-    return unroll_lib.UnrollState(
-        params, [t(*s) for t, s in zip(self._state_types[k], states)], step)
-
-  def _write_trajectory(self, slot, state):
-    k = self._slot_component(slot)
-    values = {"params": state.params, "rule_state": [tuple(s) for s in state.rule_state]}
-    self._trajectory_io(slot, k)[1](tf.nest.flatten(values), state.step)
-
-  def _start_trajectory(self, slot):
-    index = int(self.trajectory_index[slot])
-    k = self._component(index)
-    problem = self._problem("train", index)
-    self._write_trajectory(slot, unroll_lib.init_state(self.rule, self.components[k],
-                                                       problem.tensors))
+    return base.meta_adam(self.config, self._flat_meta)
 
   # ---------------------------------------------------------- meta-step --
   def _meta_step(self, family, tensors, state):

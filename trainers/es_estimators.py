@@ -122,6 +122,43 @@ def _batches(family, tensors, steps, copies):
   return tile(batches, copies)
 
 
+def _particle_step(rule, family, state_types, learning_rate):
+  """One inner step of one particle, `(meta, tensors, params, rule_state, step, batch) ->
+  (loss, params, rule_state)`, for `_map` over the particles."""
+
+  def particle_step(args):
+    meta, tensor, params, rule_state, step, batch = args
+    loss, grads = unroll_lib.losses_and_grads(family, tensor, params, batch)
+    rule_state = [t(*s) for t, s in zip(state_types, rule_state)]
+    params, rule_state = unroll_lib.rule_steps(rule, meta, grads, params, rule_state, step,
+                                               learning_rate, loss)
+    return loss, params, [tuple(s) for s in rule_state]
+
+  return particle_step
+
+
+def _truncation_values(losses, final, particles, objective):
+  """Each particle's meta-loss over a truncation, and its trajectory's initial loss.
+
+  Args:
+    losses: `[K, P]` f(theta_t) before each update.
+    final: `[P]` the loss after the last update.
+    particles: where the particles started (`step` 0: a fresh trajectory).
+    objective: `"sum"` or `"log_ratio"`.
+
+  Returns:
+    `(values [P], init_loss [P])`.
+  """
+  after = tf.concat([losses[1:], final[None]], axis=0)  # f(theta_{t+1}) after each update
+  init_loss = tf.where(particles.step == 0, losses[0], particles.init_loss)
+  if objective == "sum":
+    values = tf.reduce_mean(after, axis=0)
+  else:
+    values = tf.reduce_mean(tf.math.log(after + LOG_EPS), axis=0) - tf.math.log(
+        init_loss + LOG_EPS)
+  return values, init_loss
+
+
 def run_truncation(rule, family, meta_params, tensors, particles: Particles, num_steps: int,
                    learning_rate=1.0, objective: str = "sum", vectorized: bool = True):
   """Runs every particle `num_steps` inner steps with its own meta-parameters.
@@ -157,14 +194,7 @@ def run_truncation(rule, family, meta_params, tensors, particles: Particles, num
   copies = count // problems
   particle_tensors = tile(tensors, copies)
   state_types = [type(s) for s in particles.rule_state]
-
-  def particle_step(args):
-    meta, tensor, params, rule_state, step, batch = args
-    loss, grads = unroll_lib.losses_and_grads(family, tensor, params, batch)
-    rule_state = [t(*s) for t, s in zip(state_types, rule_state)]
-    params, rule_state = unroll_lib.rule_steps(rule, meta, grads, params, rule_state, step,
-                                               learning_rate, loss)
-    return loss, params, [tuple(s) for s in rule_state]
+  particle_step = _particle_step(rule, family, state_types, learning_rate)
 
   def body(i, params, rule_state, history):
     steps = particles.step + tf.cast(i, tf.int64)
@@ -184,13 +214,7 @@ def run_truncation(rule, family, meta_params, tensors, particles: Particles, num
   final = _map(lambda a: family.loss(a[0], a[1], a[2]), (particle_tensors, params, batch),
                vectorized)
   losses = history.stack()  # [K, P]: f(theta_t) before each update
-  after = tf.concat([losses[1:], final[None]], axis=0)  # f(theta_{t+1}) after each update
-  init_loss = tf.where(particles.step == 0, losses[0], particles.init_loss)
-  if objective == "sum":
-    values = tf.reduce_mean(after, axis=0)
-  else:
-    values = tf.reduce_mean(tf.math.log(after + LOG_EPS), axis=0) - tf.math.log(
-        init_loss + LOG_EPS)
+  values, init_loss = _truncation_values(losses, final, particles, objective)
   new = Particles(params, [t(*s) for t, s in zip(state_types, rule_state)], end, init_loss)
   return values, tf.reduce_mean(losses, axis=0), new
 

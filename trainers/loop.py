@@ -46,7 +46,7 @@ class MetaTrainer:
     step_variable: the checkpoint key of the meta-step counter.
     early_stopping: whether the run checkpoints the early-stopping and
       non-finite counters (trainers whose configuration has `patience`).
-    max_to_keep: checkpoints kept.
+    max_to_keep: checkpoints kept, unless the configuration has `checkpoints_kept`.
   """
 
   name = None
@@ -106,7 +106,7 @@ class MetaTrainer:
     self.checkpoint = tf.train.Checkpoint(**shared, **state)
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, os.path.join(self.save_dir, run_directory.CHECKPOINTS_DIR),
-        max_to_keep=self.max_to_keep)
+        max_to_keep=getattr(self.config, "checkpoints_kept", self.max_to_keep))
 
   # ------------------------------------------------ what a trainer supplies --
   def start(self):

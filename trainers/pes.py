@@ -33,16 +33,15 @@ import math
 import time
 from typing import Optional
 
-import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from keras_l2o import meta_params as meta_params_lib
 from keras_l2o import run_directory
 from trainers import base
 from trainers import es_estimators as estimators
 from trainers import loop
+from trainers import truncation_config
 
 _field = base.config_field
 _LENGTH_SEED = 18  # mixed into the seed of trajectory lengths
@@ -51,64 +50,37 @@ _SIGNED = ("params", "rule_state", "init_loss", "values", "mean_losses")
 
 
 @dataclasses.dataclass
-class PESConfig:
-  """Configuration of `PESTrainer` (defaults near Celo2's PES setup, GENERAL.md)."""
-  estimator: str = _field("pes", "The estimator (set by --trainer).", flag=False)
-  num_steps: int = _field(1000, "Meta-gradient steps (truncations).", lower_bound=1,
-                          flag_default=None)
-  unroll_length: int = _field(20, "Optimizer steps per truncation.", lower_bound=1)
+class PESConfig(truncation_config.TruncationConfig):
+  """Configuration of `PESTrainer` (defaults near Celo2's PES setup, GENERAL.md).
+
+  The fields shared with BPTT are `trainers.truncation_config.TruncationConfig`'s.
+  """
+  # (the command line's default is BPTT's 1e-3, the flag shared with it)
+  meta_learning_rate: float = _field(3e-4, "Adam learning rate of the meta-parameters.",
+                                     number="positive", flag_default=1e-3)
+  validation_problems: int = _field(4, "Held-out problems per validation.", lower_bound=1,
+                                    flag_default=None)
+  estimator: str = _field("pes", "The estimator (set by --trainer).", flag=False,
+                          choices=estimators.ESTIMATORS)
   min_horizon: int = _field(100, "PES / ES: shortest trajectory (inner steps); lengths are "
                             "log-uniform in [min_horizon, max_horizon].", lower_bound=1)
   max_horizon: int = _field(2000, "PES / ES: longest trajectory (inner steps).", lower_bound=1)
   num_pairs: int = _field(8, "PES / ES: antithetic particle pairs per meta-step (split over the "
                           "replicas: a multiple of their number).", lower_bound=1)
   sigma: float = _field(0.01, "PES / ES: standard deviation of the perturbations of the "
-                        "meta-parameters.")
-  # (the command line's default is BPTT's 1e-3, the flag shared with it)
-  meta_learning_rate: float = _field(3e-4, "Adam learning rate of the meta-parameters.",
-                                     number="positive", flag_default=1e-3)
-  meta_clipnorm: Optional[float] = _field(1.0, "Global-norm clip of the meta-gradient (0: off).",
-                                          number="non_negative", zero_is_none=True)
-  meta_objective: str = _field("sum", "Meta-loss form.", choices=estimators.OBJECTIVES)
-  validation_every: int = _field(100, "Meta-steps between validations.", lower_bound=1,
-                                 flag_default=None)
-  validation_problems: int = _field(4, "Held-out problems per validation.", lower_bound=1,
-                                    flag_default=None)
+                        "meta-parameters.", number="positive")
   validation_horizon: Optional[int] = _field(None, "PES / ES: inner steps of a validation run "
                                              "(default: --max_horizon).", lower_bound=1)
-  patience: Optional[int] = _field(None, "Stop after this many validations without "
-                                   "improvement.", lower_bound=1)
-  checkpoint_every: int = _field(50, "Meta-steps between checkpoints.", lower_bound=1)
-  log_every: int = _field(10, "Meta-steps between metrics records.", lower_bound=1)
-  learning_rate: float = _field(1.0, "Multiplier of the rule's output during meta-training.",
-                                number="positive")
-  seed: int = _field(0, "Seed of the meta-parameters and of the problem family.")
   vectorized: bool = _field(True, "PES / ES: run the particles as one vectorised computation "
                             "(False: a loop over them inside the graph; same numbers up to "
                             "rounding, slower).")
 
   def validate(self):
     """Raises ValueError naming the first bad field, with the allowed values."""
-    base.check_positive_ints(self, ("num_steps", "unroll_length", "min_horizon", "max_horizon",
-                                    "num_pairs", "validation_every", "validation_problems",
-                                    "checkpoint_every", "log_every"))
-    if self.validation_horizon is not None:
-      base.check_positive_ints(self, ("validation_horizon",))
-    base.check_numbers(self, positive=("sigma", "meta_learning_rate", "learning_rate"))
-    base.check_bools(self, ("vectorized",))
-    if self.estimator not in estimators.ESTIMATORS:
-      raise ValueError(f"`estimator` must be one of {list(estimators.ESTIMATORS)}. Received: "
-                       f"estimator={self.estimator!r}")
-    if self.meta_objective not in estimators.OBJECTIVES:
-      raise ValueError(f"`meta_objective` must be one of {list(estimators.OBJECTIVES)}. "
-                       f"Received: meta_objective={self.meta_objective!r}")
+    super().validate()
     if self.min_horizon > self.max_horizon:
       raise ValueError(f"`min_horizon` must be at most `max_horizon`. Received: min_horizon="
                        f"{self.min_horizon}, max_horizon={self.max_horizon}")
-    if self.meta_clipnorm is not None:
-      base.check_numbers(self, positive=("meta_clipnorm",))
-    if self.patience is not None:
-      base.check_positive_ints(self, ("patience",))
 
 
 def trajectory_length(config: PESConfig, index: int, first: bool) -> int:
@@ -130,11 +102,8 @@ class PESTrainer(loop.MetaTrainer):
     family: a `keras_l2o.problems.ProblemFamily`, or a mixture of K families
       (`family.components`; `config.num_pairs` a multiple of K, one replica).
     config: a `PESConfig`.
-    save_dir: run directory (see `keras_l2o.run_directory`).
-    initial_meta_params: starting meta-parameters (default:
-      `rule.init_meta_params(config.seed)`).
-    extra_config: more JSON entries for `config.json`.
-    strategy: a `tf.distribute.Strategy` (default: the current one).
+    save_dir, initial_meta_params, extra_config, strategy: as for
+      `trainers.bptt.BPTTTrainer`.
 
   Example:
 
@@ -155,8 +124,7 @@ class PESTrainer(loop.MetaTrainer):
   def __init__(self, rule, family, config: PESConfig, save_dir: str, initial_meta_params=None,
                extra_config: Optional[dict] = None, strategy=None):
     self._init_run(rule, family, config, save_dir, strategy, extra_config)
-    if not self.rule.is_learned:
-      raise ValueError(f"Rule {self.rule.name!r} has no meta-parameters to train.")
+    initial = base.initial_meta_params(self.rule, config.seed, initial_meta_params)
     self.components = list(getattr(family, "components", [family]))
     k = len(self.components)
     if k > 1 and (config.num_pairs % k or self.num_replicas > 1):
@@ -166,8 +134,6 @@ class PESTrainer(loop.MetaTrainer):
     if config.num_pairs % self.num_replicas:
       raise ValueError(f"`num_pairs` must be a multiple of the number of replicas "
                        f"({self.num_replicas}). Received: num_pairs={config.num_pairs}")
-    initial = (self.rule.init_meta_params(config.seed) if initial_meta_params is None else
-               meta_params_lib.validate(self.rule, initial_meta_params))
     self._init_meta(initial, self._make_meta_optimizer)
     self.global_step = self.step_counter
     self._state_types = []
@@ -190,10 +156,7 @@ class PESTrainer(loop.MetaTrainer):
     return self.config.estimator
 
   def _make_meta_optimizer(self):
-    optimizer = keras.optimizers.Adam(self.config.meta_learning_rate,
-                                      global_clipnorm=self.config.meta_clipnorm)
-    optimizer.build(self._flat_meta)
-    return optimizer
+    return base.meta_adam(self.config, self._flat_meta)
 
   def _make_bank(self, b, n, initial):
     """The carried state of `n` pairs on problems of component `b`."""

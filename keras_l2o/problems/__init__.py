@@ -105,6 +105,37 @@ def get(name, **config) -> ProblemFamily:
   return _REGISTRY[name](**config)
 
 
+def meta_train_defaults(name: str) -> dict:
+  """The defaults `keras-l2o-meta-train` gives the unset settings of problem `name`.
+
+  They live on the family class (`ProblemFamily.meta_train_defaults`); a
+  registered `functools.partial` passes its fixed keywords (e.g. the dataset).
+
+  Args:
+    name: a registered problem name.
+
+  Returns:
+    A new dict (see `ProblemFamily.meta_train_defaults`).
+
+  Raises:
+    ValueError: for an unknown name.
+
+  Example:
+
+  >>> from keras_l2o import problems
+  >>> problems.meta_train_defaults("digits_mlp")["num_steps"]
+  1000
+  """
+  if name not in _REGISTRY:
+    raise ValueError(f"Unknown problem {name!r}. Valid problems: {', '.join(names())}.")
+  factory = _REGISTRY[name]
+  keywords = {}
+  if isinstance(factory, functools.partial):
+    factory, keywords = factory.func, dict(factory.keywords)
+  method = getattr(factory, "meta_train_defaults", None)
+  return method(**keywords) if method is not None else {}
+
+
 register("quadratic", Quadratic)
 register("mnist_mlp", functools.partial(MLPFamily, dataset="mnist"))
 register("digits_mlp", functools.partial(MLPFamily, dataset="digits"))
@@ -118,4 +149,4 @@ register("neural_art", NeuralArtFamily)
 __all__ = ["ClassifierFamily", "ConvFamily", "GeneralTasks", "KerasModelFamily", "LogisticRegression",
            "MLPFamily", "NeuralArtFamily", "Problem", "ProblemFamily", "Quadratic",
            "RobustLinearRegression",
-           "SPLITS", "TwoLayerNet", "config_names", "get", "names", "problem_seed", "register"]
+           "SPLITS", "TwoLayerNet", "config_names", "get", "meta_train_defaults", "names", "problem_seed", "register"]

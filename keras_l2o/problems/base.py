@@ -68,6 +68,25 @@ class ProblemFamily(abc.ABC):
     self.seed = int(seed)
     self._config = dict(config)
 
+  @classmethod
+  def meta_train_defaults(cls, **registered) -> dict:
+    """Defaults of `keras-l2o-meta-train`'s settings a user did not set, for this family.
+
+    Keys are settings (`num_steps`, `validation_every`, `validation_problems`,
+    `problem_config`, ...); a trainer's own entry (e.g. `"gps": {...}`, or
+    `"bptt": {"intra_op_threads": 1}`) overrides them under that trainer.
+    Thread-pool sizes are read from the trainer entries only.
+
+    Args:
+      **registered: the keywords the registry fixes (e.g. `dataset="mnist"`
+        for `mnist_mlp`).
+
+    Returns:
+      A new dict (empty: the command line's own defaults).
+    """
+    del registered
+    return {}
+
   def get_config(self) -> dict:
     """JSON-serialisable configuration (the family seed included)."""
     return {"seed": self.seed, **self._config}

@@ -47,6 +47,11 @@ class ConvFamily(mlp.ClassifierFamily):
 
   name = "conv"
 
+  @classmethod
+  def meta_train_defaults(cls, **registered) -> dict:
+    # (conv rounds differently with one thread per op, so it keeps TensorFlow's pools.)
+    return {"num_steps": 500, "validation_every": 100, "validation_problems": 4}
+
   def __init__(self, seed: int = 0, *, dataset: str = "digits", data_path: str = None,
                channels=(16, 16), kernel_size: int = 3, batch_size: int = 128,
                horizon: int = 100):

@@ -220,6 +220,18 @@ class MLPFamily(ClassifierFamily):
 
   name = "mnist_mlp"
 
+  @classmethod
+  def meta_train_defaults(cls, dataset: str = "mnist", **registered) -> dict:
+    defaults = {"num_steps": 1000, "validation_every": 100, "validation_problems": 4}
+    if dataset == "mnist":
+      # With --trainer=gps (rule gps_lstm): Li & Malik's P2 net, 48-48-10 ReLU on MNIST
+      # projected to 48 dimensions, batch 64, horizon 400.
+      defaults.update(bptt={"intra_op_threads": 1},
+                      gps={"num_steps": 20, "validation_every": 1, "problem_config": {
+                          "hidden_sizes": [48, 48], "activation": "relu", "batch_size": 64,
+                          "horizon": 400, "projection_dim": 48, "init_scale": "glorot"}})
+    return defaults
+
   def __init__(self, seed: int = 0, *, dataset: str = "mnist", data_path: str = None,
                hidden_sizes=(20,), activation: str = "sigmoid", batch_size: int = 128,
                init_scale=0.01, horizon: int = 100, projection_dim: Optional[int] = None):

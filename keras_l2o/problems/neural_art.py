@@ -93,6 +93,12 @@ class NeuralArtFamily(base.ProblemFamily):
   name = "neural_art"
   full_batch = True
 
+  @classmethod
+  def meta_train_defaults(cls, **registered) -> dict:
+    # 64x64 style transfer (issue 23): one thread per op keeps a run on one core.
+    return {"num_steps": 1200, "validation_every": 100, "validation_problems": 4,
+            "bptt": {"intra_op_threads": 1, "inter_op_threads": 1}}
+
   def __init__(self, seed: int = 0, *, image_size: int = 64, horizon: int = 100,
                content_weight: float = 1.0, style_weight: float = 1.0, init_noise: float = 0.1,
                held_out_styles: bool = True, train_styles: int = 12, validation_styles: int = 6,

@@ -153,6 +153,42 @@ def controller_step(gains, offsets, stddevs, group_ids, states, noise):
           + tf.gather(offsets, group_ids) + tf.gather(stddevs, group_ids) * noise)
 
 
+def _flat_initial_params(family, tensors):
+  """The problem's initial parameters as one flat float32 vector."""
+  return tf.concat([tf.reshape(tf.cast(p, tf.float32), [-1])
+                    for p in family.init_params(tensors)], 0)
+
+
+def _flat_objective(family, tensors, layout: GroupLayout):
+  """`(unflatten, value_and_grad)` of one problem over its flat parameter vector x."""
+
+  def unflatten(x):
+    parts = tf.split(x, list(layout.sizes))
+    return [tf.reshape(p, s) for p, s in zip(parts, layout.shapes)]
+
+  def value_and_grad(x, batch_t):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      loss = family.loss(tensors, unflatten(x), batch_t)
+    return loss, tape.gradient(loss, x)
+
+  return unflatten, value_and_grad
+
+
+def _step_curvature(family, tensors, unflatten, x, step, loss, grad, batch_t):
+  """The objective's curvature along `step` from x: 2 (f(x + step) - f - g.step) / |step|^2."""
+  squared = tf.reduce_sum(tf.square(step))
+  moved = family.loss(tensors, unflatten(x + step), batch_t)
+  return tf.math.divide_no_nan(2.0 * (moved - loss - tf.reduce_sum(grad * step)), squared)
+
+
+def _by_group(v, batch, horizon, num_groups, per_group):
+  """[B, T, G S, ...] -> [B, G, S, T, ...]."""
+  v = tf.reshape(v, tf.concat([[batch, horizon, num_groups, per_group], tf.shape(v)[3:]], 0))
+  perm = [0, 2, 3, 1] + list(range(4, v.shape.rank))
+  return tf.transpose(v, perm)
+
+
 def rollout(family, tensors, layout: GroupLayout, gains, offsets, stddevs, seeds, observer=None):
   """Runs len(seeds) trajectories of a linear-Gaussian group controller on one problem.
 
@@ -173,22 +209,12 @@ def rollout(family, tensors, layout: GroupLayout, gains, offsets, stddevs, seeds
   group_ids = tf.constant(layout.group_ids)
   tracked = tf.reshape(tf.constant(layout.tracked), [-1])
   num_groups, per_group = layout.tracked.shape
-  x0 = tf.concat([tf.reshape(tf.cast(p, tf.float32), [-1]) for p in family.init_params(tensors)],
-                 0)
-  dim = int(x0.shape[0])
-  batch = int(seeds.shape[0])
+  x0 = _flat_initial_params(family, tensors)
+  dim, batch = int(x0.shape[0]), int(seeds.shape[0])
   if observer is None:
     observer = policy_class.observer(coordinate_policy.CoordinatePolicyRule(), layout.sizes)
 
-  def unflatten(x):
-    parts = tf.split(x, list(layout.sizes))
-    return [tf.reshape(p, s) for p, s in zip(parts, layout.shapes)]
-
-  def value_and_grad(x, batch_t):
-    with tf.GradientTape() as tape:
-      tape.watch(x)
-      loss = family.loss(tensors, unflatten(x), batch_t)
-    return loss, tape.gradient(loss, x)
+  unflatten, value_and_grad = _flat_objective(family, tensors, layout)
 
   def one(seed):
     zeros = tf.zeros([dim])
@@ -206,10 +232,7 @@ def rollout(family, tensors, layout: GroupLayout, gains, offsets, stddevs, seeds
                                              previous_step, step_before, observer_state)
       noise = tf.random.stateless_normal([dim], seed=seed + tf.stack([0, t]))
       step = controller_step(gains[t], offsets[t], stddevs[t], group_ids, state, noise)
-      squared = tf.reduce_sum(tf.square(step))
-      moved = family.loss(tensors, unflatten(x + step), batch_t)
-      curvature = tf.math.divide_no_nan(
-          2.0 * (moved - loss - tf.reduce_sum(grad * step)), squared)
+      curvature = _step_curvature(family, tensors, unflatten, x, step, loss, grad, batch_t)
       arrays = [ta.write(t, v) for ta, v in zip(
           arrays, (tf.gather(state, tracked), tf.gather(step, tracked), tf.gather(obs, tracked),
                    loss, curvature))]
@@ -224,11 +247,7 @@ def rollout(family, tensors, layout: GroupLayout, gains, offsets, stddevs, seeds
   outs = [one(seeds[i]) for i in range(batch)]
   states, steps, obs, losses, curvatures = (tf.stack(v) for v in zip(*outs))
 
-  def by_group(v):  # [B, T, G S, ...] -> [B, G, S, T, ...]
-    v = tf.reshape(v, tf.concat([[batch, horizon, num_groups, per_group], tf.shape(v)[3:]], 0))
-    perm = [0, 2, 3, 1] + list(range(4, v.shape.rank))
-    return tf.transpose(v, perm)
-
+  by_group = lambda v: _by_group(v, batch, horizon, num_groups, per_group)  # noqa: E731
   return GroupRollout(by_group(states), by_group(steps), by_group(obs), losses, curvatures)
 
 

@@ -31,6 +31,25 @@ def _symmetrise(matrix):
   return 0.5 * (matrix + tf.linalg.matrix_transpose(matrix))
 
 
+def _posterior_moments(points, prior):
+  """The sample mean of `points` [..., N, D] and the covariance Sigma of `prior_regression`."""
+  count = tf.cast(tf.shape(points)[-2], _DTYPE)
+  mean = tf.reduce_mean(points, axis=-2)
+  centred = points - mean[..., tf.newaxis, :]
+  scatter = tf.linalg.matmul(centred, centred, transpose_a=True)  # N S_hat
+  if prior is None:
+    sigma = scatter / count
+  else:
+    mu0, phi, m, n0 = (tf.convert_to_tensor(v, _DTYPE) for v in prior)
+    m = m[..., tf.newaxis, tf.newaxis]
+    n0 = n0[..., tf.newaxis, tf.newaxis]
+    offset = mean - mu0
+    sigma = (scatter + phi
+             + count * m / (count + m) * offset[..., :, tf.newaxis] * offset[..., tf.newaxis, :])
+    sigma /= count + n0
+  return mean, _symmetrise(sigma)
+
+
 def prior_regression(points, input_dim, prior=None, regularization=1e-6):
   """Gaussian regression of y on z for points [z; y], with an optional prior.
 
@@ -67,21 +86,7 @@ def prior_regression(points, input_dim, prior=None, regularization=1e-6):
                      f"Received: input_dim={input_dim}")
   if regularization < 0:
     raise ValueError(f"`regularization` must be >= 0. Received: regularization={regularization}")
-  count = tf.cast(tf.shape(points)[-2], _DTYPE)
-  mean = tf.reduce_mean(points, axis=-2)
-  centred = points - mean[..., tf.newaxis, :]
-  scatter = tf.linalg.matmul(centred, centred, transpose_a=True)  # N S_hat
-  if prior is None:
-    sigma = scatter / count
-  else:
-    mu0, phi, m, n0 = (tf.convert_to_tensor(v, _DTYPE) for v in prior)
-    m = m[..., tf.newaxis, tf.newaxis]
-    n0 = n0[..., tf.newaxis, tf.newaxis]
-    offset = mean - mu0
-    sigma = (scatter + phi
-             + count * m / (count + m) * offset[..., :, tf.newaxis] * offset[..., tf.newaxis, :])
-    sigma /= count + n0
-  sigma = _symmetrise(sigma)
+  mean, sigma = _posterior_moments(points, prior)
   sigma_zz = sigma[..., :input_dim, :input_dim] + regularization * tf.eye(input_dim, dtype=_DTYPE)
   sigma_zy = sigma[..., :input_dim, input_dim:]
   chol = tf.linalg.cholesky(sigma_zz)

@@ -53,16 +53,16 @@ Example:
   1
 """
 
-import dataclasses
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from keras_l2o import run_directory
-from trainers import base
+from trainers.gps import config as gps_config
 from trainers.gps import coordinate_groups as groups_lib
 from trainers.gps import dynamics as dynamics_lib
+from trainers.gps import global_policy
 from trainers.gps import lqr
 from trainers.gps import policy_class
 from trainers.gps import policy_update
@@ -73,82 +73,7 @@ _F64 = tf.float64
 _SCALE_FLOOR = 1e-12
 
 
-@dataclasses.dataclass
-class GroupGPSConfig:
-  """Configuration of `GroupGPSTrainer`.
-
-  Attributes mean what they mean in `trainer.GPSConfig`, plus:
-    coordinates_per_group: S, coordinates of each group recorded per
-      trajectory (the LQG samples; the rest follow the same controller).
-    init_noise: the initial local policies' action standard deviation, in
-      units of the initial controller's step spread.
-    momentum_values: momenta of the initial controller's grid: 0 and the
-      gradient averages' decays (`coordinate_groups.GRADIENT_DECAYS`).
-    policy_batch_size: sequences per Adam step of the supervised fit (for
-      `gps_general`, rounded down to whole units of `coordinates_per_group`).
-  """
-  iterations: int = 8
-  num_conditions: int = 2
-  samples_per_condition: int = 5
-  coordinates_per_group: int = 64
-  horizon: int = 400
-  inner_iterations: int = 3
-  kl_step: float = 0.2
-  min_step_mult: float = 0.01
-  max_step_mult: float = 10.0
-  init_pol_wt: float = 0.01
-  policy_dual_rate: float = 0.2
-  nu_mode: str = "lm"
-  min_eta: float = 1e-8
-  max_eta: float = 1e16
-  eta_iterations: int = 20
-  dynamics_regularization: float = 1e-3
-  policy_regularization: float = 1e-6
-  init_noise: float = 0.3
-  momentum_rates: tuple = (0.03, 0.1, 0.3, 1.0, 3.0)
-  momentum_values: tuple = (0.0, 0.5, 0.9)
-  policy_learning_rate: float = 3e-3
-  policy_batch_size: int = 64
-  policy_steps: int = 100
-  weight_decay: float = 1e-4
-  validation_every: int = 1
-  validation_problems: int = 4
-  learning_rate: float = 1.0
-  seed: int = 0
-  restore_best: bool = True
-
-  def validate(self):
-    """Raises ValueError naming the first bad field, with what is allowed."""
-    base.check_bools(self, ("restore_best",))
-    base.check_positive_ints(self, (
-        "iterations", "num_conditions", "samples_per_condition", "coordinates_per_group",
-        "horizon", "inner_iterations", "eta_iterations", "policy_batch_size", "policy_steps",
-        "validation_every", "validation_problems"))
-    if self.horizon < 2:
-      raise ValueError(f"`horizon` must be at least 2 (the dynamics fit needs a transition). "
-                       f"Received: horizon={self.horizon}")
-    base.check_numbers(
-        self, positive=("kl_step", "min_step_mult", "max_step_mult", "init_pol_wt",
-                        "policy_dual_rate", "min_eta", "max_eta", "init_noise",
-                        "policy_learning_rate", "learning_rate"),
-        non_negative=("dynamics_regularization", "policy_regularization", "weight_decay"))
-    if self.min_step_mult > self.max_step_mult or self.min_eta >= self.max_eta:
-      raise ValueError("Need min_step_mult <= max_step_mult and min_eta < max_eta. Received: "
-                       f"step_mult range [{self.min_step_mult}, {self.max_step_mult}], eta range "
-                       f"[{self.min_eta}, {self.max_eta}]")
-    if self.nu_mode not in gps_trainer.NU_MODES:
-      raise ValueError(f"`nu_mode` must be one of {list(gps_trainer.NU_MODES)}. Received: "
-                       f"nu_mode={self.nu_mode!r}")
-    if not self.momentum_rates or any(not r > 0 for r in self.momentum_rates):
-      raise ValueError("`momentum_rates` must be a non-empty tuple of positive numbers. "
-                       f"Received: momentum_rates={self.momentum_rates!r}")
-    allowed = (0.0,) + groups_lib.GRADIENT_DECAYS
-    if not self.momentum_values or any(m not in allowed for m in self.momentum_values):
-      raise ValueError(f"`momentum_values` must be a non-empty tuple of values in {list(allowed)}"
-                       f" (0 and the decays of the state's gradient averages). Received: "
-                       f"momentum_values={self.momentum_values!r}")
-    if not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-      raise ValueError(f"`seed` must be a non-negative integer. Received: seed={self.seed!r}")
+GroupGPSConfig = gps_config.GroupGPSConfig
 
 
 class GroupGPSTrainer(gps_trainer.GPSTrainer):
@@ -178,7 +103,7 @@ class GroupGPSTrainer(gps_trainer.GPSTrainer):
     self.d_x, self.d_u = groups_lib.STATE_SIZE, 1
 
   def _trainable_variables(self):
-    return [v for path, v in gps_trainer._paths(self.meta_vars)  # pylint: disable=protected-access
+    return [v for path, v in global_policy.paths(self.meta_vars)
             if path[0] in policy_class.trainable_paths(self.rule)]
 
   def _make_gps_state(self) -> dict:
@@ -375,7 +300,7 @@ class GroupGPSTrainer(gps_trainer.GPSTrainer):
     config = self.config
     if not bool(self.normalizer_frozen) and "normalizer" in self.meta_vars:
       self._freeze_normalizer(observations)
-    mu_psi = gps_trainer._local_means(policy, states)  # pylint: disable=protected-access
+    mu_psi = global_policy.local_means(policy, states)
     targets, precisions, weights = policy_update.policy_targets(mu_psi, policy.G, self.lam,
                                                                 self.nu)
     weights = policy_update.normalise_weights(weights)  # [C, P, T]
@@ -414,7 +339,7 @@ class GroupGPSTrainer(gps_trainer.GPSTrainer):
 
   def _kl_to_policy(self, policy, states, policy_means):
     """KL(psi_t(.|s_i) || pi(.|o_i)) per sample (1-D Gaussians), [C, P, T]."""
-    mu_psi = gps_trainer._local_means(policy, states)[..., 0]  # pylint: disable=protected-access
+    mu_psi = global_policy.local_means(policy, states)[..., 0]
     var_psi = policy.G[:, None, :, 0, 0]
     var_pi = self._policy_variance_scaled()[:, :, None]
     return 0.5 * (tf.math.log(var_pi / var_psi) + (var_psi + tf.square(mu_psi

@@ -100,10 +100,15 @@ def _sizes(cost, dynamics):
   return d_x, d_xu - d_x, dynamics.F.shape[-3]
 
 
-def _backward(cost, dynamics, prev_policy, pi_lin, lam, nu, eta):
-  """Body of `backward_pass` on float64 tensors (lam, nu, eta already broadcast)."""
-  d_x, d_u, _ = _sizes(cost, dynamics)
-  batch_shape = tf.shape(nu)[:-1]
+def _scaled_cost(cost, prev_policy, pi_lin, lam, nu, eta, d_x):
+  """The modified cost of the backward pass, divided by eta + nu_t, and rho_t.
+
+  Returns:
+    `(matrix [..., T, dXU, dXU], vector [..., T, dXU], rho [..., T])`: the
+    cost minus the lambda term, plus eta times the KL to `prev_policy` and
+    nu_t times the KL to `pi_lin` (each where given), over eta + nu_t; and
+    rho_t = (eta + nu_{t+1}) / (eta + nu_t) (the last step's next is itself).
+  """
   eta_t = eta[..., tf.newaxis]  # [..., 1]
   scale = eta_t + nu  # [..., T]
   scale = tf.where(scale > 0.0, scale, tf.ones_like(scale))
@@ -121,7 +126,14 @@ def _backward(cost, dynamics, prev_policy, pi_lin, lam, nu, eta):
   matrix = matrix / scale[..., tf.newaxis, tf.newaxis]
   vector = vector / scale[..., tf.newaxis]
   rho = tf.concat([scale[..., 1:], scale[..., -1:]], axis=-1) / scale
+  return matrix, vector, rho
 
+
+def _backward(cost, dynamics, prev_policy, pi_lin, lam, nu, eta):
+  """Body of `backward_pass` on float64 tensors (lam, nu, eta already broadcast)."""
+  d_x, d_u, _ = _sizes(cost, dynamics)
+  batch_shape = tf.shape(nu)[:-1]
+  matrix, vector, rho = _scaled_cost(cost, prev_policy, pi_lin, lam, nu, eta, d_x)
   matrix = tf.broadcast_to(matrix, tf.concat([batch_shape, tf.shape(matrix)[-3:]], 0))
   vector = tf.broadcast_to(vector, tf.concat([batch_shape, tf.shape(vector)[-2:]], 0))
   transition = tf.broadcast_to(dynamics.F, tf.concat([batch_shape, tf.shape(dynamics.F)[-3:]], 0))
@@ -292,6 +304,37 @@ def _solve_prepared(args, max_eta, with_kl):
     delta = np.where(failed, 2.0 * delta, delta)
 
 
+def _check_eta_search(prev_policy, epsilon, min_eta, max_eta, max_iterations):
+  """Raises ValueError for `eta_search` arguments it cannot use; returns epsilon as float64."""
+  if prev_policy is None:
+    raise ValueError("eta_search needs prev_policy (the KL constraint is to psi_prev); "
+                     "received None.")
+  if not 0.0 < min_eta < max_eta:
+    raise ValueError(f"Need 0 < min_eta < max_eta; received min_eta={min_eta}, "
+                     f"max_eta={max_eta}.")
+  if max_iterations < 1:
+    raise ValueError(f"max_iterations must be >= 1; received {max_iterations}.")
+  epsilon_np = np.array(epsilon, dtype=np.float64)
+  if not np.all(epsilon_np > 0.0):
+    raise ValueError(f"epsilon must be > 0; received {epsilon}.")
+  return epsilon_np
+
+
+def _bracket_step(below, eta, low, high):
+  """One step of `eta_search`'s bracket: `(low, high, next eta)` per entry.
+
+  Where the KL is below its budget (`below`), eta becomes the bracket's upper
+  end and the next eta max(sqrt(low high), 0.1 high); elsewhere eta becomes
+  the lower end and the next eta min(sqrt(low high), 10 low).
+  """
+  new_high = np.where(below, eta, high)
+  new_low = np.where(below, low, eta)
+  geometric = np.sqrt(new_low * new_high)
+  new_eta = np.where(below, np.maximum(geometric, 0.1 * new_high),
+                     np.minimum(geometric, 10.0 * new_low))
+  return new_low, new_high, new_eta
+
+
 def eta_search(cost: types.QuadraticCost, dynamics: types.LinearDynamics,
                prev_policy: types.LinearGaussianPolicy, pi_lin, lam, nu, epsilon, eta0,
                min_eta=1e-8, max_eta=1e16, max_iterations=50) -> EtaSearchResult:
@@ -323,17 +366,7 @@ def eta_search(cost: types.QuadraticCost, dynamics: types.LinearDynamics,
     ValueError: for a missing prev_policy or invalid epsilon/bracket/shapes.
     FloatingPointError: when a Cholesky fails even at max_eta.
   """
-  if prev_policy is None:
-    raise ValueError("eta_search needs prev_policy (the KL constraint is to psi_prev); "
-                     "received None.")
-  if not 0.0 < min_eta < max_eta:
-    raise ValueError(f"Need 0 < min_eta < max_eta; received min_eta={min_eta}, "
-                     f"max_eta={max_eta}.")
-  if max_iterations < 1:
-    raise ValueError(f"max_iterations must be >= 1; received {max_iterations}.")
-  epsilon_np = np.array(epsilon, dtype=np.float64)
-  if not np.all(epsilon_np > 0.0):
-    raise ValueError(f"epsilon must be > 0; received {epsilon}.")
+  epsilon_np = _check_eta_search(prev_policy, epsilon, min_eta, max_eta, max_iterations)
   args = _prepare(cost, dynamics, prev_policy, pi_lin, lam, nu,
                   np.clip(np.array(eta0, dtype=np.float64), min_eta, max_eta))
   *fixed, eta = args
@@ -349,12 +382,7 @@ def eta_search(cost: types.QuadraticCost, dynamics: types.LinearDynamics,
     kl = kl.numpy()
     iterations = iterations + active
     converged = np.abs(kl - epsilon_np) < 0.1 * epsilon_np
-    below = kl < epsilon_np
-    new_high = np.where(below, solved_eta, high)
-    new_low = np.where(below, low, solved_eta)
-    geometric = np.sqrt(new_low * new_high)
-    new_eta = np.where(below, np.maximum(geometric, 0.1 * new_high),
-                       np.minimum(geometric, 10.0 * new_low))
+    new_low, new_high, new_eta = _bracket_step(kl < epsilon_np, solved_eta, low, high)
     stuck = new_eta == solved_eta
     active = active & ~converged & ~stuck
     high = np.where(active, new_high, high)

@@ -23,29 +23,7 @@ and momentum that end lowest on noiseless rollouts of problem m
 frozen into the rule's `normalizer` meta-parameters and folded into the first
 layer so that the policy's function is unchanged by it.
 
-Defaults and why (2 CPU cores; the aim is a logistic-regression run of at most
-30 minutes; measured: 10 iterations took 33 min wall, 20.5 CPU-minutes, on
-two cores shared with other jobs, about 2.5 to 3.5 minutes per iteration):
-
-* 20 conditions (the paper trains on 90): each condition costs two GMM fits,
-  a dynamics fit on 470-dimensional points, and its share of the LQR.
-* GMM priors with at most 4 clusters and 5 EM iterations, warm-started from the
-  previous iteration's mixture: one EM iteration on the 470-dimensional
-  [s_t; u_t; s_{t+1}] points costs about 1.5 s with 20 clusters; the cost is
-  linear in the cluster count.
-* The policy prior is refitted once per GPS iteration (on that iteration's
-  samples and the then-current policy means); the inner iterations re-use it
-  with the new policy means.
-* The eta search stops after 10 backward passes (GPS: 50). One pass over
-  T = 40 steps with dX = 233 costs about 0.3 s per condition here; the
-  warm-started search mostly converges (|KL - eps| < 0.1 eps) in 1 to 8 passes,
-  and the slow cases are conditions whose KL stays below eps even at small eta
-  (the budget is slack), where more passes change nothing useful.
-* Li & Malik's settings elsewhere: policy_dual_rate 0.2, the "lm" nu rule,
-  min_eta 1e-4, dynamics regulariser 1e-3, T = 40, N = 20, 50 ReLU units,
-  weight decay 0.005; GPS's kl_step 0.2, init_pol_wt 0.01, 4 inner iterations.
-  The policy's Adam uses GPS's learning rate 1e-3 (the authors' 1e-4 moves the
-  50-unit net too little in the few hundred steps per update used here).
+The defaults and their reasons are `trainers.gps.config`'s.
 
 Checkpointing: the meta-parameters and their Adam slots, the best
 meta-parameters, per condition psi (K, k, G), lambda, nu, eta, step_mult, the
@@ -69,21 +47,21 @@ Example:
   1
 """
 
-import dataclasses
 import math
 from typing import Optional
 
 import keras
 import numpy as np
 import tensorflow as tf
-import tensorflow_probability as tfp
 from absl import logging
 
 from keras_l2o import run_directory
 from keras_l2o import unroll as unroll_lib
 from trainers import base
 from trainers import loop
+from trainers.gps import config as gps_config
 from trainers.gps import dynamics as dynamics_lib
+from trainers.gps import global_policy
 from trainers.gps import initial_controller
 from trainers.gps import lqr
 from trainers.gps import policy_update
@@ -92,127 +70,12 @@ from trainers.gps import state_layout as layout_lib
 from trainers.gps import step_size
 from trainers.gps import types
 
-NU_MODES = ("lm", "default")
+NU_MODES = gps_config.NU_MODES
 _F64 = tf.float64
 
 
-@dataclasses.dataclass
-class GPSConfig:
-  """Configuration of `GPSTrainer` (see the module docstring for the defaults' reasons).
+GPSConfig = gps_config.GPSConfig
 
-  Attributes:
-    iterations: GPS iterations (each samples every condition once).
-    num_conditions: M, training problems ("train" split, indices 0..M-1).
-    samples_per_condition: N trajectories per condition and iteration.
-    horizon: T, steps per trajectory (the training horizon).
-    inner_iterations: BADMM inner iterations per GPS iteration.
-    kl_step: KL budget per step; epsilon = T kl_step step_mult.
-    min_step_mult, max_step_mult: range of the adaptive step multiplier.
-    init_pol_wt: initial nu_t.
-    policy_dual_rate: alpha of the lambda update.
-    nu_mode: "lm" (Li & Malik) or "default" (GPS.md 3.5).
-    min_eta, max_eta, eta_iterations: bracket and iteration cap of the eta search.
-    max_clusters, min_samples_per_cluster, max_samples, prior_strength,
-      em_iterations: the GMM priors (dynamics and policy linearisation).
-    dynamics_regularization: added to the [x, u] block in the dynamics fit.
-    policy_regularization: added to the x block in the policy linearisation.
-    init_variance: G = init_variance I of the initial local policies.
-    momentum_rates, momentum_values: the initial controller's grid.
-    policy_learning_rate, policy_batch_size, policy_steps: Adam on the policy
-      per supervised update.
-    weight_decay: coefficient of sum ||kernel||^2 / 2 in the policy loss.
-    validation_every: iterations between validations (rule-mean unrolls over
-      `horizon` steps on `validation_problems` held-out problems).
-    validation_problems: held-out ("validation" split) problems.
-    condition_batch: conditions per batched LQR call. The eta search re-solves
-      every entry of a batch until the last one converges, and on CPU the
-      passes cost in proportion to the batch, so one condition per call (the
-      default) does the least work; larger batches help on parallel hardware.
-    learning_rate: multiplier of the rule's output in the exported optimizer.
-    seed: seed of everything (meta-parameters, noise, GMM initialisation).
-    restore_best: whether the run ends on the iteration with the lowest
-      validation loss: `final/` is then `best/`, and the last iteration's
-      policy goes to `last/`. The GPS policy drifts late in a run while its
-      validation loss stays nearly flat (docs/RESULTS.md: on logistic
-      regression, 8 of 8 seeds' validated policies reach the issue's 80% and
-      3 of 8 last-iteration ones), hence the default.
-  """
-  iterations: int = 10
-  num_conditions: int = 20
-  samples_per_condition: int = 20
-  horizon: int = 40
-  inner_iterations: int = 4
-  kl_step: float = 0.2
-  min_step_mult: float = 0.01
-  max_step_mult: float = 10.0
-  init_pol_wt: float = 0.01
-  policy_dual_rate: float = 0.2
-  nu_mode: str = "lm"
-  min_eta: float = 1e-4
-  max_eta: float = 1e16
-  eta_iterations: int = 10
-  max_clusters: int = 4
-  min_samples_per_cluster: int = 20
-  max_samples: int = 20
-  prior_strength: float = 1.0
-  em_iterations: int = 5
-  dynamics_regularization: float = 1e-3
-  policy_regularization: float = 1e-6
-  init_variance: float = 0.01
-  momentum_rates: tuple = initial_controller.DEFAULT_RATES
-  momentum_values: tuple = initial_controller.DEFAULT_MOMENTA
-  policy_learning_rate: float = 1e-3
-  policy_batch_size: int = 25
-  policy_steps: int = 400
-  weight_decay: float = 0.005
-  validation_every: int = 1
-  validation_problems: int = 16
-  condition_batch: int = 1
-  learning_rate: float = 1.0
-  seed: int = 0
-  restore_best: bool = True
-
-  def validate(self):
-    """Raises ValueError naming the first bad field, with what is allowed."""
-    base.check_bools(self, ("restore_best",))
-    positive_ints = ("iterations", "num_conditions", "samples_per_condition", "horizon",
-                     "inner_iterations", "eta_iterations", "max_clusters",
-                     "min_samples_per_cluster", "max_samples", "em_iterations",
-                     "policy_batch_size", "policy_steps", "validation_every",
-                     "validation_problems", "condition_batch")
-    base.check_positive_ints(self, positive_ints)
-    if self.horizon < 2:
-      raise ValueError(f"`horizon` must be at least 2 (the dynamics fit needs a transition). "
-                       f"Received: horizon={self.horizon}")
-    if self.samples_per_condition < 2:
-      raise ValueError("`samples_per_condition` must be at least 2 (a Gaussian fit needs "
-                       f"spread). Received: samples_per_condition={self.samples_per_condition}")
-    base.check_numbers(
-        self, positive=("kl_step", "min_step_mult", "max_step_mult", "init_pol_wt",
-                        "policy_dual_rate", "min_eta", "max_eta", "prior_strength",
-                        "init_variance", "policy_learning_rate", "learning_rate"),
-        non_negative=("dynamics_regularization", "policy_regularization", "weight_decay"))
-    if self.min_step_mult > self.max_step_mult:
-      raise ValueError(f"Need min_step_mult <= max_step_mult. Received: min_step_mult="
-                       f"{self.min_step_mult}, max_step_mult={self.max_step_mult}")
-    if self.min_eta >= self.max_eta:
-      raise ValueError(f"Need min_eta < max_eta. Received: min_eta={self.min_eta}, "
-                       f"max_eta={self.max_eta}")
-    if self.nu_mode not in NU_MODES:
-      raise ValueError(f"`nu_mode` must be one of {list(NU_MODES)}. Received: "
-                       f"nu_mode={self.nu_mode!r}")
-    for name in ("momentum_rates", "momentum_values"):
-      value = getattr(self, name)
-      if not isinstance(value, (tuple, list)) or not value:
-        raise ValueError(f"`{name}` must be a non-empty tuple of numbers. Received: "
-                         f"{name}={value!r}")
-    if not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-      raise ValueError(f"`seed` must be a non-negative integer. Received: seed={self.seed!r}")
-
-
-def _stack(structures):
-  """Stacks equally structured NamedTuples of tensors along a new first axis."""
-  return tf.nest.map_structure(lambda *values: tf.stack(values), *structures)
 
 
 def _slice(structure, start, stop):
@@ -223,7 +86,7 @@ def _concat(structures):
   return tf.nest.map_structure(lambda *values: tf.concat(values, axis=0), *structures)
 
 
-class GPSTrainer(loop.MetaTrainer):
+class GPSTrainer(global_policy.GlobalPolicy, loop.MetaTrainer):
   """Meta-trains the `gps_policy` rule on a Li & Malik problem family by GPS.
 
   Args:
@@ -234,6 +97,7 @@ class GPSTrainer(loop.MetaTrainer):
     config: a `GPSConfig`.
     save_dir: run directory (see `keras_l2o.run_directory`); created if missing.
     extra_config: more JSON-serialisable entries for `config.json`.
+    strategy: a `tf.distribute.Strategy` of one replica (default: the current one).
 
   Raises:
     ValueError: for a rule other than `gps_policy`, a family that is not
@@ -250,8 +114,9 @@ class GPSTrainer(loop.MetaTrainer):
   log_every = 1
   checkpoint_every = 1
 
-  def __init__(self, rule, family, config, save_dir: str, extra_config: Optional[dict] = None):
-    self._init_run(rule, family, config, save_dir, extra_config=extra_config)
+  def __init__(self, rule, family, config, save_dir: str, extra_config: Optional[dict] = None,
+               strategy=None):
+    self._init_run(rule, family, config, save_dir, strategy, extra_config)
     self._problems = {}
     self._check_and_lay_out()
     self._init_meta(self.rule.init_meta_params(config.seed))
@@ -287,7 +152,7 @@ class GPSTrainer(loop.MetaTrainer):
     self.d_x, self.d_u = self.layout.size, self.d
 
   def _trainable_variables(self):
-    return [v for path, v in _paths(self.meta_vars) if path[0].startswith(("hidden_", "output"))]
+    return [v for path, v in global_policy.paths(self.meta_vars) if path[0].startswith(("hidden_", "output"))]
 
   def _make_gps_state(self) -> dict:
     """The BADMM state of the M conditions (checkpointed), keyed by checkpoint name."""
@@ -368,7 +233,7 @@ class GPSTrainer(loop.MetaTrainer):
       chosen.append(initial_controller.momentum_controller(
           config.horizon, self.d, self.rule.history, rate, momentum, config.init_variance))
       self.initial_momentum[m].assign([rate, momentum])
-    policy = _stack(chosen)
+    policy = global_policy.stack(chosen)
     self.psi_K.assign(policy.K)
     self.psi_k.assign(policy.k)
     self.psi_G.assign(policy.G)
@@ -387,101 +252,7 @@ class GPSTrainer(loop.MetaTrainer):
       noise = tf.linalg.matvec(chol[m], eps)
       outs.append(self._rollout_fn(self._problem("train", m).tensors, noise,
                                    policy.K[m:m + 1], policy.k[m:m + 1]))
-    return _stack(outs)
-
-  # -------------------------------------------------------------- policy --
-  def _policy_mean(self, observations):
-    """mu_pi(o) for observations [..., dO] (float64)."""
-    flat = tf.reshape(observations, [-1, observations.shape[-1]])
-    mean = self.rule.mean(self.meta_vars, tf.cast(flat, _F64))
-    return tf.reshape(mean, tf.concat([tf.shape(observations)[:-1], [self.d_u]], 0))
-
-  def _policy_variance(self):
-    return tf.exp(tf.cast(self.meta_vars["log_variance"], _F64))
-
-  def _freeze_normalizer(self, observations):
-    """Sets the observation standardisation once, keeping the policy's function unchanged.
-
-    With mean m and std s (floored at 1e-3), the first layer's kernel W and
-    bias b become diag(s) W and b + m W, so (o - m) / s W' + b' = o W + b.
-    """
-    flat = tf.reshape(tf.cast(observations, _F64), [-1, observations.shape[-1]])
-    mean = tf.reduce_mean(flat, axis=0)
-    std = tf.maximum(tf.math.reduce_std(flat, axis=0), 1e-3)
-    first = "hidden_0" if self.rule.hidden_units else "output"
-    layer = self.meta_vars[first]
-    kernel = tf.cast(layer["kernel"], _F64)
-    dtype = layer["kernel"].dtype
-    layer["bias"].assign(tf.cast(tf.cast(layer["bias"], _F64)
-                                 + tf.linalg.matvec(kernel, mean, transpose_a=True), dtype))
-    layer["kernel"].assign(tf.cast(std[:, None] * kernel, dtype))
-    self.meta_vars["normalizer"]["mean"].assign(tf.cast(mean, dtype))
-    self.meta_vars["normalizer"]["std"].assign(tf.cast(std, dtype))
-    self.normalizer_frozen.assign(True)
-
-  def _theta_loss(self, observations, targets, precisions, weights, batch):
-    """The weighted Mahalanobis distance of the policy's means to the targets (GPS.md 3.5)."""
-    mean = self.rule.mean(self.meta_vars, observations)
-    return policy_update.theta_loss(targets, precisions, weights, mean, batch)
-
-  def _train_policy(self, observations, targets, precisions, weights, indices):
-    """Adam steps on theta_loss + weight decay over minibatches `indices` [S, B]."""
-    kernels = [v for path, v in _paths(self.meta_vars) if path[-1] == "kernel"]
-    batch = tf.shape(indices)[1]
-    total = tf.constant(0.0, tf.float32)
-    for i in tf.range(tf.shape(indices)[0]):
-      rows = indices[i]
-      with tf.GradientTape(watch_accessed_variables=False) as tape:
-        tape.watch(self._trainable)
-        loss = self._theta_loss(*(tf.gather(v, rows) for v in (observations, targets, precisions,
-                                                                weights)), batch)
-        decay = tf.add_n([tf.nn.l2_loss(k) for k in kernels])
-        objective = loss + self.config.weight_decay * decay
-      grads = tape.gradient(objective, self._trainable)
-      self.policy_optimizer.apply(grads, self._trainable)
-      total += loss
-    return total / tf.cast(tf.shape(indices)[0], tf.float32)
-
-  def _policy_step(self, iteration, inner, observations, states, policy):
-    """The supervised theta step toward psi (GPS.md 3.5); returns the mean theta loss."""
-    config = self.config
-    if not bool(self.normalizer_frozen):
-      self._freeze_normalizer(observations)
-    mu_psi = _local_means(policy, states)
-    targets, precisions, weights = policy_update.policy_targets(mu_psi, policy.G, self.lam,
-                                                                self.nu)
-    weights = policy_update.normalise_weights(weights)
-    count = int(np.prod(targets.shape[:-1]))
-    targets = tf.reshape(targets, [count, self.d_u])
-    precisions = tf.reshape(precisions, [count, self.d_u, self.d_u])
-    weights = tf.reshape(weights, [count])
-    variance = policy_update.diagonal_variance(precisions, weights)
-    self.meta_vars["log_variance"].assign(tf.cast(tf.math.log(variance), tf.float32))
-    rng = np.random.default_rng([config.seed, iteration, inner])
-    indices = rng.integers(0, count, size=(config.policy_steps, min(config.policy_batch_size,
-                                                                    count)))
-    obs = tf.reshape(tf.cast(observations, tf.float32), [count, -1])
-    return float(self._train_policy_fn(obs, tf.cast(targets, tf.float32),
-                                       tf.cast(precisions, tf.float32),
-                                       tf.cast(weights, tf.float32),
-                                       tf.constant(indices, tf.int32)))
-
-  def _linearize(self, states, policy_means):
-    variance = self._policy_variance()
-    return _stack([dynamics_lib.linearize_policy(
-        states[m], policy_means[m], variance, prior=self.policy_priors[m],
-        regularization=self.config.policy_regularization)
-                   for m in range(self.config.num_conditions)])
-
-  def _kl_to_policy(self, policy, states, policy_means):
-    """KL(psi_t(.|x_i) || pi(.|o_i)) per sample, [M, N, T]."""
-    mu_psi = _local_means(policy, states)
-    scale = tf.linalg.cholesky(policy.G)[:, None]  # [M, 1, T, dU, dU]
-    local = tfp.distributions.MultivariateNormalTriL(mu_psi, tf.broadcast_to(
-        scale, tf.concat([tf.shape(mu_psi), [self.d_u]], 0)))
-    global_ = tfp.distributions.MultivariateNormalDiag(
-        policy_means, tf.broadcast_to(tf.sqrt(self._policy_variance()), tf.shape(policy_means)))
-    return tfp.distributions.kl_divergence(local, global_)
+    return global_policy.stack(outs)
 
   # ---------------------------------------------------------- LQR, eta --
   def _eta_search(self, cost, dyn, sampled, pi_lin):
@@ -527,7 +298,7 @@ class GPSTrainer(loop.MetaTrainer):
       self.dynamics_priors[m].update(states[m], actions[m])
       dyn.append(dynamics_lib.fit_dynamics(states[m], actions[m], prior=self.dynamics_priors[m],
                                            regularization=config.dynamics_regularization))
-    dyn = _stack(dyn)
+    dyn = global_policy.stack(dyn)
     cost = rollouts.expand_cost(samples, self.d, self.d_u)
     policy_means = self._policy_mean(observations)
     for m in range(config.num_conditions):
@@ -561,7 +332,7 @@ class GPSTrainer(loop.MetaTrainer):
         policy_means = self._policy_mean(observations)
         pi_lin = self._linearize(states, policy_means)
         self.lam.assign(policy_update.update_lambda(
-            self.lam, self.nu, policy.G, _local_means(policy, states), policy_means,
+            self.lam, self.nu, policy.G, global_policy.local_means(policy, states), policy_means,
             config.policy_dual_rate))
         if inner == config.inner_iterations - 1:
           self.nu.assign(policy_update.update_nu(
@@ -620,18 +391,3 @@ class GPSTrainer(loop.MetaTrainer):
 
   def trainer_config(self) -> dict:
     return {"gps": run_directory.config_dict(self.config)}
-
-
-def _local_means(policy, states):
-  """K_t s + k_t at sampled states [M, N, T, dX] -> [M, N, T, dU]."""
-  return (tf.einsum("mtux,mntx->mntu", tf.cast(policy.K, _F64), tf.cast(states, _F64))
-          + tf.cast(policy.k, _F64)[:, None])
-
-
-def _paths(nested, prefix=()):
-  """(path, leaf) pairs of a nested dict, in sorted-key order."""
-  if isinstance(nested, dict):
-    for key in sorted(nested):
-      yield from _paths(nested[key], prefix + (key,))
-  else:
-    yield prefix, nested
