@@ -32,12 +32,13 @@ from absl import logging
 
 from keras_l2o import run_directory
 from keras_l2o import run_lock
-from scripts import cli
-from scripts import config_flags
-from scripts import meta_train_defaults
-from scripts import meta_train_es
-from scripts import meta_train_resume
-from scripts import strategy_flags
+from . import cli
+from . import config_flags
+from . import meta_train_defaults
+from . import meta_train_es
+from . import meta_train_resume
+from . import strategy_flags
+from . import trainers_module
 
 TRAINERS = ("bptt", "gps") + meta_train_es.ES_TRAINERS
 GPS_RULES = ("gps_policy", "gps_lstm", "gps_general")
@@ -53,8 +54,8 @@ GPS_SETTINGS = ("trainer", "rule_config", "problem", "data_path", "horizon", "va
 
 
 def _config_classes():
-  from trainers import bptt  # pylint: disable=g-import-not-at-top
-  from trainers import pes  # pylint: disable=g-import-not-at-top
+  bptt = trainers_module("bptt")
+  pes = trainers_module("pes")
   return bptt.BPTTConfig, pes.PESConfig
 
 
@@ -263,8 +264,8 @@ def build_and_run(make_trainer, lock: bool = True) -> dict:
 
 def _run_gps(args, settings, rule, family, threading) -> dict:
   """Builds and runs the GPS trainer from the flags; raises app.UsageError."""
-  from trainers.gps import group_trainer  # pylint: disable=g-import-not-at-top
-  from trainers.gps import trainer as gps_trainer  # pylint: disable=g-import-not-at-top
+  group_trainer = trainers_module("gps.group_trainer")
+  gps_trainer = trainers_module("gps.trainer")
   groups = settings["rule"] != "gps_policy"  # gps_lstm and gps_general: coordinate groups
   config_class = group_trainer.GroupGPSConfig if groups else gps_trainer.GPSConfig
   trainer_class = group_trainer.GroupGPSTrainer if groups else gps_trainer.GPSTrainer
@@ -296,7 +297,7 @@ def _run_gps(args, settings, rule, family, threading) -> dict:
 
 def _bptt_factory(args, settings, rule, family, strategy, threading):
   """The BPTT trainer the arguments describe, as a function that builds it."""
-  from trainers import bptt  # pylint: disable=g-import-not-at-top
+  bptt = trainers_module("bptt")
   try:
     config = config_flags.config_from_flags(
         bptt.BPTTConfig, vars(args), num_steps=settings["num_steps"],
@@ -310,7 +311,7 @@ def _bptt_factory(args, settings, rule, family, strategy, threading):
       threading)
   trainer_class = bptt.BPTTTrainer
   if args.strategy == "parameter_server":
-    from trainers import bptt_async  # pylint: disable=g-import-not-at-top
+    bptt_async = trainers_module("bptt_async")
     trainer_class = bptt_async.AsyncBPTTTrainer
   return lambda: trainer_class(rule, family, config, args.save_dir, extra_config=extra_config,
                                strategy=strategy)
@@ -339,7 +340,7 @@ def main(argv):
     strategy = strategy_flags.strategy_from_flags()
   except ValueError as e:
     raise app.UsageError(str(e)) from e
-  from trainers import base as trainers_base  # pylint: disable=g-import-not-at-top
+  trainers_base = trainers_module("base")
   chief = trainers_base.is_chief(strategy)
   if chief:  # (other workers write nothing in --save_dir; they follow the chief's run)
     check_save_dir(FLAGS.save_dir, FLAGS.resume)

@@ -6,8 +6,9 @@ Their flags are `trainers.pes.PESConfig`'s fields (`scripts.config_flags`);
 
 from absl import app
 
-from scripts import config_flags
-from scripts import meta_train_resume
+from . import config_flags
+from . import meta_train_resume
+from . import trainers_module
 
 ES_TRAINERS = ("pes", "es")
 
@@ -29,7 +30,7 @@ def es_trainer_factory(args, settings, rule, family, strategy, threading):
   Raises:
     app.UsageError: for arguments PES / ES cannot run with.
   """
-  from trainers import pes  # pylint: disable=g-import-not-at-top
+  pes = trainers_module("pes")
   if args.strategy == "parameter_server":
     raise app.UsageError(f"--trainer={args.trainer} runs synchronously (default, mirrored, "
                          "multi_worker or tpu); received --strategy=parameter_server.")

@@ -33,9 +33,9 @@ from keras_l2o import meta_params as meta_params_lib
 from keras_l2o import run_directory
 from keras_l2o import unroll as unroll_lib
 from keras_l2o.native import lstm_cells as native_lstm_cells
-from trainers import base
-from trainers import checkpointing
-from trainers import loop
+from . import base
+from . import checkpointing
+from . import loop
 
 META_OBJECTIVES = ("sum", "log_ratio")
 TIME_WEIGHTS = ("uniform", "increasing", "final")

@@ -40,9 +40,9 @@ from absl import logging
 
 from keras_l2o import meta_params as meta_params_lib
 from keras_l2o import run_directory
-from trainers import base
-from trainers import es_estimators as estimators
-from trainers import loop
+from . import base
+from . import es_estimators as estimators
+from . import loop
 
 _field = base.config_field
 _LENGTH_SEED = 18  # mixed into the seed of trajectory lengths
