@@ -20,7 +20,19 @@ import zipfile
 
 import tensorflow as tf
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+def _checkout() -> str:
+  """The folder holding setup.py above this file (wherever in tests/ the file lives)."""
+  folder = os.path.dirname(os.path.abspath(__file__))
+  while not os.path.exists(os.path.join(folder, "setup.py")):
+    if os.path.dirname(folder) == folder:
+      raise FileNotFoundError(f"No setup.py in any folder above {__file__}.")
+    folder = os.path.dirname(folder)
+  return folder
+
+
+_REPO = _checkout()
+
 # What a wheel may put into site-packages (besides its own .dist-info folder).
 _ALLOWED_TOP_LEVEL = ["keras_l2o", "keras_l2o_meta"]
 # Names the modules of trainers/, scripts/ and keras_l2o/ must not import absolutely.
