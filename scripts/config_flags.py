@@ -25,7 +25,7 @@ import typing
 
 from absl import flags
 
-from scripts import cli
+from . import cli
 
 FLAGS = flags.FLAGS
 

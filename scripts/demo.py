@@ -34,8 +34,9 @@ import numpy as np
 import tensorflow as tf
 
 import keras_l2o
-from scripts import flags as script_flags
-from scripts import strategy_flags
+from . import flags as script_flags
+from . import strategy_flags
+from . import trainers_module
 
 script_flags.define_demo_flags()
 strategy_flags.define_strategy_flags()
@@ -143,7 +144,7 @@ def format_table(results) -> str:
 def meta_train_quadratic(output_dir: str, meta_steps: int, seed: int, strategy=None) -> str:
   """Stage 1: meta-trains an lstm rule on quadratics; returns the run directory."""
   from keras_l2o import problems  # pylint: disable=g-import-not-at-top
-  from trainers import bptt  # pylint: disable=g-import-not-at-top
+  bptt = trainers_module("bptt")
   save_dir = os.path.join(output_dir, "meta_train_quadratic")
   if os.path.exists(save_dir):  # the demo always starts afresh
     shutil.rmtree(save_dir)

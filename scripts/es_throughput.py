@@ -18,6 +18,8 @@ import time
 from absl import app
 from absl import flags
 
+from . import trainers_module
+
 FLAGS = flags.FLAGS
 
 
@@ -49,8 +51,8 @@ def main(argv):
   tf.config.threading.set_intra_op_parallelism_threads(FLAGS.intra_op_threads)
   import keras_l2o  # pylint: disable=g-import-not-at-top
   from keras_l2o import problems  # pylint: disable=g-import-not-at-top
-  from trainers import bptt  # pylint: disable=g-import-not-at-top
-  from trainers import pes  # pylint: disable=g-import-not-at-top
+  bptt = trainers_module("bptt")
+  pes = trainers_module("pes")
   family, rule = problems.get(FLAGS.problem), keras_l2o.rules.get(FLAGS.rule)
   k = FLAGS.unroll_length
   results = {}

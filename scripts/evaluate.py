@@ -27,9 +27,9 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from scripts import cli
-from scripts import strategy_flags
-from scripts import suite_evaluate
+from . import cli
+from . import strategy_flags
+from . import suite_evaluate
 
 RESULT_FILES = ("results.json", "report.md", "curves.png")
 

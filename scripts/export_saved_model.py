@@ -15,7 +15,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from scripts import cli
+from . import cli
 
 
 def define_flags():

@@ -139,7 +139,7 @@ def launch(num_workers: int, num_ps: int, meta_train_args: list, log_dir: str,
       logs[name] = os.path.join(log_dir, f"{name}.log")
       with open(logs[name], "w", encoding="utf-8") as log:
         processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "scripts.meta_train"] + args, env=env, stdout=log,
+            [sys.executable, "-m", f"{__package__}.meta_train"] + args, env=env, stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True)
     with open(os.path.join(log_dir, "pids.json"), "w", encoding="utf-8") as f:
       json.dump({name: p.pid for name, p in processes.items()}, f)

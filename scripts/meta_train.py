@@ -34,20 +34,21 @@ from absl import logging
 
 from keras_l2o import run_directory
 from keras_l2o import run_lock
-from scripts import cli
-from scripts import config_flags
-from scripts import meta_train_build
-from scripts import meta_train_defaults
-from scripts import meta_train_resume
-from scripts import meta_train_settings
-from scripts import strategy_flags
+from . import cli
+from . import config_flags
+from . import meta_train_build
+from . import meta_train_defaults
+from . import meta_train_resume
+from . import meta_train_settings
+from . import strategy_flags
+from . import trainers_module
 
 RUN_FLAGS = meta_train_resume.RUN_FLAGS
 STRATEGY_FLAGS = meta_train_resume.STRATEGY_FLAGS
 
 
 def _registry():
-  from trainers import registry  # pylint: disable=g-import-not-at-top
+  registry = trainers_module("registry")
   return registry
 
 
@@ -203,7 +204,7 @@ def main(argv):
     strategy = strategy_flags.strategy_from_flags()
   except ValueError as e:
     raise app.UsageError(str(e)) from e
-  from trainers import base as trainers_base  # pylint: disable=g-import-not-at-top
+  trainers_base = trainers_module("base")
   chief = trainers_base.is_chief(strategy)
   if chief:  # (other workers write nothing in --save_dir; they follow the chief's run)
     check_save_dir(FLAGS.save_dir, FLAGS.resume)

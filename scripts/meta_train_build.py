@@ -13,10 +13,10 @@ import dataclasses
 
 from absl import app
 
-from scripts import config_flags
-from scripts import meta_train_defaults
-from scripts import meta_train_resume
-from scripts import meta_train_settings
+from . import config_flags
+from . import meta_train_defaults
+from . import meta_train_resume
+from . import meta_train_settings
 
 
 def _settings_fields(spec, settings) -> dict:

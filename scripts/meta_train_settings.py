@@ -13,7 +13,8 @@ import json
 
 from absl import app
 
-from scripts import meta_train_defaults
+from . import meta_train_defaults
+from . import trainers_module
 
 # Settings whose unset value is the largest of the problems' defaults.
 COUNTED = ("num_steps", "validation_every", "validation_problems")
@@ -38,7 +39,7 @@ def json_flag(args, name):
 def trainer_spec(args):
   """The registry entry of `--trainer` for the run's rule, and the rule's name."""
   import keras_l2o  # pylint: disable=g-import-not-at-top
-  from trainers import registry  # pylint: disable=g-import-not-at-top
+  registry = trainers_module("registry")
   try:
     spec = registry.get(args.trainer)
   except ValueError as e:

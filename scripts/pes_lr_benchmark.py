@@ -30,6 +30,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from . import trainers_module
+
 FLAGS = flags.FLAGS
 
 
@@ -62,7 +64,7 @@ def _family():
 def horizon_losses(rule, family, learning_rates, num_problems, horizon):
   """The meta-objective of full runs: [len(learning_rates), num_problems] mean losses."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from trainers import es_estimators  # pylint: disable=g-import-not-at-top
+  es_estimators = trainers_module("es_estimators")
   one = [family.sample("validation", i).tensors for i in range(num_problems)]
   tensors = es_estimators.stack(one)
   count = len(learning_rates) * num_problems
@@ -79,8 +81,8 @@ def horizon_losses(rule, family, learning_rates, num_problems, horizon):
 
 def _meta_train(name, rule, family, out_dir):
   """Runs (or resumes) one meta-trainer; returns (learning rate, seconds, summary)."""
-  from trainers import bptt  # pylint: disable=g-import-not-at-top
-  from trainers import pes  # pylint: disable=g-import-not-at-top
+  bptt = trainers_module("bptt")
+  pes = trainers_module("pes")
   save_dir = os.path.join(FLAGS.runs_dir or os.path.join(out_dir, "runs"), name)
   common = dict(num_steps=FLAGS.meta_steps, unroll_length=FLAGS.unroll_length,
                 meta_learning_rate=FLAGS.meta_learning_rate, meta_clipnorm=None,

@@ -16,6 +16,8 @@ import shlex
 from absl import app
 from absl import flags
 
+from . import trainers_module
+
 
 def define_flags():
   """Defines this script's flags."""
@@ -57,7 +59,7 @@ def main(argv):
   if not FLAGS.run_dir or not FLAGS.name:
     raise app.UsageError("--run_dir and --name are required.")
   import keras_l2o  # pylint: disable=g-import-not-at-top
-  from trainers import base  # pylint: disable=g-import-not-at-top
+  base = trainers_module("base")
   try:
     optimizer = keras_l2o.load(FLAGS.run_dir, which=FLAGS.which)
     config = base.read_config(FLAGS.run_dir)

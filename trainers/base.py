@@ -237,7 +237,7 @@ def restore_run(trainer, counter, what: str = "meta-step") -> bool:
   Returns:
     Whether a checkpoint was restored.
   """
-  from trainers import checkpointing  # pylint: disable=g-import-not-at-top
+  from . import checkpointing  # pylint: disable=g-import-not-at-top
   trainer.manager, latest, _ = checkpointing.restore_newest_readable(
       trainer.checkpoint, trainer.manager, what, repair=getattr(trainer, "is_chief", True))
   if latest is None:

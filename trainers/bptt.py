@@ -31,12 +31,12 @@ import tensorflow as tf
 from keras_l2o import run_directory
 from keras_l2o import unroll as unroll_lib
 from keras_l2o.native import lstm_cells as native_lstm_cells
-from trainers import base
-from trainers import bptt_objective
-from trainers import bptt_slots
-from trainers import checkpointing
-from trainers import loop
-from trainers import truncation_config
+from . import base
+from . import bptt_objective
+from . import bptt_slots
+from . import checkpointing
+from . import loop
+from . import truncation_config
 
 _field = base.config_field
 META_OBJECTIVES = bptt_objective.META_OBJECTIVES

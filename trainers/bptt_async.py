@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from keras_l2o import rules as rules_lib
 from keras_l2o import step as step_lib
-from trainers import bptt
+from . import bptt
 
 
 class MetaAdam(tf.Module):

@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_l2o import unroll as unroll_lib
-from trainers import truncation_config
+from . import truncation_config
 
 META_OBJECTIVES = truncation_config.META_OBJECTIVES
 TIME_WEIGHTS = ("uniform", "increasing", "final")

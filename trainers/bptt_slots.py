@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_l2o import unroll as unroll_lib
-from trainers import base
+from . import base
 
 
 class TrajectorySlots:

@@ -32,7 +32,7 @@ from absl import logging
 
 from keras_l2o import rules as rules_lib
 from keras_l2o import run_directory
-from trainers import base
+from . import base
 
 
 class MetaTrainer:

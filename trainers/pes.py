@@ -38,10 +38,10 @@ import tensorflow as tf
 from absl import logging
 
 from keras_l2o import run_directory
-from trainers import base
-from trainers import es_estimators as estimators
-from trainers import loop
-from trainers import truncation_config
+from . import base
+from . import es_estimators as estimators
+from . import loop
+from . import truncation_config
 
 _field = base.config_field
 _LENGTH_SEED = 18  # mixed into the seed of trajectory lengths

@@ -20,9 +20,9 @@ import dataclasses
 import importlib
 from typing import Optional
 
-from trainers import bptt
-from trainers import pes
-from trainers.gps import config as gps_config
+from . import bptt
+from . import pes
+from .gps import config as gps_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +30,8 @@ class TrainerSpec:
   """How the command line builds one trainer.
 
   Attributes:
-    trainer: `"module:Class"` of the trainer, imported when it is built; it is
+    trainer: `"module:Class"` of the trainer (the module named within this
+      package, e.g. `"gps.trainer:GPSTrainer"`), imported when it is built; it is
       called as `Class(rule, family, config, save_dir, extra_config=...,
       strategy=...)`.
     config: its configuration dataclass (fields made with
@@ -47,7 +48,7 @@ class TrainerSpec:
     flat_full_batch: whether it needs one full-batch problem whose parameters
       are one flat vector (the rule's `dimension` is then set to its size).
     by_rule: `(rule, TrainerSpec)` pairs: another trainer for that rule.
-    by_strategy: `(strategy, "module:Class")` pairs: another trainer class
+    by_strategy: `(strategy, "module:Class")` pairs (named as `trainer`): another trainer class
       under that strategy.
   """
 
@@ -76,7 +77,7 @@ class TrainerSpec:
   def trainer_class(self, strategy: str = "default") -> type:
     """The trainer class under `strategy` (imported now)."""
     module, name = dict(self.by_strategy).get(strategy, self.trainer).split(":")
-    return getattr(importlib.import_module(module), name)
+    return getattr(importlib.import_module(f"{__package__}.{module}"), name)
 
 
 _TRAINERS = {}
@@ -109,17 +110,17 @@ def config_classes() -> tuple:
 
 
 register("bptt", TrainerSpec(
-    "trainers.bptt:BPTTTrainer", bptt.BPTTConfig,
-    by_strategy=(("parameter_server", "trainers.bptt_async:AsyncBPTTTrainer"),)))
+    "bptt:BPTTTrainer", bptt.BPTTConfig,
+    by_strategy=(("parameter_server", "bptt_async:AsyncBPTTTrainer"),)))
 register("gps", TrainerSpec(
-    "trainers.gps.group_trainer:GroupGPSTrainer", gps_config.GroupGPSConfig,
+    "gps.group_trainer:GroupGPSTrainer", gps_config.GroupGPSConfig,
     default_rule="gps_lstm", rules=("gps_policy", "gps_lstm", "gps_general"),
     strategies=("default",), step_field="iterations", json_flag="gps_config", one_family=True,
     by_rule=(("gps_policy", TrainerSpec(
-        "trainers.gps.trainer:GPSTrainer", gps_config.GPSConfig, default_rule="gps_policy",
+        "gps.trainer:GPSTrainer", gps_config.GPSConfig, default_rule="gps_policy",
         rules=("gps_policy",), strategies=("default",), step_field="iterations",
         json_flag="gps_config", one_family=True, flat_full_batch=True)),)))
-register("pes", TrainerSpec("trainers.pes:PESTrainer", pes.PESConfig, fixed=(("estimator", "pes"),),
+register("pes", TrainerSpec("pes:PESTrainer", pes.PESConfig, fixed=(("estimator", "pes"),),
                             strategies=("default", "mirrored", "multi_worker", "tpu")))
-register("es", TrainerSpec("trainers.pes:PESTrainer", pes.PESConfig, fixed=(("estimator", "es"),),
+register("es", TrainerSpec("pes:PESTrainer", pes.PESConfig, fixed=(("estimator", "es"),),
                            strategies=("default", "mirrored", "multi_worker", "tpu")))

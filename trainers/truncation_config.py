@@ -12,7 +12,7 @@ takes the first's definition.
 import dataclasses
 from typing import Optional
 
-from trainers import base
+from . import base
 
 META_OBJECTIVES = ("sum", "log_ratio")
 _field = base.config_field

@@ -49,5 +49,5 @@ Usage:
 
 def run():
   """Console entry point `keras-l2o-benchmark` (defines the flags when called)."""
-  from scripts.benchmark import command  # pylint: disable=g-import-not-at-top
+  from . import command  # pylint: disable=g-import-not-at-top
   command.run()

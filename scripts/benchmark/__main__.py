@@ -2,10 +2,10 @@
 
 from absl import flags
 
-import scripts.benchmark
-from scripts.benchmark import command
+from .. import benchmark
+from . import command
 
-__doc__ = scripts.benchmark.__doc__  # what --help prints
+__doc__ = benchmark.__doc__  # what --help prints
 flags.adopt_module_key_flags(command)  # listed by --helpshort
 
 if __name__ == "__main__":

@@ -17,13 +17,13 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from scripts import flags as script_flags
-from scripts.benchmark import fit
-from scripts.benchmark import meta_training
-from scripts.benchmark import optimizers
-from scripts.benchmark import report as report_lib
-from scripts.benchmark import roofline
-from scripts.benchmark import update
+from .. import flags as script_flags
+from . import fit
+from . import meta_training
+from . import optimizers
+from . import report as report_lib
+from . import roofline
+from . import update
 
 script_flags.define_benchmark_flags()
 for _name in script_flags.BENCHMARK_FLAGS:  # Listed by --helpshort (the --child_* ones are not).
@@ -44,10 +44,10 @@ def command_line() -> str:
   """
   if _INVOKED_ARGV:
     prog = os.path.basename(_INVOKED_ARGV[0])
-    prog = "keras-l2o-benchmark" if prog == "keras-l2o-benchmark" else "python -m scripts.benchmark"
+    prog = "keras-l2o-benchmark" if prog == "keras-l2o-benchmark" else f"python -m {__package__}"
     return " ".join([prog] + [shlex.quote(a) for a in _INVOKED_ARGV[1:]])
   given = script_flags.explicit_flags(script_flags.BENCHMARK_FLAGS)
-  return " ".join(["python -m scripts.benchmark"] + [shlex.quote(a) for a in given])
+  return " ".join([f"python -m {__package__}"] + [shlex.quote(a) for a in given])
 
 
 def child_main(spec: dict, output_path: str):

@@ -9,9 +9,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from scripts.benchmark import measure
-from scripts.benchmark import optimizers
-from scripts.benchmark import update
+from . import measure
+from . import optimizers
+from . import update
 
 EMBEDDING_ROWS = 1_000_000
 EMBEDDING_DIM = 16

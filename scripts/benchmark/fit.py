@@ -14,9 +14,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from scripts.benchmark import measure
-from scripts.benchmark import optimizers
-from scripts.benchmark import subprocess_runner
+from . import measure
+from . import optimizers
+from . import subprocess_runner
 
 INPUT_DIM, NUM_CLASSES = 64, 10
 CONV_LABEL = "conv"

@@ -14,9 +14,11 @@ from absl import logging
 import keras_l2o
 from keras_l2o import problems
 from keras_l2o.native import lstm_cells
-from scripts import meta_train_defaults
-from scripts.benchmark import subprocess_runner
-from trainers import bptt
+from .. import meta_train_defaults
+from .. import trainers_module
+from . import subprocess_runner
+
+bptt = trainers_module("bptt")
 
 # The quadratic setup of `keras-l2o-meta-train --problem=quadratic --rule=...`
 # (scripts/meta_train_defaults.py and the flag defaults): 128 random 10-d

@@ -9,8 +9,8 @@ import numpy as np
 import tensorflow as tf
 
 import keras_l2o
-from scripts.benchmark import fit
-from scripts.benchmark import optimizers
+from . import fit
+from . import optimizers
 
 
 def machine_info() -> dict:

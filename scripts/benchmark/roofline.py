@@ -9,8 +9,8 @@ import numpy as np
 import tensorflow as tf
 
 import keras_l2o
-from scripts.benchmark import measure
-from scripts.benchmark import optimizers
+from . import measure
+from . import optimizers
 
 MATMUL_SIZE = 4096
 BANDWIDTH_FLOATS = 1 << 26  # 256 MB each way

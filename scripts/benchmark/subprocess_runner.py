@@ -12,7 +12,12 @@ import subprocess
 import sys
 import tempfile
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Imported by its repository name (`scripts.benchmark`), the checkout that holds
+# `scripts/`: the child needs it on its path. Installed
+# (`keras_l2o_meta.scripts.benchmark`), the child finds the package as this
+# process did, and nothing is added.
+CHECKOUT = (os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            if __package__ == "scripts.benchmark" else None)
 
 
 def describe(spec: dict) -> str:
@@ -38,12 +43,13 @@ def run_child(spec: dict) -> dict:
   """
   with tempfile.TemporaryDirectory() as tmp:
     out_path = os.path.join(tmp, "result.json")
-    cmd = [sys.executable, "-m", "scripts.benchmark", "--child_spec=" + json.dumps(spec),
+    cmd = [sys.executable, "-m", __package__, "--child_spec=" + json.dumps(spec),
            "--child_output=" + out_path]
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, env.get("PYTHONPATH")) if p)
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+    if CHECKOUT:
+      env["PYTHONPATH"] = os.pathsep.join(p for p in (CHECKOUT, env.get("PYTHONPATH")) if p)
+    proc = subprocess.run(cmd, cwd=CHECKOUT, env=env, capture_output=True, text=True,
                           check=False)
     if proc.returncode != 0 or not os.path.exists(out_path):
       tail = "\n".join(proc.stderr.strip().splitlines()[-25:])

@@ -13,8 +13,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_l2o import step_paths
-from scripts.benchmark import measure
-from scripts.benchmark import optimizers
+from . import measure
+from . import optimizers
 
 UPDATE_WARMUP_CALLS = 3
 

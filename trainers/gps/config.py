@@ -39,9 +39,9 @@ import dataclasses
 
 import numpy as np
 
-from trainers import base
-from trainers.gps import coordinate_groups as groups_lib
-from trainers.gps import initial_controller
+from .. import base
+from . import coordinate_groups as groups_lib
+from . import initial_controller
 
 NU_MODES = ("lm", "default")
 

@@ -47,8 +47,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_l2o.rules import coordinate_policy
-from trainers.gps import policy_class
-from trainers.gps import types
+from . import policy_class
+from . import types
 
 GRADIENT_DECAYS = (0.5, 0.9, 0.98)
 STEP_DECAY = 0.9

@@ -21,8 +21,8 @@ Example:
 from absl import logging
 import tensorflow as tf
 
-from trainers.gps import gmm as gmm_lib
-from trainers.gps import types
+from . import gmm as gmm_lib
+from . import types
 
 _DTYPE = tf.float64
 

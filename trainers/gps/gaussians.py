@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from trainers.gps import types
+from . import types
 
 tfd = tfp.distributions
 

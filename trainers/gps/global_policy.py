@@ -10,8 +10,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from trainers.gps import dynamics as dynamics_lib
-from trainers.gps import policy_update
+from . import dynamics as dynamics_lib
+from . import policy_update
 
 _F64 = tf.float64
 

@@ -59,15 +59,15 @@ import tensorflow as tf
 from absl import logging
 
 from keras_l2o import run_directory
-from trainers.gps import config as gps_config
-from trainers.gps import coordinate_groups as groups_lib
-from trainers.gps import dynamics as dynamics_lib
-from trainers.gps import global_policy
-from trainers.gps import lqr
-from trainers.gps import policy_class
-from trainers.gps import policy_update
-from trainers.gps import step_size
-from trainers.gps import trainer as gps_trainer
+from . import config as gps_config
+from . import coordinate_groups as groups_lib
+from . import dynamics as dynamics_lib
+from . import global_policy
+from . import lqr
+from . import policy_class
+from . import policy_update
+from . import step_size
+from . import trainer as gps_trainer
 
 _F64 = tf.float64
 _SCALE_FLOOR = 1e-12

@@ -22,8 +22,8 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from trainers.gps import state_layout as layout_lib
-from trainers.gps import types
+from . import state_layout as layout_lib
+from . import types
 
 DEFAULT_RATES = tuple(0.025 * 2 ** i for i in range(7))  # 0.025, 0.05, ..., 1.6
 DEFAULT_MOMENTA = tuple(round(0.82 + 0.01 * i, 2) for i in range(11))  # 0.82, 0.83, ..., 0.92

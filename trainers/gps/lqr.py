@@ -41,8 +41,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from trainers.gps import gaussians
-from trainers.gps import types
+from . import gaussians
+from . import types
 
 INITIAL_ETA_INCREMENT = 1e-4
 

@@ -31,7 +31,7 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from keras_l2o.rules import policy as policy_lib
-from trainers.gps import types
+from . import types
 
 _DTYPE = tf.float64
 

@@ -23,8 +23,8 @@ from typing import NamedTuple, Optional
 
 import tensorflow as tf
 
-from trainers.gps import gaussians
-from trainers.gps import types
+from . import gaussians
+from . import types
 
 MIN_NEW_MULT = 0.1
 MAX_NEW_MULT = 5.0

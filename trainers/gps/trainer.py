@@ -57,18 +57,18 @@ from absl import logging
 
 from keras_l2o import run_directory
 from keras_l2o import unroll as unroll_lib
-from trainers import base
-from trainers import loop
-from trainers.gps import config as gps_config
-from trainers.gps import dynamics as dynamics_lib
-from trainers.gps import global_policy
-from trainers.gps import initial_controller
-from trainers.gps import lqr
-from trainers.gps import policy_update
-from trainers.gps import rollouts
-from trainers.gps import state_layout as layout_lib
-from trainers.gps import step_size
-from trainers.gps import types
+from .. import base
+from .. import loop
+from . import config as gps_config
+from . import dynamics as dynamics_lib
+from . import global_policy
+from . import initial_controller
+from . import lqr
+from . import policy_update
+from . import rollouts
+from . import state_layout as layout_lib
+from . import step_size
+from . import types
 
 NU_MODES = gps_config.NU_MODES
 _F64 = tf.float64
