@@ -198,7 +198,7 @@ class ConfigFlagsTest(tf.test.TestCase):
                      "AsyncBPTTTrainer")
     self.assertEqual(dict(registry.get("es").fixed), {"estimator": "es"})
     with self.assertRaisesRegex(ValueError, r"--trainer='nes' is not available\. Valid trainers: "
-                                "bptt, gps, pes, es\."):
+                                r"bptt, gps, pes, es\."):
       registry.get("nes")
     # Every field of every registered configuration that is a flag declares its help.
     for config_class in registry.config_classes():
