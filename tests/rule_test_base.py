@@ -7,17 +7,14 @@ optimizer and functional paths bit-identical, state size, config round trip,
 seeded meta-parameters, extreme gradients, XLA, and meta-gradients.
 """
 
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import tensorflow as tf
 
-import numpy as np  # pylint: disable=g-import-not-at-top
-import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-import keras_l2o  # pylint: disable=g-import-not-at-top
-from keras_l2o import meta_params as meta_params_lib  # pylint: disable=g-import-not-at-top
-from keras_l2o import step as step_lib  # pylint: disable=g-import-not-at-top
-from tests import reference_rules  # pylint: disable=g-import-not-at-top
+import keras_l2o
+from keras_l2o import meta_params as meta_params_lib
+from keras_l2o import step as step_lib
+from tests import reference_rules
 
 # A small quadratic f(x) = 0.5 sum a x^2 - b.x whose coordinates exercise the
 # ordinary range, a gradient far below exp(-10) and an exact zero gradient.

@@ -7,15 +7,12 @@ or `{"error": message}` for a usage error.
 
 import json
 import math
-import os
 import sys
 from unittest import mock
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
 
-import keras  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-from keras_l2o.suite import environment  # pylint: disable=g-import-not-at-top,wrong-import-position
+from keras_l2o.suite import environment
 
 
 class StubRunner:

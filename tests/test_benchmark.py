@@ -8,21 +8,19 @@ import os
 import tempfile
 from unittest import mock
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import flags
+from absl.testing import flagsaver
+import tensorflow as tf
 
-from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
-from absl.testing import flagsaver  # pylint: disable=g-import-not-at-top,wrong-import-position
-import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
+import keras_l2o
+from keras_l2o.native import lstm_cells
+from keras_l2o.native import lstm_rule as native_lstm
 
-import keras_l2o  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o.native import lstm_cells  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o.native import lstm_rule as native_lstm  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-from scripts.benchmark import command  # pylint: disable=g-import-not-at-top,wrong-import-position
-from scripts.benchmark import meta_training  # pylint: disable=g-import-not-at-top,wrong-import-position
-from scripts.benchmark import optimizers  # pylint: disable=g-import-not-at-top,wrong-import-position
-from scripts.benchmark import subprocess_runner  # pylint: disable=g-import-not-at-top,wrong-import-position
-from scripts.benchmark import update  # pylint: disable=g-import-not-at-top,wrong-import-position
+from scripts.benchmark import command
+from scripts.benchmark import meta_training
+from scripts.benchmark import optimizers
+from scripts.benchmark import subprocess_runner
+from scripts.benchmark import update
 
 FLAGS = flags.FLAGS
 # 64-32-64-128 convolutions of 3x3 plus the 128 -> 10 dense layer, with biases.

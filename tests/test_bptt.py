@@ -2,20 +2,18 @@
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
+import tensorflow as tf
 
-import keras  # pylint: disable=g-import-not-at-top
-import numpy as np  # pylint: disable=g-import-not-at-top
-import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-import keras_l2o  # pylint: disable=g-import-not-at-top
-from keras_l2o import problems  # pylint: disable=g-import-not-at-top
-from keras_l2o import step as step_lib  # pylint: disable=g-import-not-at-top
-from keras_l2o import unroll as unroll_lib  # pylint: disable=g-import-not-at-top
-from keras_l2o.problems import base as problems_base  # pylint: disable=g-import-not-at-top
-from tests import kill_resume  # pylint: disable=g-import-not-at-top
-from trainers import base as trainers_base  # pylint: disable=g-import-not-at-top
-from trainers import bptt  # pylint: disable=g-import-not-at-top
+import keras_l2o
+from keras_l2o import problems
+from keras_l2o import step as step_lib
+from keras_l2o import unroll as unroll_lib
+from keras_l2o.problems import base as problems_base
+from tests import kill_resume
+from trainers import base as trainers_base
+from trainers import bptt
 
 
 

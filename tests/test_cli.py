@@ -5,11 +5,9 @@ import os
 import subprocess
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tensorflow as tf
 
-import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-from keras_l2o.native import library  # pylint: disable=g-import-not-at-top,wrong-import-position
+from keras_l2o.native import library
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

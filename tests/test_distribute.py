@@ -5,11 +5,9 @@ import os
 import subprocess
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tensorflow as tf
 
-import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-from keras_l2o import distribute  # pylint: disable=g-import-not-at-top
+from keras_l2o import distribute
 
 # Runs in a fresh process: the CPU must be split before TensorFlow runs any op.
 _MIRRORED_FIT = r"""

@@ -21,15 +21,13 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import tensorflow as tf
 
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-import keras_l2o  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import problems  # pylint: disable=g-import-not-at-top,wrong-import-position
-from trainers import base as trainers_base  # pylint: disable=g-import-not-at-top,wrong-import-position
-from trainers import bptt  # pylint: disable=g-import-not-at-top,wrong-import-position
+import keras_l2o
+from keras_l2o import problems
+from trainers import base as trainers_base
+from trainers import bptt
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

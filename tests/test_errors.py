@@ -1,14 +1,11 @@
 """Bad input gives clear errors, mostly at construction; asserted to the text."""
 
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import tensorflow as tf
 
-import numpy as np  # pylint: disable=g-import-not-at-top
-import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-import keras_l2o  # pylint: disable=g-import-not-at-top
-from keras_l2o import meta_params as meta_params_lib  # pylint: disable=g-import-not-at-top
+import keras_l2o
+from keras_l2o import meta_params as meta_params_lib
 
 _VALID = ("adagrad, adam, general, gps_general, gps_lstm, gps_policy, learned_lr, lstm, mlp, "
           "mlp_factored, momentum, nag, rmsprop, sgd")

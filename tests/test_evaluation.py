@@ -3,15 +3,13 @@
 import json
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import tensorflow as tf
 
-import numpy as np  # pylint: disable=g-import-not-at-top
-import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-import keras_l2o  # pylint: disable=g-import-not-at-top
-from keras_l2o import evaluation  # pylint: disable=g-import-not-at-top
-from keras_l2o import problems  # pylint: disable=g-import-not-at-top
-from keras_l2o.problems import base as problems_base  # pylint: disable=g-import-not-at-top
+import keras_l2o
+from keras_l2o import evaluation
+from keras_l2o import problems
+from keras_l2o.problems import base as problems_base
 
 
 class Parabola(problems_base.ProblemFamily):

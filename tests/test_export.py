@@ -5,14 +5,12 @@ import os
 import subprocess
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
+import tensorflow as tf
 
-import keras  # pylint: disable=g-import-not-at-top
-import numpy as np  # pylint: disable=g-import-not-at-top
-import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-import keras_l2o  # pylint: disable=g-import-not-at-top
-from keras_l2o import meta_params as meta_params_lib  # pylint: disable=g-import-not-at-top
+import keras_l2o
+from keras_l2o import meta_params as meta_params_lib
 
 # Runs in a fresh interpreter where importing keras_l2o is impossible.
 _STANDALONE = r"""
@@ -61,7 +59,7 @@ class ExportTest(tf.test.TestCase):
     result = subprocess.run([sys.executable, "-c", _STANDALONE, path, str(steps)],
                             capture_output=True, text=True, timeout=120, check=False,
                             cwd=self.get_temp_dir(),
-                            env={**os.environ, "PYTHONPATH": "", "TF_CPP_MIN_LOG_LEVEL": "2"})
+                            env={**os.environ, "PYTHONPATH": ""})
     self.assertEqual(result.returncode, 0, msg=result.stderr[-3000:])
     return json.loads(result.stdout.strip().splitlines()[-1])
 

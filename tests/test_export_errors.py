@@ -9,13 +9,11 @@ import json
 import os
 import shutil
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import tensorflow as tf
 
-import numpy as np  # pylint: disable=g-import-not-at-top
-import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-import keras_l2o  # pylint: disable=g-import-not-at-top
-from keras_l2o import export as export_lib  # pylint: disable=g-import-not-at-top
+import keras_l2o
+from keras_l2o import export as export_lib
 
 
 def _module(rule="sgd"):

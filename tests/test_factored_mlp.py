@@ -2,17 +2,15 @@
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
+import tensorflow as tf
 
-import keras  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-import keras_l2o  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import step_paths  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tests import reference_rules  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tests import rule_test_base  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tests import testing_utils  # pylint: disable=g-import-not-at-top,wrong-import-position
+import keras_l2o
+from keras_l2o import step_paths
+from tests import reference_rules
+from tests import rule_test_base
+from tests import testing_utils
 
 
 class FactoredMLPRuleTest(rule_test_base.RuleTestBase):

@@ -12,26 +12,20 @@ rounding level, see the test). Each test also checks that the fast
 path really ran, so none can pass by comparing the reference with itself.
 """
 
-import os
 from unittest import mock
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl.testing import parameterized
+import keras
+import numpy as np
+import tensorflow as tf
 
-from absl.testing import parameterized  # pylint: disable=g-import-not-at-top,wrong-import-position
-import keras  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
+import keras_l2o
+from keras_l2o import step_paths
+from keras_l2o import step as step_lib
+from keras_l2o.native import lstm_rule as native_lstm
+from keras_l2o.rules import lstm as lstm_lib
 
-import keras_l2o  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import step_paths  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import step as step_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o.native import lstm_rule as native_lstm  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o.rules import lstm as lstm_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-try:  # pytest imports this file as a module of `tests`, the script runs it from tests/.
-  from tests import testing_utils  # pylint: disable=g-import-not-at-top
-except ImportError:
-  import testing_utils  # pylint: disable=g-import-not-at-top
+from tests import testing_utils
 
 FIT_STEPS = 100
 BATCH_SIZE = 16

@@ -2,18 +2,16 @@
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
+import tensorflow as tf
 
-import keras  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-import keras_l2o  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import meta_params as meta_params_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o.rules import newton_schulz  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tests import general_reference  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tests import rule_test_base  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tests import testing_utils  # pylint: disable=g-import-not-at-top,wrong-import-position
+import keras_l2o
+from keras_l2o import meta_params as meta_params_lib
+from keras_l2o.rules import newton_schulz
+from tests import general_reference
+from tests import rule_test_base
+from tests import testing_utils
 
 
 def _perturbed(rule, seed=3, scale=0.3, dtype=np.float64):

@@ -1,19 +1,16 @@
 """Tests of the `general_tasks` meta-training family and its reparameterisation augmentation."""
 
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import doctest
 
-import doctest  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np
+import tensorflow as tf
 
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-import keras_l2o  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import problems  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import unroll as unroll_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o.problems import general_tasks  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o.problems import meta_data  # pylint: disable=g-import-not-at-top,wrong-import-position
+import keras_l2o
+from keras_l2o import problems
+from keras_l2o import unroll as unroll_lib
+from keras_l2o.problems import general_tasks
+from keras_l2o.problems import meta_data
 
 # What the held-out suite trains on (issue 21): none of it may appear here.
 SUITE_DATASETS = {"digits", "breast_cancer", "wine", "diabetes", "iris", "mnist", "cifar"}

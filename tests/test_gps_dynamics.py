@@ -2,16 +2,14 @@
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tempfile
 
-import tempfile  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np
+from scipy import stats
+import tensorflow as tf
 
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-from scipy import stats  # pylint: disable=g-import-not-at-top,wrong-import-position
-import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-from trainers.gps import dynamics  # pylint: disable=g-import-not-at-top,wrong-import-position
-from trainers.gps import gmm as gmm_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from trainers.gps import dynamics
+from trainers.gps import gmm as gmm_lib
 
 DX, DU = 3, 2
 

@@ -9,19 +9,16 @@ problems used here, seed 0's policy is at 0.93 and the untrained policy at 0.00.
 run (the defaults of `keras-l2o-meta-train --trainer=gps`) is in docs/RESULTS.md.
 """
 
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tempfile
 
-import tempfile  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np
+import tensorflow as tf
 
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-import keras_l2o  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import evaluation  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import problems  # pylint: disable=g-import-not-at-top,wrong-import-position
-from trainers.gps import group_trainer  # pylint: disable=g-import-not-at-top,wrong-import-position
+import keras_l2o
+from keras_l2o import evaluation
+from keras_l2o import problems
+from trainers.gps import group_trainer
 
 
 class GPSEndToEndTest(tf.test.TestCase):

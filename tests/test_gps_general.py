@@ -1,20 +1,17 @@
 """The `gps_general` policy (issue 22): scale-free inputs, controlled steps, one formula in GPS."""
 
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tempfile
 
-import tempfile  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np
+import tensorflow as tf
 
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-import keras_l2o  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import problems  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o.rules import gps_general  # pylint: disable=g-import-not-at-top,wrong-import-position
-from trainers import base  # pylint: disable=g-import-not-at-top,wrong-import-position
-from trainers.gps import group_trainer  # pylint: disable=g-import-not-at-top,wrong-import-position
-from trainers.gps import policy_class  # pylint: disable=g-import-not-at-top,wrong-import-position
+import keras_l2o
+from keras_l2o import problems
+from keras_l2o.rules import gps_general
+from trainers import base
+from trainers.gps import group_trainer
+from trainers.gps import policy_class
 
 
 def _random_meta(rule, seed=1):

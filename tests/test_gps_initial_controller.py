@@ -1,14 +1,11 @@
 """The initial momentum controller and the P1 state layout (GPS.md 3.7, section 5 item 9)."""
 
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import tensorflow as tf
 
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-from trainers.gps import initial_controller  # pylint: disable=g-import-not-at-top,wrong-import-position
-from trainers.gps import state_layout  # pylint: disable=g-import-not-at-top,wrong-import-position
+from trainers.gps import initial_controller
+from trainers.gps import state_layout
 
 
 def _state(location, rel_changes, gradients, deltas):

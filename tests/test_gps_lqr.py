@@ -1,20 +1,14 @@
 """GPS modified LQR: Riccati gains, the eta/nu limits, eta increase, eta search, batching."""
 
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import tensorflow as tf
 
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
+from trainers.gps import gaussians
+from trainers.gps import lqr
+from trainers.gps import types
 
-from trainers.gps import gaussians  # pylint: disable=g-import-not-at-top,wrong-import-position
-from trainers.gps import lqr  # pylint: disable=g-import-not-at-top,wrong-import-position
-from trainers.gps import types  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-try:  # pytest imports this file as a module of `tests`, the script runs it from tests/.
-  from tests import gps_lqg_testing as lqg  # pylint: disable=g-import-not-at-top
-except ImportError:
-  import gps_lqg_testing as lqg  # pylint: disable=g-import-not-at-top
+from tests import gps_lqg_testing as lqg
 
 HORIZON, D_X, D_U = 6, 4, 2
 

@@ -2,14 +2,12 @@
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tempfile
 
-import tempfile  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np
+import tensorflow as tf
 
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-from trainers.gps import policy_update  # pylint: disable=g-import-not-at-top,wrong-import-position
+from trainers.gps import policy_update
 
 
 def _spd(rng, batch, dim):

@@ -1,16 +1,13 @@
 """GPS step-size adaptation: the multiplier rule and the LQG-predicted improvements."""
 
 import math
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import tensorflow as tf
+from absl.testing import parameterized
 
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
-from absl.testing import parameterized  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-from trainers.gps import step_size  # pylint: disable=g-import-not-at-top,wrong-import-position
-from trainers.gps import types  # pylint: disable=g-import-not-at-top,wrong-import-position
+from trainers.gps import step_size
+from trainers.gps import types
 
 
 def _scalar_policy(gain, offset, variance):

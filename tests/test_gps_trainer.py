@@ -2,22 +2,20 @@
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import doctest
+import json
+import subprocess
+import sys
 
-import doctest  # pylint: disable=g-import-not-at-top,wrong-import-position
-import json  # pylint: disable=g-import-not-at-top,wrong-import-position
-import subprocess  # pylint: disable=g-import-not-at-top,wrong-import-position
-import sys  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np
+import tensorflow as tf
 
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-import keras_l2o  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import problems  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import unroll as unroll_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from trainers import base  # pylint: disable=g-import-not-at-top,wrong-import-position
-from trainers.gps import rollouts  # pylint: disable=g-import-not-at-top,wrong-import-position
-from trainers.gps import trainer as gps_trainer  # pylint: disable=g-import-not-at-top,wrong-import-position
+import keras_l2o
+from keras_l2o import problems
+from keras_l2o import unroll as unroll_lib
+from trainers import base
+from trainers.gps import rollouts
+from trainers.gps import trainer as gps_trainer
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HISTORY = 3

@@ -2,13 +2,11 @@
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
+import tensorflow as tf
 
-import keras  # pylint: disable=g-import-not-at-top
-import numpy as np  # pylint: disable=g-import-not-at-top
-import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-import keras_l2o  # pylint: disable=g-import-not-at-top
+import keras_l2o
 
 
 class NamesTest(tf.test.TestCase):

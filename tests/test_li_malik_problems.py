@@ -1,19 +1,16 @@
 """The Li & Malik problem families: draws, splits, objectives by hand, gradients, optimum."""
 
 import json
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import doctest
 
-import doctest  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np
+import tensorflow as tf
+from absl.testing import parameterized
+from scipy import optimize
 
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
-from absl.testing import parameterized  # pylint: disable=g-import-not-at-top,wrong-import-position
-from scipy import optimize  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-from keras_l2o import problems  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o.problems import li_malik  # pylint: disable=g-import-not-at-top,wrong-import-position
+from keras_l2o import problems
+from keras_l2o.problems import li_malik
 
 NAMES = ("logistic_regression", "robust_linear_regression", "two_layer_net")
 NUM_PARAMETERS = {"logistic_regression": 4, "robust_linear_regression": 4, "two_layer_net": 12}

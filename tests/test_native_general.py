@@ -16,28 +16,22 @@ fallback tests run; on one that can, the first test fails if it is not built.
 
 import contextlib
 import doctest
-import os
 from unittest import mock
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl.testing import parameterized
+import keras
+import numpy as np
+import tensorflow as tf
 
-from absl.testing import parameterized  # pylint: disable=g-import-not-at-top,wrong-import-position
-import keras  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
+import keras_l2o
+from keras_l2o import step_paths
+from keras_l2o import step as step_lib
+from keras_l2o.native import build
+from keras_l2o.native import general_rule as native_general
+from keras_l2o.native import library
+from keras_l2o.rules import general_features as gf
 
-import keras_l2o  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import step_paths  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import step as step_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o.native import build  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o.native import general_rule as native_general  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o.native import library  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o.rules import general_features as gf  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-try:  # pytest imports this file as a module of `tests`, the script runs it from tests/.
-  from tests import testing_utils  # pylint: disable=g-import-not-at-top
-except ImportError:
-  import testing_utils  # pylint: disable=g-import-not-at-top
+from tests import testing_utils
 
 DIRECTION_TOLERANCE = 1e-6
 # Newton–Schulz amplifies the direction's rounding a little (measured up to 3e-6).

@@ -9,21 +9,19 @@ meta-gradients of the reference within rounding.
 import doctest
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl.testing import parameterized
+import numpy as np
+import tensorflow as tf
 
-from absl.testing import parameterized  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-import keras_l2o  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import problems  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import unroll as unroll_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o.native import build  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o.native import library  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o.native import lstm_cells  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o.rules import lstm  # pylint: disable=g-import-not-at-top,wrong-import-position
-from trainers import base as trainers_base  # pylint: disable=g-import-not-at-top,wrong-import-position
-from trainers import bptt  # pylint: disable=g-import-not-at-top,wrong-import-position
+import keras_l2o
+from keras_l2o import problems
+from keras_l2o import unroll as unroll_lib
+from keras_l2o.native import build
+from keras_l2o.native import library
+from keras_l2o.native import lstm_cells
+from keras_l2o.rules import lstm
+from trainers import base as trainers_base
+from trainers import bptt
 
 BUILT = library.available(lstm_cells.KERNEL)
 skip_reason = None if BUILT else (build.unbuildable_reason() or "the kernel is not built")

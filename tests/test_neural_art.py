@@ -2,23 +2,21 @@
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import doctest
+import functools
+import json
+import tempfile
 
-import doctest  # pylint: disable=g-import-not-at-top,wrong-import-position
-import functools  # pylint: disable=g-import-not-at-top,wrong-import-position
-import json  # pylint: disable=g-import-not-at-top,wrong-import-position
-import tempfile  # pylint: disable=g-import-not-at-top,wrong-import-position
+import keras
+import numpy as np
+import tensorflow as tf
 
-import keras  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-import keras_l2o  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import problems  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import unroll as unroll_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o.problems import art_features  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o.problems import art_images  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o.problems import neural_art  # pylint: disable=g-import-not-at-top,wrong-import-position
+import keras_l2o
+from keras_l2o import problems
+from keras_l2o import unroll as unroll_lib
+from keras_l2o.problems import art_features
+from keras_l2o.problems import art_images
+from keras_l2o.problems import neural_art
 
 SIZE = 32  # small images keep the tests fast
 

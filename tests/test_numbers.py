@@ -6,17 +6,14 @@ works like the equivalent schedule.
 """
 
 import doctest
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
+import tensorflow as tf
 
-import keras  # pylint: disable=g-import-not-at-top
-import numpy as np  # pylint: disable=g-import-not-at-top
-import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-import keras_l2o  # pylint: disable=g-import-not-at-top
-from keras_l2o import meta_params as meta_params_lib  # pylint: disable=g-import-not-at-top
-from keras_l2o import validation  # pylint: disable=g-import-not-at-top
+import keras_l2o
+from keras_l2o import meta_params as meta_params_lib
+from keras_l2o import validation
 
 NAN, INF = float("nan"), float("inf")
 

@@ -4,23 +4,20 @@ What the "MNIST MLP 48-48-10 ReLU on inputs randomly projected to 48 dims"
 experiments and their transfer tests to other offline datasets need.
 """
 
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import json
 
-import json  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl.testing import parameterized
+import keras
+import numpy as np
+import tensorflow as tf
 
-from absl.testing import parameterized  # pylint: disable=g-import-not-at-top,wrong-import-position
-import keras  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-import keras_l2o  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import datasets  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import evaluation  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import problems  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tests import rule_test_base  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tests import testing_utils  # pylint: disable=g-import-not-at-top,wrong-import-position
+import keras_l2o
+from keras_l2o import datasets
+from keras_l2o import evaluation
+from keras_l2o import problems
+from tests import rule_test_base
+from tests import testing_utils
 
 # name -> (rows, features, classes) of scikit-learn's bundled tabular sets.
 TABULAR = {"breast_cancer": (569, 30, 2), "wine": (178, 13, 3), "iris": (150, 4, 3)}

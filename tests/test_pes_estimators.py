@@ -20,17 +20,14 @@ many standard errors for ES, while truncated BPTT (exact gradients of each
 truncation with its starting state held fixed) misses it by a wide margin.
 """
 
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import tensorflow as tf
 
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-import keras_l2o  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import problems  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import unroll as unroll_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from trainers import es_estimators  # pylint: disable=g-import-not-at-top,wrong-import-position
+import keras_l2o
+from keras_l2o import problems
+from keras_l2o import unroll as unroll_lib
+from trainers import es_estimators
 
 CURVATURES = np.array([0.05, 0.2, 0.5, 1.0, 1.6])
 START = np.array([1.0, -1.0, 0.5, 1.0, -0.5])

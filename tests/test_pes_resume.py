@@ -4,14 +4,12 @@ import os
 import subprocess
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import tensorflow as tf
 
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-import keras_l2o  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tests import kill_resume  # pylint: disable=g-import-not-at-top,wrong-import-position
-from trainers import base as trainers_base  # pylint: disable=g-import-not-at-top,wrong-import-position
+import keras_l2o
+from tests import kill_resume
+from trainers import base as trainers_base
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

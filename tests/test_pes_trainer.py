@@ -3,16 +3,14 @@
 import doctest
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import tensorflow as tf
 
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-import keras_l2o  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import problems  # pylint: disable=g-import-not-at-top,wrong-import-position
-from trainers import base as trainers_base  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o.rules import learned_lr  # pylint: disable=g-import-not-at-top,wrong-import-position
-from trainers import pes  # pylint: disable=g-import-not-at-top,wrong-import-position
+import keras_l2o
+from keras_l2o import problems
+from trainers import base as trainers_base
+from keras_l2o.rules import learned_lr
+from trainers import pes
 
 
 def _config(**overrides):

@@ -2,20 +2,18 @@
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import doctest
 
-import doctest  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np
+import tensorflow as tf
+from absl.testing import parameterized
 
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
-from absl.testing import parameterized  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-import keras_l2o  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import evaluation  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import meta_params as meta_params_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import problems  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import step as step_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o.rules import policy  # pylint: disable=g-import-not-at-top,wrong-import-position
+import keras_l2o
+from keras_l2o import evaluation
+from keras_l2o import meta_params as meta_params_lib
+from keras_l2o import problems
+from keras_l2o import step as step_lib
+from keras_l2o.rules import policy
 
 _FAMILY = problems.get("logistic_regression", seed=2)
 

@@ -2,15 +2,13 @@
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
+import tensorflow as tf
 
-import keras  # pylint: disable=g-import-not-at-top
-import numpy as np  # pylint: disable=g-import-not-at-top
-import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-import keras_l2o  # pylint: disable=g-import-not-at-top
-from keras_l2o import datasets  # pylint: disable=g-import-not-at-top
-from keras_l2o import problems  # pylint: disable=g-import-not-at-top
+import keras_l2o
+from keras_l2o import datasets
+from keras_l2o import problems
 
 SHIPPED = ("gps-mnist", "l2l-mnist", "l2l-neural-art", "l2l-quadratic", "l2o-mlp-factored",
            "l2o-mlp-general")

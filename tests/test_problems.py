@@ -2,21 +2,19 @@
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import doctest
+import functools
+import json
+import math
+import tempfile
 
-import doctest  # pylint: disable=g-import-not-at-top,wrong-import-position
-import functools  # pylint: disable=g-import-not-at-top,wrong-import-position
-import json  # pylint: disable=g-import-not-at-top,wrong-import-position
-import math  # pylint: disable=g-import-not-at-top,wrong-import-position
-import tempfile  # pylint: disable=g-import-not-at-top,wrong-import-position
+import keras
+import numpy as np
+import tensorflow as tf
+from absl.testing import parameterized
 
-import keras  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
-from absl.testing import parameterized  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-from keras_l2o import datasets  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import problems  # pylint: disable=g-import-not-at-top,wrong-import-position
+from keras_l2o import datasets
+from keras_l2o import problems
 
 ALL = ("quadratic", "digits_mlp", "mnist_mlp", "conv", "keras_model")
 DATA = ("digits_mlp", "mnist_mlp", "conv", "keras_model")

@@ -11,18 +11,16 @@ import os
 import shutil
 import types
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from hypothesis import event
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
+import keras
+import numpy as np
+import tensorflow as tf
 
-from hypothesis import event  # pylint: disable=g-import-not-at-top
-from hypothesis import given  # pylint: disable=g-import-not-at-top
-from hypothesis import settings  # pylint: disable=g-import-not-at-top
-from hypothesis import strategies as st  # pylint: disable=g-import-not-at-top
-import keras  # pylint: disable=g-import-not-at-top
-import numpy as np  # pylint: disable=g-import-not-at-top
-import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-import keras_l2o  # pylint: disable=g-import-not-at-top
-from keras_l2o import export as export_lib  # pylint: disable=g-import-not-at-top
+import keras_l2o
+from keras_l2o import export as export_lib
 
 # Anything a user or a config file might pass for a number.
 ANY_VALUE = st.one_of(

@@ -3,9 +3,7 @@
 import os
 import re
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import tensorflow as tf  # pylint: disable=g-import-not-at-top
+import tensorflow as tf
 
 _README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
 

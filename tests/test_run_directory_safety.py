@@ -9,19 +9,17 @@ import subprocess
 import sys
 import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tensorflow as tf
 
-import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-import keras_l2o  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import problems  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import run_directory  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import run_lock  # pylint: disable=g-import-not-at-top,wrong-import-position
-from trainers import base  # pylint: disable=g-import-not-at-top,wrong-import-position
-from trainers import bptt  # pylint: disable=g-import-not-at-top,wrong-import-position
-from trainers import checkpointing  # pylint: disable=g-import-not-at-top,wrong-import-position
-from trainers.gps import group_trainer  # pylint: disable=g-import-not-at-top,wrong-import-position
-from trainers.gps import trainer as gps_trainer  # pylint: disable=g-import-not-at-top,wrong-import-position
+import keras_l2o
+from keras_l2o import problems
+from keras_l2o import run_directory
+from keras_l2o import run_lock
+from trainers import base
+from trainers import bptt
+from trainers import checkpointing
+from trainers.gps import group_trainer
+from trainers.gps import trainer as gps_trainer
 
 # A process that takes a run directory's lock with keras_l2o.run_lock (loaded from its file:
 # no TensorFlow import, so it starts in a fraction of a second), reports, then waits for a

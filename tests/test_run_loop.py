@@ -5,21 +5,19 @@ import json
 import os
 from typing import Optional
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import tensorflow as tf
+from absl import flags
 
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
-from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-import keras_l2o  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import problems  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import unroll as unroll_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import run_directory  # pylint: disable=g-import-not-at-top,wrong-import-position
-from scripts import config_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
-from trainers import base  # pylint: disable=g-import-not-at-top,wrong-import-position
-from trainers import bptt  # pylint: disable=g-import-not-at-top,wrong-import-position
-from trainers import loop  # pylint: disable=g-import-not-at-top,wrong-import-position
-from trainers import pes  # pylint: disable=g-import-not-at-top,wrong-import-position
+import keras_l2o
+from keras_l2o import problems
+from keras_l2o import unroll as unroll_lib
+from keras_l2o import run_directory
+from scripts import config_flags
+from trainers import base
+from trainers import bptt
+from trainers import loop
+from trainers import pes
 
 
 @dataclasses.dataclass

@@ -14,20 +14,15 @@ import os
 import shutil
 import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl.testing import parameterized
+import keras
+import numpy as np
+import tensorflow as tf
 
-from absl.testing import parameterized  # pylint: disable=g-import-not-at-top,wrong-import-position
-import keras  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
+import keras_l2o
+from keras_l2o import rules
 
-import keras_l2o  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import rules  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-try:  # pytest imports this file as a module of `tests`, the script runs it from tests/.
-  from tests import testing_utils  # pylint: disable=g-import-not-at-top
-except ImportError:
-  import testing_utils  # pylint: disable=g-import-not-at-top
+from tests import testing_utils
 
 LEARNED_RULES = ("lstm", "mlp")
 NUM_SAMPLES = 128

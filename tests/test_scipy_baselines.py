@@ -5,16 +5,14 @@ import os
 import subprocess
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import tensorflow as tf
+from absl.testing import parameterized
+from scipy import optimize
 
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
-from absl.testing import parameterized  # pylint: disable=g-import-not-at-top,wrong-import-position
-from scipy import optimize  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-from keras_l2o import evaluation  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o import problems  # pylint: disable=g-import-not-at-top,wrong-import-position
-from keras_l2o.problems import base as problems_base  # pylint: disable=g-import-not-at-top,wrong-import-position
+from keras_l2o import evaluation
+from keras_l2o import problems
+from keras_l2o.problems import base as problems_base
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _LOGISTIC = problems.get("logistic_regression", seed=1)

@@ -8,20 +8,18 @@ import subprocess
 import sys
 import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
+import tensorflow as tf
 
-import keras  # pylint: disable=g-import-not-at-top
-import numpy as np  # pylint: disable=g-import-not-at-top
-import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-from keras_l2o import problems  # pylint: disable=g-import-not-at-top
-from keras_l2o import suite  # pylint: disable=g-import-not-at-top
-from keras_l2o.suite import base  # pylint: disable=g-import-not-at-top
-from keras_l2o.suite import environment as environment_lib  # pylint: disable=g-import-not-at-top
-from keras_l2o.suite import optimizers  # pylint: disable=g-import-not-at-top
-from keras_l2o.suite import split  # pylint: disable=g-import-not-at-top
-from keras_l2o.suite import summary  # pylint: disable=g-import-not-at-top
-from tests import suite_stub  # pylint: disable=g-import-not-at-top
+from keras_l2o import problems
+from keras_l2o import suite
+from keras_l2o.suite import base
+from keras_l2o.suite import environment as environment_lib
+from keras_l2o.suite import optimizers
+from keras_l2o.suite import split
+from keras_l2o.suite import summary
+from tests import suite_stub
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _REFERENCE = [1.0 - 0.05 * j for j in range(20)]  # 20 windows of 10 steps; ends at 0.05
@@ -245,7 +243,7 @@ class TasksTest(tf.test.TestCase):
             "r = suite.run(suite.get('mnist_conv'), 5, lambda h: keras.optimizers.Adam(1e-2), "
             "windows=4, horizon=24, batch_size=16); "
             "print(json.dumps([r['curve'], r['test']['loss'], r['environment']]))")
-    env = dict(os.environ, PYTHONPATH=_REPO, TF_CPP_MIN_LOG_LEVEL="2")
+    env = dict(os.environ, PYTHONPATH=_REPO)
     process = subprocess.Popen([sys.executable, "-c", code], cwd=_REPO, env=env,
                                stdout=subprocess.PIPE, text=True)
     here = suite.run(suite.get("mnist_conv"), 5, lambda h: keras.optimizers.Adam(1e-2),

@@ -2,16 +2,14 @@
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import functools
+import json
+import subprocess
+import sys
 
-import functools  # pylint: disable=g-import-not-at-top,wrong-import-position
-import json  # pylint: disable=g-import-not-at-top,wrong-import-position
-import subprocess  # pylint: disable=g-import-not-at-top,wrong-import-position
-import sys  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-import keras  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-from sklearn import datasets  # pylint: disable=g-import-not-at-top,wrong-import-position
+import keras
+import numpy as np
+from sklearn import datasets
 
 
 @functools.lru_cache(maxsize=None)
@@ -133,7 +131,7 @@ def mirrored_fit(*, rule, jit_rule, counted, hidden, samples, epochs):
   args = {"rule": rule, "jit_rule": jit_rule, "module": module, "attribute": attribute,
           "hidden": hidden, "samples": samples, "epochs": epochs}
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env = dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="2")
+  env = dict(os.environ, PYTHONPATH=root)
   proc = subprocess.run([sys.executable, "-c", _MIRRORED_FIT, json.dumps(args)],
                         capture_output=True, text=True, timeout=300, env=env, cwd=root,
                         check=False)
