@@ -1,15 +1,18 @@
 """Shared helpers of the keras_l2o tests: a tiny digits MLP and its data."""
 
-import os
-
 import functools
 import json
+import os
 import subprocess
 import sys
 
 import keras
 import numpy as np
 from sklearn import datasets
+
+# The repository's root (the folder of keras_l2o/, trainers/, scripts/ and tests/): the
+# working directory and PYTHONPATH of the commands the tests run as users do.
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @functools.lru_cache(maxsize=None)
@@ -130,7 +133,7 @@ def mirrored_fit(*, rule, jit_rule, counted, hidden, samples, epochs):
   module, attribute = counted.split(":")
   args = {"rule": rule, "jit_rule": jit_rule, "module": module, "attribute": attribute,
           "hidden": hidden, "samples": samples, "epochs": epochs}
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  root = REPO_ROOT
   env = dict(os.environ, PYTHONPATH=root)
   proc = subprocess.run([sys.executable, "-c", _MIRRORED_FIT, json.dumps(args)],
                         capture_output=True, text=True, timeout=300, env=env, cwd=root,

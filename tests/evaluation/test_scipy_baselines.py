@@ -13,8 +13,9 @@ from scipy import optimize
 from keras_l2o import evaluation
 from keras_l2o import problems
 from keras_l2o.problems import base as problems_base
+from tests import testing_utils
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_REPO = testing_utils.REPO_ROOT
 _LOGISTIC = problems.get("logistic_regression", seed=1)
 _QUADRATIC = problems.get("quadratic", seed=1)
 

@@ -8,6 +8,7 @@ import sys
 import tensorflow as tf
 
 from keras_l2o import distribute
+from tests import testing_utils
 
 # Runs in a fresh process: the CPU must be split before TensorFlow runs any op.
 _MIRRORED_FIT = r"""
@@ -111,7 +112,7 @@ class MirroredFitTest(tf.test.TestCase):
   def _fit(self, rule):
     result = subprocess.run([sys.executable, "-c", _MIRRORED_FIT, rule], capture_output=True,
                             text=True, timeout=300, check=False,
-                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                            cwd=testing_utils.REPO_ROOT)
     self.assertEqual(result.returncode, 0, msg=result.stderr[-3000:])
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -129,7 +130,7 @@ class MirroredEvaluationTest(tf.test.TestCase):
   def test_replicas_evaluate_different_problems_with_single_device_results(self):
     result = subprocess.run([sys.executable, "-c", _MIRRORED_EVALUATION], capture_output=True,
                             text=True, timeout=300, check=False,
-                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                            cwd=testing_utils.REPO_ROOT)
     self.assertEqual(result.returncode, 0, msg=result.stderr[-3000:])
     out = json.loads(result.stdout.strip().splitlines()[-1])
     self.assertEqual(out["names"], ["lstm", "momentum", "sgd"])

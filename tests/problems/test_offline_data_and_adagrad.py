@@ -16,7 +16,7 @@ import keras_l2o
 from keras_l2o import datasets
 from keras_l2o import evaluation
 from keras_l2o import problems
-from tests import rule_test_base
+from tests.rules import rule_test_base
 from tests import testing_utils
 
 # name -> (rows, features, classes) of scikit-learn's bundled tabular sets.

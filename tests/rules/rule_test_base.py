@@ -14,7 +14,7 @@ import tensorflow as tf
 import keras_l2o
 from keras_l2o import meta_params as meta_params_lib
 from keras_l2o import step as step_lib
-from tests import reference_rules
+from tests.rules import reference_rules
 
 # A small quadratic f(x) = 0.5 sum a x^2 - b.x whose coordinates exercise the
 # ordinary range, a gradient far below exp(-10) and an exact zero gradient.

@@ -8,8 +8,8 @@ import tensorflow as tf
 
 import keras_l2o
 from keras_l2o import step_paths
-from tests import reference_rules
-from tests import rule_test_base
+from tests.rules import reference_rules
+from tests.rules import rule_test_base
 from tests import testing_utils
 
 

@@ -9,8 +9,8 @@ import tensorflow as tf
 import keras_l2o
 from keras_l2o import meta_params as meta_params_lib
 from keras_l2o.rules import newton_schulz
-from tests import general_reference
-from tests import rule_test_base
+from tests.rules import general_reference
+from tests.rules import rule_test_base
 from tests import testing_utils
 
 

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 import keras_l2o
 from keras_l2o import step as step_lib
-from tests import rule_test_base
+from tests.rules import rule_test_base
 
 _X0 = [1.0, -2.0]
 _G = [0.5, 0.25]

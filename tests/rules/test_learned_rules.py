@@ -6,7 +6,7 @@ import tensorflow as tf
 import keras_l2o
 from keras_l2o import step as step_lib
 from keras_l2o.rules import features
-from tests import rule_test_base
+from tests.rules import rule_test_base
 
 
 class LSTMPaperTest(rule_test_base.RuleTestBase):

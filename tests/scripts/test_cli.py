@@ -8,8 +8,9 @@ import sys
 import tensorflow as tf
 
 from keras_l2o.native import library
+from tests import testing_utils
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_REPO = testing_utils.REPO_ROOT
 
 
 def _run(module, *args):

@@ -15,7 +15,9 @@ import tempfile
 
 import tensorflow as tf
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import testing_utils
+
+_REPO = testing_utils.REPO_ROOT
 
 # A case is an argv (a list), or {"write": path, "text": ...} to change a file between cases.
 _DRIVER = r"""

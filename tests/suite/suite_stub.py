@@ -1,6 +1,6 @@
 """A stub of the suite's training runs, and `keras-l2o-evaluate --suite=general` run with it.
 
-`python -m tests.suite_stub ARGS` runs the command with every training run
+`python -m tests.suite.suite_stub ARGS` runs the command with every training run
 replaced by `StubRunner` and prints one JSON line: `{"calls": [[seed, lr], ...]}`
 or `{"error": message}` for a usage error.
 """

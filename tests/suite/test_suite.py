@@ -19,9 +19,10 @@ from keras_l2o.suite import environment as environment_lib
 from keras_l2o.suite import optimizers
 from keras_l2o.suite import split
 from keras_l2o.suite import summary
-from tests import suite_stub
+from tests import testing_utils
+from tests.suite import suite_stub
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_REPO = testing_utils.REPO_ROOT
 _REFERENCE = [1.0 - 0.05 * j for j in range(20)]  # 20 windows of 10 steps; ends at 0.05
 
 StubRunner = suite_stub.StubRunner
@@ -286,7 +287,7 @@ class TasksTest(tf.test.TestCase):
 
 
 class CommandLineTest(tf.test.TestCase):
-  """`keras-l2o-evaluate --suite=general`, each call in its own process (tests/suite_stub.py).
+  """`keras-l2o-evaluate --suite=general`, each call in its own process (tests/suite/suite_stub.py).
 
   `scripts.evaluate` defines flags that other scripts imported by other test
   files define too; a process of its own keeps them apart, as a user's run is.
@@ -294,7 +295,7 @@ class CommandLineTest(tf.test.TestCase):
 
   def _main(self, *args):
     result = subprocess.run(
-        [sys.executable, "-m", "tests.suite_stub", "--suite=general", *args], cwd=_REPO,
+        [sys.executable, "-m", "tests.suite.suite_stub", "--suite=general", *args], cwd=_REPO,
         capture_output=True, text=True, timeout=600, check=False)
     self.assertEqual(result.returncode, 0, msg=result.stderr[-3000:])
     return json.loads(result.stdout.strip().splitlines()[-1])

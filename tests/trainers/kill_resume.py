@@ -14,7 +14,9 @@ import time
 
 import tensorflow as tf
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import testing_utils
+
+_REPO = testing_utils.REPO_ROOT
 
 
 class KillAndResumeMixin:

@@ -11,7 +11,7 @@ from keras_l2o import problems
 from keras_l2o import step as step_lib
 from keras_l2o import unroll as unroll_lib
 from keras_l2o.problems import base as problems_base
-from tests import kill_resume
+from tests.trainers import kill_resume
 from trainers import base as trainers_base
 from trainers import bptt
 

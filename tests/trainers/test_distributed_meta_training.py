@@ -26,10 +26,11 @@ import tensorflow as tf
 
 import keras_l2o
 from keras_l2o import problems
+from tests import testing_utils
 from trainers import base as trainers_base
 from trainers import bptt
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = testing_utils.REPO_ROOT
 
 # The small meta-training run every test uses: 6 meta-steps, trajectories of 10
 # steps in truncations of 5, so slots restart on fresh problems twice.

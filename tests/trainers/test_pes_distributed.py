@@ -5,13 +5,14 @@ Runs in a fresh process (the CPU must be split before TensorFlow initialises).
 """
 
 import json
-import os
 import subprocess
 import sys
 
 import tensorflow as tf
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import testing_utils
+
+ROOT = testing_utils.REPO_ROOT
 
 _MIRRORED_PES = r"""
 import json, os, sys, tempfile

@@ -1,6 +1,5 @@
 """keras-l2o-meta-train --trainer=pes: SIGKILL + --resume is bit-identical; bad settings are named."""
 
-import os
 import subprocess
 import sys
 
@@ -8,10 +7,11 @@ import numpy as np
 import tensorflow as tf
 
 import keras_l2o
-from tests import kill_resume
+from tests import testing_utils
+from tests.trainers import kill_resume
 from trainers import base as trainers_base
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_REPO = testing_utils.REPO_ROOT
 
 
 class KillAndResumeTest(kill_resume.KillAndResumeMixin, tf.test.TestCase):

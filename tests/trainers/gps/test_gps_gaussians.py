@@ -7,7 +7,7 @@ import tensorflow as tf
 from trainers.gps import gaussians
 from trainers.gps import types
 
-from tests import gps_lqg_testing as lqg
+from tests.trainers.gps import gps_lqg_testing as lqg
 
 HORIZON, D_X, D_U = 5, 3, 2
 NUM_SAMPLES = 20000

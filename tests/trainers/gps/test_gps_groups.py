@@ -8,7 +8,7 @@ import keras_l2o
 from keras_l2o import problems
 from keras_l2o import unroll as unroll_lib
 from keras_l2o.rules import coordinate_policy
-from tests import gps_lqg_testing as lqg
+from tests.trainers.gps import gps_lqg_testing as lqg
 from trainers.gps import coordinate_groups as groups_lib
 from trainers.gps import gaussians
 from trainers.gps import lqr

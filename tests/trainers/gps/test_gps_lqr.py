@@ -8,7 +8,7 @@ from trainers.gps import gaussians
 from trainers.gps import lqr
 from trainers.gps import types
 
-from tests import gps_lqg_testing as lqg
+from tests.trainers.gps import gps_lqg_testing as lqg
 
 HORIZON, D_X, D_U = 6, 4, 2
 

@@ -13,11 +13,12 @@ import tensorflow as tf
 import keras_l2o
 from keras_l2o import problems
 from keras_l2o import unroll as unroll_lib
+from tests import testing_utils
 from trainers import base
 from trainers.gps import rollouts
 from trainers.gps import trainer as gps_trainer
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_REPO = testing_utils.REPO_ROOT
 HISTORY = 3
 HORIZON = 6
 
