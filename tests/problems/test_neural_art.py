@@ -188,7 +188,7 @@ class SizesAndUnrollTest(tf.test.TestCase):
 class UserFilesTest(tf.test.TestCase):
 
   def test_user_images_and_keras_feature_net(self):
-    directory = tempfile.mkdtemp()
+    directory = tempfile.mkdtemp(dir=self.get_temp_dir())
     rng = np.random.default_rng(0)
     content = os.path.join(directory, "content.png")
     keras.utils.save_img(content, rng.uniform(0, 255, (128, 384, 3)), scale=False)

@@ -298,7 +298,7 @@ class FamiliesTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_conv_on_a_cifar_npz(self):
     rng = np.random.default_rng(0)
-    path = os.path.join(tempfile.mkdtemp(), "cifar.npz")
+    path = os.path.join(tempfile.mkdtemp(dir=self.get_temp_dir()), "cifar.npz")
     np.savez(path, x_train=rng.integers(0, 256, (50, 32, 32, 3), dtype=np.uint8),
              y_train=np.arange(50) % 10)
     family = problems.get("conv", dataset="cifar", data_path=path, channels=(2,), batch_size=4)
@@ -312,7 +312,7 @@ class FamiliesTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_mnist_mlp_on_a_user_npz(self):
     rng = np.random.default_rng(0)
-    path = os.path.join(tempfile.mkdtemp(), "mnist.npz")
+    path = os.path.join(tempfile.mkdtemp(dir=self.get_temp_dir()), "mnist.npz")
     np.savez(path, x_train=rng.integers(0, 256, (60, 28, 28), dtype=np.uint8),
              y_train=np.arange(60) % 10, x_test=rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
              y_test=np.arange(20) % 10)

@@ -129,10 +129,10 @@ class TrainerTest(tf.test.TestCase):
                     momentum_rates=(0.1, 0.3), momentum_values=(0.0, 0.5))
     config = lambda n: group_trainer.GroupGPSConfig(iterations=n, **settings)  # noqa: E731
     rule = keras_l2o.rules.get("gps_general", step_scale=0.01)
-    whole_dir = tempfile.mkdtemp()
+    whole_dir = tempfile.mkdtemp(dir=self.get_temp_dir())
     whole = group_trainer.GroupGPSTrainer(rule, family, config(2), whole_dir).run()
     self.assertTrue(np.isfinite(whole["last_validation_loss"]))
-    split_dir = tempfile.mkdtemp()
+    split_dir = tempfile.mkdtemp(dir=self.get_temp_dir())
     group_trainer.GroupGPSTrainer(rule, family, config(1), split_dir).run()
     resumed = group_trainer.GroupGPSTrainer(rule, family, config(2), split_dir).run()
     self.assertEqual(resumed["last_meta_params_sha256"], whole["last_meta_params_sha256"])

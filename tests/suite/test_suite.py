@@ -64,7 +64,7 @@ class ProtocolTest(tf.test.TestCase):
   def setUp(self):
     super().setUp()
     self.spec = suite.get("wine_mlp_deep_gelu")
-    self.store = suite.RunStore(tempfile.mkdtemp())
+    self.store = suite.RunStore(tempfile.mkdtemp(dir=self.get_temp_dir()))
     self.choices = [suite.baseline("adam"), suite.baseline("adamw"), suite.baseline("adam@1e-3")]
 
   def test_tuned_rate_is_the_grid_argmin(self):
@@ -255,7 +255,7 @@ class TasksTest(tf.test.TestCase):
 
   def test_a_run_from_another_environment_is_not_reused(self):
     here = suite.environment.describe()
-    store = suite.RunStore(tempfile.mkdtemp(), environment=here)
+    store = suite.RunStore(tempfile.mkdtemp(dir=self.get_temp_dir()), environment=here)
     store.put("t", "adam", 0, "untuned", {"curve": [1.0], "environment": here})
     self.assertEqual(store.get("t", "adam", 0, "untuned")["curve"], [1.0])
     for changed in ({**here, "code": "0" * 16}, {**here, "intra_op_threads": 7}, None):
@@ -309,7 +309,7 @@ class CommandLineTest(tf.test.TestCase):
         "--suite_baselines=sgd", "--output_dir=/tmp/unused")["error"])
 
   def test_quick_run_writes_the_report(self):
-    output = tempfile.mkdtemp()
+    output = tempfile.mkdtemp(dir=self.get_temp_dir())
     calls = self._main("--quick", "--suite_tasks=wine_mlp_deep_gelu", "--output_dir=" + output,
                        "--optimizers=pretrained:l2o-mlp-general",
                        "--suite_baselines=adam@1e-3,adamw")["calls"]

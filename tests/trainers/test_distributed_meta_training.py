@@ -60,7 +60,7 @@ def _family():
 # Runs in a fresh process: split the CPU, then compare a mirrored trainer with
 # one device unrolling the same problems (argv: rule, problems per replica).
 _MIRRORED_BPTT = r"""
-import json, os, sys, tempfile
+import json, os, sys
 import numpy as np
 from keras_l2o import distribute
 strategy = distribute.get_strategy("mirrored", num_cpu_devices=2)
@@ -68,8 +68,7 @@ import tensorflow as tf, keras_l2o
 from keras_l2o import problems
 from trainers import bptt
 
-rule, per_replica = sys.argv[1], int(sys.argv[2])
-root = tempfile.mkdtemp()
+rule, per_replica, root = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 
 def trainer(strategy, per_replica, name):
   config = bptt.BPTTConfig(num_steps=6, unroll_length=5, horizon=10, validation_every=6,
@@ -131,7 +130,8 @@ def _single_device_digest(save_dir):
 class MirroredMetaTrainingTest(tf.test.TestCase):
 
   def _run(self, rule, per_replica):
-    result = subprocess.run([sys.executable, "-c", _MIRRORED_BPTT, rule, str(per_replica)],
+    result = subprocess.run([sys.executable, "-c", _MIRRORED_BPTT, rule, str(per_replica),
+                             tempfile.mkdtemp(dir=self.get_temp_dir())],
                             capture_output=True, text=True, timeout=300, check=False, cwd=ROOT)
     self.assertEqual(result.returncode, 0, msg=result.stderr[-3000:])
     return _last_json(result.stdout)
@@ -158,14 +158,14 @@ class MirroredMetaTrainingTest(tf.test.TestCase):
   def test_a_mixture_cannot_be_split_over_replicas(self):
     script = ("from keras_l2o import distribute\n"
               "s = distribute.get_strategy('mirrored', num_cpu_devices=2)\n"
-              "from keras_l2o import problems\nfrom trainers import bptt\nimport tempfile\n"
+              "from keras_l2o import problems\nfrom trainers import bptt\nimport sys\n"
               "m = problems.MixtureFamily([problems.get('quadratic', dims=3, num_quadratics=2),"
               " problems.get('quadratic', dims=5, num_quadratics=2)])\n"
               "try:\n  bptt.BPTTTrainer('mlp', m, bptt.BPTTConfig(num_steps=1, unroll_length=5,"
-              " horizon=10), tempfile.mkdtemp(), strategy=s)\n"
+              " horizon=10), sys.argv[1], strategy=s)\n"
               "except ValueError as e:\n  print(e)\n")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=120, check=False, cwd=ROOT)
+    result = subprocess.run([sys.executable, "-c", script, self.get_temp_dir()],
+                            capture_output=True, text=True, timeout=120, check=False, cwd=ROOT)
     self.assertIn("A mixture of 2 problem families cannot be meta-trained over 2 replicas",
                   result.stdout)
 

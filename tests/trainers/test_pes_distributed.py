@@ -7,6 +7,7 @@ Runs in a fresh process (the CPU must be split before TensorFlow initialises).
 import json
 import subprocess
 import sys
+import tempfile
 
 import tensorflow as tf
 
@@ -15,7 +16,7 @@ from tests import testing_utils
 ROOT = testing_utils.REPO_ROOT
 
 _MIRRORED_PES = r"""
-import json, os, sys, tempfile
+import json, os, sys
 import numpy as np
 from keras_l2o import distribute
 strategy = distribute.get_strategy("mirrored", num_cpu_devices=2)
@@ -23,8 +24,7 @@ import tensorflow as tf, keras_l2o
 from keras_l2o import problems
 from trainers import pes
 
-estimator, vectorized, pairs = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3])
-root = tempfile.mkdtemp()
+estimator, vectorized, pairs, root = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3]), sys.argv[4]
 
 def trainer(strategy, name):
   config = pes.PESConfig(estimator=estimator, num_steps=8, unroll_length=5, min_horizon=10,
@@ -63,7 +63,7 @@ class MirroredPESTest(tf.test.TestCase):
 
   def _run(self, estimator, vectorized, pairs):
     result = subprocess.run([sys.executable, "-c", _MIRRORED_PES, estimator, str(int(vectorized)),
-                             str(pairs)],
+                             str(pairs), tempfile.mkdtemp(dir=self.get_temp_dir())],
                             capture_output=True, text=True, timeout=300, check=False, cwd=ROOT)
     self.assertEqual(result.returncode, 0, msg=result.stderr[-3000:])
     out = json.loads(result.stdout.strip().splitlines()[-1])

@@ -2,8 +2,6 @@
 
 import os
 
-import tempfile
-
 import numpy as np
 from scipy import stats
 import tensorflow as tf
@@ -196,7 +194,7 @@ class FitDynamicsTest(tf.test.TestCase):
     x, u = _rollouts(_system(seed=0, steps=2), num=60, seed=3)
     prior = dynamics.DynamicsPrior(max_clusters=3, max_samples=40, seed=1)
     prior.update(x[:30], u[:30])
-    path = tf.train.Checkpoint(prior=prior).write(os.path.join(tempfile.mkdtemp(), "ckpt"))
+    path = tf.train.Checkpoint(prior=prior).write(os.path.join(self.get_temp_dir(), "ckpt"))
     restored = dynamics.DynamicsPrior(max_clusters=3, max_samples=40, seed=1)
     tf.train.Checkpoint(prior=restored).read(path).assert_consumed()
     self.assertAllEqual(restored.buffer, prior.buffer)

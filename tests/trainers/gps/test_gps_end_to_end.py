@@ -25,7 +25,7 @@ class GPSEndToEndTest(tf.test.TestCase):
 
   def test_gps_policy_beats_tuned_gradient_descent_on_logistic_regression(self):
     family = problems.get("logistic_regression", seed=0)
-    save_dir = tempfile.mkdtemp()
+    save_dir = tempfile.mkdtemp(dir=self.get_temp_dir())
     config = group_trainer.GroupGPSConfig(num_conditions=5, iterations=3, validation_problems=8,
                                           horizon=40)
     result = group_trainer.GroupGPSTrainer("gps_lstm", family, config, save_dir).run()

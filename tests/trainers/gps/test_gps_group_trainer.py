@@ -30,14 +30,14 @@ def _family():
 class GroupTrainerTest(tf.test.TestCase):
 
   def test_runs_resumes_exactly_and_exports_a_loadable_optimizer(self):
-    whole_dir = tempfile.mkdtemp()
+    whole_dir = tempfile.mkdtemp(dir=self.get_temp_dir())
     whole = group_trainer.GroupGPSTrainer("gps_lstm", _family(), _config(), whole_dir).run()
     self.assertEqual(whole["iterations"], 2)
     self.assertTrue(np.isfinite(whole["best_validation_loss"]))
     # The supervised fit toward the local controllers lowered the policy's validation loss
     # (2.3616 -> 2.3595 at these tiny sizes).
     self.assertLess(whole["best_validation_loss"], whole["first_validation_loss"] - 1e-3)
-    split_dir = tempfile.mkdtemp()
+    split_dir = tempfile.mkdtemp(dir=self.get_temp_dir())
     group_trainer.GroupGPSTrainer("gps_lstm", _family(), _config(iterations=1), split_dir).run()
     resumed = group_trainer.GroupGPSTrainer("gps_lstm", _family(), _config(), split_dir).run()
     self.assertEqual(resumed["meta_params_sha256"], whole["meta_params_sha256"])
@@ -59,7 +59,7 @@ class GroupTrainerTest(tf.test.TestCase):
 
   def test_refuses_other_rules_and_bad_configs(self):
     with self.assertRaisesRegex(ValueError, r"rules \['gps_lstm', 'gps_general'\].*received rule 'lstm'"):
-      group_trainer.GroupGPSTrainer("lstm", _family(), _config(), tempfile.mkdtemp())
+      group_trainer.GroupGPSTrainer("lstm", _family(), _config(), self.get_temp_dir())
     with self.assertRaisesRegex(ValueError, r"`momentum_values` must .*0\.7"):
       _config(momentum_values=(0.7,)).validate()
     with self.assertRaisesRegex(ValueError, "`init_noise` must be a positive number"):

@@ -2,8 +2,6 @@
 
 import os
 
-import tempfile
-
 import numpy as np
 import tensorflow as tf
 
@@ -144,7 +142,7 @@ class ObservationNormalizerTest(tf.test.TestCase):
     norm.update(obs * 10. + 3.)
     self.assertAllClose(norm.mean, [4., 5., 2.], atol=1e-12)
     self.assertAllClose(norm([[4., 5.001, 4.]]), [[0., 1., np.sqrt(2.)]], atol=1e-9)
-    path = tf.train.Checkpoint(norm=norm).write(os.path.join(tempfile.mkdtemp(), "ckpt"))
+    path = tf.train.Checkpoint(norm=norm).write(os.path.join(self.get_temp_dir(), "ckpt"))
     restored = policy_update.ObservationNormalizer(3)
     tf.train.Checkpoint(norm=restored).read(path).assert_consumed()
     restored.update(obs * 2.)  # restored as frozen: no effect
