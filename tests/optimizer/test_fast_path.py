@@ -228,7 +228,7 @@ class FitTest(tf.test.TestCase, parameterized.TestCase):
     # a wrong formula would differ by O(1) (one step agrees to 1e-5, above).
     calls = _CountFastCalls(self)
     # Where the native kernel is built it computes lstm steps under jit_rule=True
-    # (tests/test_native_lstm.py); this test is about the XLA blocked form.
+    # (tests/native/test_native_lstm.py); this test is about the XLA blocked form.
     with mock.patch.object(native_lstm, "supports", return_value=False):
       fast = self._fit(True, rule="lstm", steps=10)
     self.assertEqual(calls.count, 2 * 4)

@@ -107,7 +107,7 @@ class RuleTestBase(tf.test.TestCase):
 
     On the reference path (`jit_rule=False`), the one documented bit-identical
     to the meta-trainers' unroll; by default the lstm rule takes its native
-    kernel (tests/test_native_lstm.py bounds that difference).
+    kernel (tests/native/test_native_lstm.py bounds that difference).
     """
     meta = self.meta_params()
     rng = np.random.default_rng(0)

@@ -214,7 +214,7 @@ class CommandLineTest(tf.test.TestCase):
     config = base.read_config(save_dir)
     self.assertEqual(config["trainer"], "gps")
     self.assertEqual(config["rule"]["config"]["dimension"], 4)
-    # (Refusing an existing run without --resume is shared with bptt: tests/test_cli.py.)
+    # (Refusing an existing run without --resume is shared with bptt: tests/scripts/test_cli.py.)
     second = subprocess.run([sys.executable, "-m", "scripts.meta_train", f"--save_dir={save_dir}",
                              "--resume", "--num_steps=2"], cwd=_REPO, capture_output=True,
                             text=True, timeout=600, check=False)
