@@ -48,8 +48,11 @@ class KillAndResumeMixin:
     """
     straight = os.path.join(self.get_temp_dir(), "straight")
     killed = os.path.join(self.get_temp_dir(), "killed")
+    # A killed process cannot delete its temporary files (TensorFlow's autograph modules):
+    # they go into this test's folder, which is deleted with the others.
     process = subprocess.Popen(self._command(killed), cwd=_REPO, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+                               stderr=subprocess.DEVNULL,
+                               env=dict(os.environ, TMPDIR=self.get_temp_dir()))
     first = os.path.join(killed, "checkpoints", f"ckpt-{self.KILL_AFTER}.index")
     deadline = time.time() + self.TIMEOUT
     while not os.path.exists(first) and process.poll() is None and time.time() < deadline:
