@@ -12,6 +12,10 @@ system's temp directory, `keras_l2o_tests_*`, through `TMPDIR`. When the last
 process has exited, anything still in it is something a test, the library or
 a command left behind: the run then fails, naming each entry, and the folder
 is deleted, so the temp directory is as clean after the suite as before.
+One exception is named, not failed: what TensorFlow deletes when a process
+exits (its autograph modules, the folder of `tf.test.TestCase.get_temp_dir`)
+stays behind when pytest-xdist kills a worker that takes more than 10 s to
+exit, which happens on a loaded machine; it is deleted with the folder.
 """
 
 import atexit
@@ -27,17 +31,25 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 TEMP_PREFIX = "keras_l2o_tests_"
 # What pytest itself keeps on purpose (its tmp_path folders of the last 3 runs).
 _PYTEST_OWN = "pytest-of-"
+# What TensorFlow deletes at a process's exit: autograph's generated modules, and the
+# get_temp_dir() root, named after the main file (`<string>` for an xdist worker).
+_TF_AT_EXIT = ("__autograph_generated_file", "<string>")
 
 
-def leftovers(folder: str) -> list:
-  """The entries of `folder` nobody removed, sorted; pytest's own folders excluded."""
-  return sorted(name for name in os.listdir(folder) if not name.startswith(_PYTEST_OWN))
+def leftovers(folder: str) -> tuple:
+  """The entries of `folder` nobody removed, sorted: `(left, tensorflow_at_exit)`."""
+  names = sorted(n for n in os.listdir(folder) if not n.startswith(_PYTEST_OWN))
+  at_exit = [n for n in names if n.startswith(_TF_AT_EXIT)]
+  return [n for n in names if n not in at_exit], at_exit
 
 
 def _check_and_remove(folder: str, exit_status: list) -> None:
   """At exit, after every other exit handler: fail the run if `folder` is not empty."""
-  left = leftovers(folder)
+  left, at_exit = leftovers(folder)
   shutil.rmtree(folder, ignore_errors=True)
+  if at_exit:
+    sys.stderr.write(f"\nNote: {len(at_exit)} temporary entries TensorFlow deletes at exit were "
+                     f"left by a process that did not exit normally (deleted): {at_exit[:3]}...\n")
   if left:
     sys.stdout.flush()
     sys.stderr.write(f"\nFAILED: the tests left {len(left)} temporary entries behind "

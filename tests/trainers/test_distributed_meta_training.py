@@ -108,9 +108,14 @@ def _last_json(text):
 
 
 # The cluster processes' temporary folders (a non-chief worker's keras_l2o_worker_*, which a
-# killed or torn-down worker cannot delete) go into one folder deleted when the tests end.
+# killed or torn-down worker cannot delete) go into one folder deleted after this module's tests.
 _CLUSTER_TMP = tempfile.TemporaryDirectory(prefix="keras_l2o_test_cluster_")
 _CLUSTER_ENV = dict(os.environ, TMPDIR=_CLUSTER_TMP.name)
+
+
+def tearDownModule():  # pylint: disable=invalid-name
+  # Not left to the folder's finalizer at exit: pytest-xdist kills a worker that is slow to exit.
+  _CLUSTER_TMP.cleanup()
 
 
 def _launch(args, timeout=240):
