@@ -22,7 +22,7 @@ The fast path differs from the reference by floating-point rounding only
 (XLA's own kernels and summation order): for the mlp rule about 4e-7 of the
 largest update in one step, and parameters within 1e-6 relative after 100
 `model.fit` steps; for the lstm rule 1e-5 in one step
-(tests/test_fast_path.py). It is never used for meta-training: there XLA both
+(tests/optimizer/test_fast_path.py). It is never used for meta-training: there XLA both
 changes the numbers of the shipped optimizers and made the meta-gradient
 through sqrt(v) at v = 0 NaN.
 
@@ -48,7 +48,7 @@ reference path. The compiled function takes and returns tensors only (no
 resource variables), so it also runs inside `model.fit(jit_compile=True)`
 (inlined into the step's XLA cluster) and in the replica context of a
 `MirroredStrategy` over logical CPUs, where whole-step XLA fails
-(ENVIRONMENT.md); tests/test_fast_path.py runs both.
+(ENVIRONMENT.md); tests/optimizer/test_fast_path.py runs both.
 
 Example:
 

@@ -3,7 +3,7 @@
 Only the scripts (`scripts.benchmark`, `scripts.demo`) call the `define_*`
 functions; library code never defines or parses flags. The definitions are
 idempotent (a flag already defined is left alone), so both scripts can be
-imported into one process (as `tests/test_scripts.py` does) and a module run
+imported into one process (as `tests/scripts/test_scripts.py` does) and a module run
 with `python -m` that is imported again does not raise `DuplicateFlagError`.
 """
 

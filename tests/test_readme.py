@@ -2,10 +2,9 @@
 
 import os
 import re
+import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import tensorflow as tf  # pylint: disable=g-import-not-at-top
+import tensorflow as tf
 
 _README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
 
@@ -18,7 +17,14 @@ class ReadmeTest(tf.test.TestCase):
     self.assertNotEmpty(blocks)
     for block in blocks:
       namespace = {}
-      exec(compile(block, "README.md", "exec"), namespace)  # pylint: disable=exec-used
+      # The examples save into `tempfile.mkdtemp()` folders, as a user would: here those go
+      # into a folder deleted after the block.
+      with tempfile.TemporaryDirectory() as folder:
+        previous, tempfile.tempdir = tempfile.tempdir, folder
+        try:
+          exec(compile(block, "README.md", "exec"), namespace)  # pylint: disable=exec-used
+        finally:
+          tempfile.tempdir = previous
       # The quick start's own assertion checks the loss fell; also check what it built.
       if "history" in namespace:
         losses = namespace["history"].history["loss"]

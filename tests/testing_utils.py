@@ -1,17 +1,18 @@
 """Shared helpers of the keras_l2o tests: a tiny digits MLP and its data."""
 
+import functools
+import json
 import os
+import subprocess
+import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
+from sklearn import datasets
 
-import functools  # pylint: disable=g-import-not-at-top,wrong-import-position
-import json  # pylint: disable=g-import-not-at-top,wrong-import-position
-import subprocess  # pylint: disable=g-import-not-at-top,wrong-import-position
-import sys  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-import keras  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-from sklearn import datasets  # pylint: disable=g-import-not-at-top,wrong-import-position
+# The repository's root (the folder of keras_l2o/, trainers/, scripts/ and tests/): the
+# working directory and PYTHONPATH of the commands the tests run as users do.
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @functools.lru_cache(maxsize=None)
@@ -132,8 +133,8 @@ def mirrored_fit(*, rule, jit_rule, counted, hidden, samples, epochs):
   module, attribute = counted.split(":")
   args = {"rule": rule, "jit_rule": jit_rule, "module": module, "attribute": attribute,
           "hidden": hidden, "samples": samples, "epochs": epochs}
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env = dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="2")
+  root = REPO_ROOT
+  env = dict(os.environ, PYTHONPATH=root)
   proc = subprocess.run([sys.executable, "-c", _MIRRORED_FIT, json.dumps(args)],
                         capture_output=True, text=True, timeout=300, env=env, cwd=root,
                         check=False)

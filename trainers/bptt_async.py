@@ -15,7 +15,7 @@ are not bit-identical (unlike `BPTTTrainer` under any synchronous strategy);
 a resumed run continues from its last checkpoint.
 
 The meta-optimizer is the library's own `adam` rule (the formula Keras's Adam
-uses, verified by tests/test_keras_parity.py), applied inside the worker
+uses, verified by tests/optimizer/test_keras_parity.py), applied inside the worker
 function: one formula for the optimizer, the unroll and the meta-update.
 """
 

@@ -20,7 +20,7 @@
 // fixed order (blocks of rows, then blocks in order), so the result does not
 // depend on the thread count. The result differs from the reference by rounding
 // only: the MLP's sums in another order with fused multiply-adds (as oneDNN's
-// matmuls), the reductions in double. tests/test_native_general.py bounds the
+// matmuls), the reductions in double. tests/native/test_native_general.py bounds the
 // difference. Compiled with -ffp-contract=off (build.py), so every other product
 // and sum rounds where the reference rounds it; 16 columns at a time fill one
 // AVX-512 register.

@@ -9,7 +9,7 @@ vectors' Adam-like path stay the rule's own TensorFlow code
 (`GeneralRule.finish`, `GeneralRule.apply`), so `apply` here is the rule's
 `apply` with one part computed natively: the same function up to rounding
 (the MLP's sums in another order, the reductions in double;
-tests/test_native_general.py bounds the difference). Like the lstm rule's
+tests/native/test_native_general.py bounds the difference). Like the lstm rule's
 kernel it only *applies* the rule (no gradient): `LearnedOptimizer` uses it in
 `model.fit` (`jit_rule="auto"` or `True`, on CPU), meta-training keeps the
 reference.

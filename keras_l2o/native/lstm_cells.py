@@ -5,7 +5,7 @@ computes, the stack of LSTM layers of the coordinatewise rule, with one op
 forward and one backward instead of ~12 and ~20 TensorFlow ops per layer.
 The same function up to rounding (sigmoid and tanh are the kernel's own, the
 matmuls sum in another order); its gradient is exact for that function
-(tests/test_native_lstm_cells.py compares both with TensorFlow's). BPTT
+(tests/native/test_native_lstm_cells.py compares both with TensorFlow's). BPTT
 meta-training uses it through `for_meta_training`.
 
 Example:

@@ -1,6 +1,6 @@
 // Vectorised exp, sigmoid and tanh for keras_l2o's native LSTM kernels
 // (lstm_rule_op.cc, lstm_cells_op.cc): 16 floats per AVX-512 register, a few
-// float ulp from TensorFlow's (tests/test_native_lstm.py measures it).
+// float ulp from TensorFlow's (tests/native/test_native_lstm.py measures it).
 
 #ifndef KERAS_L2O_NATIVE_LSTM_MATH_H_
 #define KERAS_L2O_NATIVE_LSTM_MATH_H_

@@ -4,7 +4,7 @@
 one CPU kernel instead of ~30 TensorFlow ops: 4-5x faster on a 1M-parameter
 variable on 2 cores (docs/PERFORMANCE.md). It is the same function up to
 rounding: the matmul sums in another order and sigmoid and tanh are the
-kernel's own, a few float ulp from TensorFlow's (tests/test_native_lstm.py
+kernel's own, a few float ulp from TensorFlow's (tests/native/test_native_lstm.py
 bounds the difference). Like the XLA fast path it only *applies* the rule: it
 has no gradient. Meta-training differentiates the rule's layers through a
 second kernel, `keras_l2o.native.lstm_cells`.

@@ -21,7 +21,7 @@
 // * sigmoid and tanh come from one exp (a polynomial and vscalefps; tanh through
 //   expm1, so tiny arguments keep their relative precision) and a
 //   Newton-refined reciprocal instead of a division: within a few float ulp
-//   of TensorFlow's (tests/test_native_lstm.py measures it).
+//   of TensorFlow's (tests/native/test_native_lstm.py measures it).
 //   The log of the preprocessing is Eigen's, the one TensorFlow's Log uses.
 //
 // The result differs from the reference by rounding only: the file is

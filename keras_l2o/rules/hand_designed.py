@@ -139,7 +139,7 @@ class Adam(base.Rule):
   clipped to a quarter of the dtype's largest number (`features.safe_square`,
   and g to the same bound in m, `features.bounded`), so the moving averages
   never compute `inf - inf`: the rule takes a finite step and recovers
-  (tests/test_numbers.py shows both).
+  (tests/optimizer/test_numbers.py shows both).
 
   Args:
     beta_1: decay of the first moment, in [0, 1).

@@ -1,0 +1,1 @@
+"""Tests of LearnedOptimizer as a Keras optimizer: contract, fit, saving, strategies, bad input."""

@@ -1,0 +1,1 @@
+"""Tests of meta-training (trainers/): the run loop, BPTT, PES / ES, distribution, run directories."""

@@ -1,0 +1,1 @@
+"""Tests of guided policy search (trainers/gps), with the LQG test helpers."""
