@@ -173,7 +173,7 @@ class WheelTest(tf.test.TestCase):
         "import keras_l2o, keras_l2o_meta.trainers.bptt as bptt\n"
         "print(json.dumps({'exit': code, 'files': [keras_l2o.__file__, bptt.__file__],\n"
         "  'generic': sorted(m for m in sys.modules if m.split('.')[0] in ('trainers', 'scripts'))}))\n")
-    env = dict(os.environ, PYTHONPATH=site, TF_CPP_MIN_LOG_LEVEL="2")
+    env = dict(os.environ, PYTHONPATH=site)
     result = subprocess.run([sys.executable, "-c", code, *_TINY_RUN, f"--save_dir={save_dir}"],
                             cwd=self.folder, env=env, capture_output=True, text=True, timeout=300,
                             check=False)

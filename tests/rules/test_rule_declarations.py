@@ -1,16 +1,13 @@
 """What every rule declares once: configuration, state type, meta-parameter shapes."""
 
 import json
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl.testing import parameterized
+import tensorflow as tf
 
-from absl.testing import parameterized  # pylint: disable=g-import-not-at-top
-import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-import keras_l2o  # pylint: disable=g-import-not-at-top
-from keras_l2o import meta_params as meta_params_lib  # pylint: disable=g-import-not-at-top
-from keras_l2o.rules import base  # pylint: disable=g-import-not-at-top
+import keras_l2o
+from keras_l2o import meta_params as meta_params_lib
+from keras_l2o.rules import base
 
 # A few configurations of every registered rule (the first is the default).
 CONFIGS = {
