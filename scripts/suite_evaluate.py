@@ -7,7 +7,9 @@ Usage:
 Every optimizer trains every suite task through `model.fit` (see
 `keras_l2o.suite`). `--optimizers` lists the learned optimizers
 (`pretrained:NAME`, a meta-training directory or an export; default: every
-shipped pretrained optimizer); the baselines of `--suite_baselines` are always
+shipped pretrained optimizer); an entry ending in `+cosine` runs on the warm-up +
+cosine schedule over each task's horizon, peaking at its own learning rate, as
+`keras_l2o.pretrained.get(NAME, num_training_steps=...)` gives it. The baselines of `--suite_baselines` are always
 added. Finished runs are stored under `--output_dir/runs` and reused: rerun the
 same command to continue after a crash; `--suite_report_only` reports the runs
 stored so far. Writes `results.json`, `report.md`, `plots/TASK.png` and
@@ -21,6 +23,8 @@ from absl import flags
 from absl import logging
 
 SUITES = ("general",)
+# A learned --optimizers entry with this suffix runs on the schedule of a known run length.
+SCHEDULED = "+cosine"
 
 
 def define_flags():
@@ -71,7 +75,8 @@ def choices_from_flags(flag_values) -> list:
   learned = [i for i in learned if i not in optimizers.BASELINES]
   if len(set(learned)) != len(learned):
     raise app.UsageError(f"--optimizers lists an optimizer twice: {learned}")
-  choices = [optimizers.learned(item, _learned_factory(item)) for item in learned]
+  choices = [optimizers.learned(item, _learned_factory(item.removesuffix(SCHEDULED)),
+                                on_schedule=item.endswith(SCHEDULED)) for item in learned]
   for name in baselines:
     try:
       choices.append(optimizers.baseline(name, quick=flag_values.quick))

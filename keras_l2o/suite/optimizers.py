@@ -14,7 +14,10 @@ Baselines, as practitioners run them (Keras's own optimizers):
   step its paper defines (Keras 3.15's reduces to primal averaging, see there).
 * `adam`: `Adam` at a constant, tuned learning rate.
 
-Learned optimizers run untuned, with the learning rate their card ships.
+Learned optimizers run untuned, with the learning rate their card ships; an
+entry marked `+cosine` (`pretrained:NAME+cosine`) runs that rate as the peak of
+the AdamW and Muon baselines' warm-up + cosine schedule over the task's horizon,
+as `keras_l2o.pretrained.get(NAME, num_training_steps=horizon)` gives it.
 """
 
 import dataclasses
@@ -23,9 +26,10 @@ from typing import Callable, Optional
 
 import keras
 
+from keras_l2o import optimizer as optimizer_lib
+from keras_l2o import schedules
 from keras_l2o.suite import schedule_free
 
-WARMUP_FRACTION = 0.05
 # Learning-rate grids (log, half a decade apart) and AdamW's weight-decay grid.
 FULL_LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 # The quick grids: 3 rates around where the full grid's argmin fell (a first quick run with
@@ -58,24 +62,17 @@ class Choice:
     return bool(self.grid)
 
 
-def warmup_cosine(peak, horizon):
-  """Linear warm-up to `peak` over 5% of `horizon`, then cosine decay to 0."""
-  warmup = max(1, int(WARMUP_FRACTION * horizon))
-  return keras.optimizers.schedules.CosineDecay(0.0, horizon - warmup, alpha=0.0,
-                                                warmup_target=peak, warmup_steps=warmup)
-
-
 def _make_adamw(horizon, learning_rate, weight_decay):
-  return keras.optimizers.AdamW(warmup_cosine(learning_rate, horizon), weight_decay=weight_decay)
+  return keras.optimizers.AdamW(schedules.warmup_cosine(learning_rate, horizon), weight_decay=weight_decay)
 
 
 def _make_muon(horizon, learning_rate):
-  return keras.optimizers.Muon(warmup_cosine(learning_rate, horizon))
+  return keras.optimizers.Muon(schedules.warmup_cosine(learning_rate, horizon))
 
 
 def _make_schedule_free(horizon, learning_rate):
   return schedule_free.ScheduleFreeAdamW(learning_rate,
-                                         warmup_steps=max(1, int(WARMUP_FRACTION * horizon)))
+                                         warmup_steps=max(1, int(schedules.WARMUP_FRACTION * horizon)))
 
 
 def _make_adam(horizon, learning_rate):
@@ -108,9 +105,26 @@ def baseline(name: str, quick: bool = False) -> Choice:
   return Choice(name, makers[name], setting_grid(name, quick))
 
 
-def learned(name: str, factory: Callable) -> Choice:
-  """An untuned learned optimizer: `factory()` returns a fresh Keras optimizer."""
-  return Choice(name, lambda horizon: factory())
+def learned(name: str, factory: Callable, on_schedule: bool = False) -> Choice:
+  """An untuned learned optimizer: `factory()` returns a fresh `LearnedOptimizer`.
+
+  With `on_schedule`, it runs as a user who knows the run's length would run
+  it: its learning rate (the card's) becomes the peak of
+  `keras_l2o.schedules.warmup_cosine` over the task's horizon, the schedule
+  of the AdamW and Muon baselines. Nothing is tuned.
+  """
+  if not on_schedule:
+    return Choice(name, lambda horizon: factory())
+  return Choice(name, lambda horizon: on_warmup_cosine(factory(), horizon))
+
+
+def on_warmup_cosine(optimizer, num_training_steps):
+  """A fresh `LearnedOptimizer` like `optimizer` whose rate follows `warmup_cosine` to its own."""
+  peak = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+  values = keras.tree.map_structure(keras.ops.convert_to_numpy, optimizer.meta_params)
+  return optimizer_lib.LearnedOptimizer(
+      optimizer.rule, meta_params=values,
+      learning_rate=schedules.warmup_cosine(peak, num_training_steps))
 
 
 def setting_key(setting: Optional[dict]) -> str:

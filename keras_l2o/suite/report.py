@@ -3,6 +3,7 @@
 import math
 import os
 
+from keras_l2o import schedules
 from keras_l2o.suite import base
 from keras_l2o.suite import metrics
 from keras_l2o.suite import optimizers as optimizers_lib
@@ -29,7 +30,7 @@ def protocol_description(choices, test_seeds, quick=False, environment=None) -> 
       "tuning_score": "final training loss (mean of the last 5% of steps' batch losses) on the "
                       "validation seeds; argmin over the searched settings, ties to the smaller "
                       "learning rate, then to the setting searched first",
-      "warmup_fraction": optimizers_lib.WARMUP_FRACTION,
+      "warmup_fraction": schedules.WARMUP_FRACTION,
       "speedup_reference": optimizers_lib.REFERENCE,
       "environment": environment,
   }

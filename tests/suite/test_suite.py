@@ -12,6 +12,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import keras_l2o
+from keras_l2o import meta_params as meta_params_lib
 from keras_l2o import problems
 from keras_l2o import suite
 from keras_l2o.suite import base
@@ -155,6 +157,27 @@ class ProtocolTest(tf.test.TestCase):
     across = summary.across_tasks({"wine": rows})
     self.assertEqual(across["adam"]["wins"]["adam@1e-3"], {"wins": 1, "tasks": 1})
     self.assertEqual(across["adam@1e-3"]["wins"]["adam"], {"wins": 0, "tasks": 1})
+
+
+class LearnedOnScheduleTest(tf.test.TestCase):
+
+  def test_a_scheduled_entry_peaks_at_the_cards_rate_over_the_horizon(self):
+    plain = optimizers.learned("pretrained:l2o-mlp-general", keras_l2o.pretrained.get)
+    scheduled = optimizers.learned("pretrained:l2o-mlp-general+cosine", keras_l2o.pretrained.get,
+                                   on_schedule=True)
+    self.assertFalse(scheduled.tuned)
+    optimizer = scheduled.make(400)  # warm-up over 20 steps, cosine to 0 at step 400
+    rates = []
+    for step in (0, 10, 20, 210, 400):
+      optimizer.iterations.assign(step)
+      rates.append(float(optimizer.learning_rate))
+    self.assertAllClose(rates, [0.0, 0.5, 1.0, 0.5, 0.0], atol=1e-6)
+    self.assertEqual(optimizer.rule, plain.make(400).rule)
+    expected = keras_l2o.pretrained.meta_params()
+    for (path, value), (_, want) in zip(meta_params_lib.flatten_with_paths(optimizer.meta_params),
+                                        meta_params_lib.flatten_with_paths(expected)):
+      self.assertAllEqual(np.asarray(value), want, msg=path)
+    self.assertEqual(float(plain.make(400).learning_rate), 1.0)  # the plain entry keeps its rate
 
 
 class ScheduleFreeTest(tf.test.TestCase):
