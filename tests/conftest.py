@@ -24,6 +24,8 @@ import shutil
 import sys
 import tempfile
 
+import pytest
+
 # TensorFlow's C++ log messages (oneDNN notes, cuInit) hide the test output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -36,9 +38,15 @@ _PYTEST_OWN = "pytest-of-"
 _TF_AT_EXIT = ("__autograph_generated_file", "<string>")
 
 
+# A file in the folder where each process notes the entries that appeared during each test
+# ("entry<TAB>test id" lines), so that a failure can say which tests to look at.
+_APPEARED = ".appeared_during"
+
+
 def leftovers(folder: str) -> tuple:
   """The entries of `folder` nobody removed, sorted: `(left, tensorflow_at_exit)`."""
-  names = sorted(n for n in os.listdir(folder) if not n.startswith(_PYTEST_OWN))
+  names = sorted(n for n in os.listdir(folder)
+                 if not n.startswith(_PYTEST_OWN) and n != _APPEARED)
   at_exit = [n for n in names if n.startswith(_TF_AT_EXIT)]
   return [n for n in names if n not in at_exit], at_exit
 
@@ -46,6 +54,7 @@ def leftovers(folder: str) -> tuple:
 def _check_and_remove(folder: str, exit_status: list) -> None:
   """At exit, after every other exit handler: fail the run if `folder` is not empty."""
   left, at_exit = leftovers(folder)
+  during = _appeared_during(folder)
   shutil.rmtree(folder, ignore_errors=True)
   if at_exit:
     sys.stderr.write(f"\nNote: {len(at_exit)} temporary entries TensorFlow deletes at exit were "
@@ -54,9 +63,25 @@ def _check_and_remove(folder: str, exit_status: list) -> None:
     sys.stdout.flush()
     sys.stderr.write(f"\nFAILED: the tests left {len(left)} temporary entries behind "
                      f"(in {folder}, now deleted): {', '.join(left)}\n")
+    for name in left:
+      sys.stderr.write(f"  {name} appeared during: "
+                       f"{', '.join(during.get(name, ['no test (start-up or exit)']))}\n")
     sys.stderr.flush()
     # A handler's exception cannot change the exit status, and this one runs last.
     os._exit(exit_status[0] or 1)  # pylint: disable=protected-access
+
+
+def _appeared_during(folder: str) -> dict:
+  """`{entry: [test ids]}` from the notes of `pytest_runtest_protocol`."""
+  during = {}
+  try:
+    with open(os.path.join(folder, _APPEARED), encoding="utf-8") as f:
+      for line in f:
+        name, _, test = line.rstrip("\n").partition("\t")
+        during.setdefault(name, []).append(test)
+  except OSError:
+    pass
+  return during
 
 
 def _redirect_temp_directory():
@@ -78,3 +103,16 @@ if "PYTEST_XDIST_WORKER" not in os.environ:
 def pytest_sessionfinish(session, exitstatus):
   del session  # unused
   _EXIT_STATUS[0] = int(exitstatus)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+  """Notes which entries of the temp folder appeared while `item` ran (in this process)."""
+  del nextitem  # unused
+  folder = tempfile.gettempdir()
+  before = set(os.listdir(folder))
+  yield
+  appeared = sorted(set(os.listdir(folder)) - before - {_APPEARED})
+  if appeared and os.path.basename(folder).startswith(TEMP_PREFIX):
+    with open(os.path.join(folder, _APPEARED), "a", encoding="utf-8") as f:
+      f.writelines(f"{name}\t{item.nodeid}\n" for name in appeared)
