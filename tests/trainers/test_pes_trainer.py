@@ -1,6 +1,5 @@
 """The PES / ES trainer: configuration, trajectory lengths, restarts, learning, resume."""
 
-import doctest
 import os
 
 import numpy as np
@@ -9,7 +8,6 @@ import tensorflow as tf
 import keras_l2o
 from keras_l2o import problems
 from trainers import base as trainers_base
-from keras_l2o.rules import learned_lr
 from trainers import pes
 
 
@@ -25,15 +23,6 @@ def _trainer(save_dir, rule="mlp", **overrides):
   rule = keras_l2o.rules.get(rule, hidden_size=4) if rule == "mlp" else rule
   return pes.PESTrainer(rule, problems.get("quadratic", seed=3, num_quadratics=8),
                         _config(**overrides), save_dir)
-
-
-class ExamplesTest(tf.test.TestCase):
-
-  def test_docstring_examples_run(self):
-    for module in (pes, learned_lr):
-      failed, attempted = doctest.testmod(module)
-      self.assertGreater(attempted, 0, msg=module.__name__)
-      self.assertEqual(failed, 0, msg=module.__name__)
 
 
 class ConfigTest(tf.test.TestCase):
