@@ -24,6 +24,11 @@ from keras_l2o import validation
 WARMUP_FRACTION = 0.05
 
 
+def warmup_steps(num_training_steps: int) -> int:
+  """The warm-up's length: 5% of the steps, at least 1."""
+  return max(1, int(WARMUP_FRACTION * num_training_steps))
+
+
 def warmup_cosine(peak, num_training_steps):
   """Linear warm-up to `peak` over 5% of the steps, then cosine decay to 0 at the last step.
 
@@ -40,6 +45,6 @@ def warmup_cosine(peak, num_training_steps):
   """
   peak = validation.check_positive("peak", peak)
   num_training_steps = validation.check_int("num_training_steps", num_training_steps, low=2)
-  warmup = max(1, int(WARMUP_FRACTION * num_training_steps))
+  warmup = warmup_steps(num_training_steps)
   return keras.optimizers.schedules.CosineDecay(0.0, num_training_steps - warmup, alpha=0.0,
                                                 warmup_target=peak, warmup_steps=warmup)

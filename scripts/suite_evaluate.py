@@ -9,8 +9,8 @@ Every optimizer trains every suite task through `model.fit` (see
 (`pretrained:NAME`, a meta-training directory or an export; default: every
 shipped pretrained optimizer); an entry ending in `+cosine` runs on the warm-up +
 cosine schedule over each task's horizon, peaking at its own learning rate, as
-`keras_l2o.pretrained.get(NAME, num_training_steps=...)` gives it. The baselines of `--suite_baselines` are always
-added. Finished runs are stored under `--output_dir/runs` and reused: rerun the
+`keras_l2o.pretrained.get(NAME, num_training_steps=...)` gives it. The baselines
+of `--suite_baselines` are always added. Finished runs are stored under `--output_dir/runs` and reused: rerun the
 same command to continue after a crash; `--suite_report_only` reports the runs
 stored so far. Writes `results.json`, `report.md`, `plots/TASK.png` and
 `plots/summary.png` to `--output_dir`.

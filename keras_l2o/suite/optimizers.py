@@ -63,7 +63,8 @@ class Choice:
 
 
 def _make_adamw(horizon, learning_rate, weight_decay):
-  return keras.optimizers.AdamW(schedules.warmup_cosine(learning_rate, horizon), weight_decay=weight_decay)
+  return keras.optimizers.AdamW(schedules.warmup_cosine(learning_rate, horizon),
+                                weight_decay=weight_decay)
 
 
 def _make_muon(horizon, learning_rate):
@@ -72,7 +73,7 @@ def _make_muon(horizon, learning_rate):
 
 def _make_schedule_free(horizon, learning_rate):
   return schedule_free.ScheduleFreeAdamW(learning_rate,
-                                         warmup_steps=max(1, int(schedules.WARMUP_FRACTION * horizon)))
+                                         warmup_steps=schedules.warmup_steps(horizon))
 
 
 def _make_adam(horizon, learning_rate):
