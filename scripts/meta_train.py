@@ -73,6 +73,10 @@ def define_flags():
   flags.DEFINE_string("problem_config", None, "JSON object of problem-family configuration "
                       "(default: the problem's defaults); for a mixture, an object mapping "
                       "component names to their configs.")
+  flags.DEFINE_string("init_from", None, "Start from these meta-parameters instead of the rule's "
+                      "initialisation: pretrained:NAME, a meta-training directory (its final "
+                      "result) or an export; its rule and configuration must be --rule's (e.g. "
+                      "BPTT on short truncations first, then PES from its result).")
   flags.DEFINE_string("data_path", None, "A local dataset file for data-based problems (e.g. a "
                       "full MNIST .npz, CIFAR batches).")
   for config_class in registry.config_classes():

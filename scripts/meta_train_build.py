@@ -10,6 +10,7 @@ counts) and the fields its name fixes (`--trainer=es`: `estimator="es"`).
 """
 
 import dataclasses
+import inspect
 
 from absl import app
 
@@ -68,6 +69,32 @@ def recorded_names(spec) -> tuple:
           + meta_train_resume.STRATEGY_FLAGS)
 
 
+def starting_meta_params(init_from, rule):
+  """The meta-parameters `--init_from` names, as numpy arrays; None without it.
+
+  Raises:
+    app.UsageError: nothing loadable there, or its rule or configuration is not `rule`'s.
+  """
+  if not init_from:
+    return None
+  import keras  # pylint: disable=g-import-not-at-top
+  import keras_l2o  # pylint: disable=g-import-not-at-top
+  try:
+    if init_from.startswith("pretrained:"):
+      optimizer = keras_l2o.pretrained.get(init_from.split(":", 1)[1])
+    else:
+      optimizer = keras_l2o.load(init_from)
+  except (ValueError, KeyError) as e:
+    raise app.UsageError(f"--init_from={init_from!r}: {e}") from e
+  given = (optimizer.rule.name, optimizer.rule.get_config())
+  if given != (rule.name, rule.get_config()):
+    raise app.UsageError(
+        f"--init_from={init_from!r} holds rule {given[0]!r} with configuration {given[1]}; "
+        f"this run trains rule {rule.name!r} with configuration {rule.get_config()}. Give "
+        "--rule and --rule_config of the run it comes from.")
+  return keras.tree.map_structure(keras.ops.convert_to_numpy, optimizer.meta_params)
+
+
 def trainer_factory(args, settings, rule, family, strategy, threading):
   """The trainer the arguments describe, as a function of no arguments that builds it.
 
@@ -93,5 +120,12 @@ def trainer_factory(args, settings, rule, family, strategy, threading):
   except (TypeError, ValueError) as e:
     raise app.UsageError(str(e)) from e
   trainer_class = spec.trainer_class(args.strategy)
+  start = {}
+  if getattr(args, "init_from", None):
+    if "initial_meta_params" not in inspect.signature(trainer_class).parameters:
+      raise app.UsageError(f"--init_from: --trainer={args.trainer} always starts from its own "
+                           "initial policy; --init_from works with the truncated trainers "
+                           "(bptt, pes, es).")
+    start["initial_meta_params"] = starting_meta_params(args.init_from, rule)
   return lambda: trainer_class(rule, family, config, args.save_dir, extra_config=extra_config,
-                               strategy=strategy)
+                               strategy=strategy, **start)

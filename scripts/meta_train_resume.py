@@ -22,7 +22,8 @@ FLAGS = flags.FLAGS
 
 # The command line's flags besides the trainers' configuration fields (scripts.config_flags)
 # that a run records in config.json's `settings`; and the strategy's.
-RUN_FLAGS = ("trainer", "rule", "rule_config", "problem", "problem_config", "data_path")
+RUN_FLAGS = ("trainer", "rule", "rule_config", "problem", "problem_config", "data_path",
+             "init_from")
 STRATEGY_FLAGS = ("strategy", "num_cpu_devices")
 RESUME_MAY_CHANGE = ("num_steps", "patience", "log_every", "checkpoint_every",
                      "intra_op_threads", "inter_op_threads")

@@ -73,6 +73,35 @@ class MetaTrainCommandTest(tf.test.TestCase):
                   "robust_linear_regression, two_layer_net", bad.stderr)
 
 
+  def test_init_from_starts_where_the_given_run_ended(self):
+    save_dir = os.path.join(self.get_temp_dir(), "first")
+    common = ["--rule=mlp", '--rule_config={"hidden_size": 2}', "--problem=quadratic",
+              '--problem_config={"num_quadratics": 2}', "--unroll_length=5", "--horizon=10",
+              "--validation_every=2", "--validation_problems=2"]
+    first = _run("scripts.meta_train", *common, "--num_steps=2", f"--save_dir={save_dir}")
+    self.assertEqual(first.returncode, 0, msg=first.stderr[-3000:])
+    ended = json.loads(first.stdout.strip().splitlines()[-1])
+    second = _run("scripts.meta_train", *common, "--num_steps=2", f"--init_from={save_dir}",
+                  f"--save_dir={save_dir}_next")
+    self.assertEqual(second.returncode, 0, msg=second.stderr[-3000:])
+    started = json.loads(second.stdout.strip().splitlines()[-1])
+    # Its step-0 validation is the first run's last one: the same meta-parameters, same problems.
+    self.assertNotEqual(ended["first_validation_loss"], ended["last_validation_loss"])
+    self.assertEqual(started["first_validation_loss"], ended["last_validation_loss"])
+    with open(os.path.join(f"{save_dir}_next", "config.json"), encoding="utf-8") as f:
+      self.assertEqual(json.load(f)["settings"]["init_from"], save_dir)
+    other = _run("scripts.meta_train", *common[:1], '--rule_config={"hidden_size": 3}',
+                 *common[2:], "--num_steps=1", f"--init_from={save_dir}",
+                 f"--save_dir={save_dir}_bad")
+    self.assertNotEqual(other.returncode, 0)
+    self.assertIn(f"--init_from={save_dir!r} holds rule 'mlp' with configuration", other.stderr)
+    self.assertIn("'hidden_size': 2", other.stderr)
+    gps = _run("scripts.meta_train", "--trainer=gps", "--rule=gps_lstm",
+               "--problem=logistic_regression", "--init_from=pretrained:gps-mnist",
+               f"--save_dir={save_dir}_gps")
+    self.assertIn("--init_from: --trainer=gps always starts from its own initial policy",
+                  gps.stderr)
+
   def test_native_kernels_flag_and_a_run_resumed_from_before_them(self):
     save_dir = os.path.join(self.get_temp_dir(), "lstm_run")
     common = ["--rule=lstm", '--rule_config={"hidden_size": 4, "num_layers": 1}',
