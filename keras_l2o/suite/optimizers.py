@@ -120,12 +120,14 @@ def learned(name: str, factory: Callable, on_schedule: bool = False) -> Choice:
 
 
 def on_warmup_cosine(optimizer, num_training_steps):
-  """A fresh `LearnedOptimizer` like `optimizer` whose rate follows `warmup_cosine` to its own."""
+  """A fresh `LearnedOptimizer` like `optimizer` (its rule, meta-parameters and weight decay)
+  whose rate follows `warmup_cosine` to its own."""
   peak = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
   values = keras.tree.map_structure(keras.ops.convert_to_numpy, optimizer.meta_params)
   return optimizer_lib.LearnedOptimizer(
       optimizer.rule, meta_params=values,
-      learning_rate=schedules.warmup_cosine(peak, num_training_steps))
+      learning_rate=schedules.warmup_cosine(peak, num_training_steps),
+      weight_decay=optimizer.weight_decay)
 
 
 def setting_key(setting: Optional[dict]) -> str:
