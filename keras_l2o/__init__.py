@@ -13,6 +13,7 @@ from keras_l2o import distribute
 from keras_l2o import native
 from keras_l2o import pretrained
 from keras_l2o import rules
+from keras_l2o import schedules
 from keras_l2o import validation
 from keras_l2o.export import export_optimizer
 from keras_l2o.loading import load
@@ -21,4 +22,5 @@ from keras_l2o.optimizer import LearnedOptimizer
 __version__ = "0.1.0"
 
 __all__ = ["LearnedOptimizer", "distribute", "export_optimizer", "load", "pretrained", "rules",
+           "schedules",
            "validation"]

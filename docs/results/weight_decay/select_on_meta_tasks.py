@@ -12,8 +12,10 @@ training by more than ~10%. Measured (`select_on_meta_tasks.jsonl`): 1e-2 scores
 raises the training loss 54%; 3e-3 scores -0.97 and raises it 6%: 3e-3 is chosen. Nothing
 of the suite is used.
 
-Usage: python docs/results/weight_decay/select_on_meta_tasks.py [--seeds=2] [--name=l2o-mlp-general]
-  > docs/results/weight_decay/select_on_meta_tasks.jsonl
+Usage: python docs/results/weight_decay/select_on_meta_tasks.py [--seeds=2] \
+  [--optimizer=pretrained:l2o-mlp-general] [--weight_decays=0,1e-4,...] > OUT.jsonl
+(`--optimizer` also takes a meta-training directory, `DIR` or `DIR@best`, to compare
+meta-training results on the same held-out data.)
 """
 
 import json
@@ -46,14 +48,27 @@ def model_for(spec, input_shape, seed):
   return keras.Sequential(layers)
 
 
-def held_out_loss(spec, name, weight_decay, seed):
+def make_optimizer(entry, num_training_steps, weight_decay):
+  """`pretrained:NAME`, or a meta-training directory `DIR[@which]`, on the warm-up + cosine schedule."""
+  if entry.startswith("pretrained:"):
+    return keras_l2o.pretrained.get(entry.split(":", 1)[1], num_training_steps=num_training_steps,
+                                    weight_decay=weight_decay or None)
+  path, _, which = entry.partition("@")
+  loaded = keras_l2o.load(path, which=which or "final")
+  peak = float(loaded.learning_rate.numpy())
+  return keras_l2o.LearnedOptimizer(
+      loaded.rule, meta_params=tf.nest.map_structure(lambda v: v.numpy(), loaded.meta_params),
+      learning_rate=keras_l2o.schedules.warmup_cosine(peak, num_training_steps),
+      weight_decay=weight_decay or None)
+
+
+def held_out_loss(spec, entry, weight_decay, seed):
   data = meta_data.load(spec.dataset, image_shape=spec.architecture == "conv")
   order = np.random.default_rng(seed).permutation(len(data.x))
   cut = int(0.8 * len(order))
   train, test = order[:cut], order[cut:]
   model = model_for(spec, data.x.shape[1:], seed)
-  optimizer = keras_l2o.pretrained.get(name, num_training_steps=spec.horizon,
-                                       weight_decay=weight_decay or None)
+  optimizer = make_optimizer(entry, spec.horizon, weight_decay)
   model.compile(optimizer=optimizer,
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
   stream = tf.data.Dataset.from_tensor_slices((data.x[train], data.y[train]))
@@ -66,20 +81,23 @@ def held_out_loss(spec, name, weight_decay, seed):
 def main(argv):
   args = dict(a.lstrip("-").split("=", 1) for a in argv[1:])
   seeds = range(int(args.get("seeds", 2)))
-  name = args.get("name", "l2o-mlp-general")
-  scores = {wd: [] for wd in GRID}
+  entry = args.get("optimizer", "pretrained:l2o-mlp-general")
+  grid = (tuple(float(w) for w in args["weight_decays"].split(","))
+          if "weight_decays" in args else GRID)
+  scores = {wd: [] for wd in grid}
   for spec in general_tasks.TASKS:
     for seed in seeds:
       base = None
-      for wd in GRID:
-        train_loss, test_loss = held_out_loss(spec, name, wd, seed)
+      for wd in grid:
+        train_loss, test_loss = held_out_loss(spec, entry, wd, seed)
         base = test_loss if base is None else base
         ratio = math.log(test_loss / base) if math.isfinite(test_loss) else math.inf
         scores[wd].append(ratio)
-        print(json.dumps({"task": spec.name, "horizon": spec.horizon, "seed": seed,
+        print(json.dumps({"optimizer": entry, "task": spec.name, "horizon": spec.horizon,
+                          "seed": seed,
                           "weight_decay": wd, "train_loss": train_loss, "test_loss": test_loss}),
               flush=True)
-  for wd in GRID:
+  for wd in grid:
     print(json.dumps({"weight_decay": wd, "mean_log_ratio": float(np.mean(scores[wd])),
                       "tasks_better": int(sum(r < 0 for r in scores[wd]))}), flush=True)
 
