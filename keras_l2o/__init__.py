@@ -22,5 +22,4 @@ from keras_l2o.optimizer import LearnedOptimizer
 __version__ = "0.1.0"
 
 __all__ = ["LearnedOptimizer", "distribute", "export_optimizer", "load", "pretrained", "rules",
-           "schedules",
-           "validation"]
+           "schedules", "validation"]
