@@ -178,6 +178,8 @@ class LearnedOnScheduleTest(tf.test.TestCase):
                                         meta_params_lib.flatten_with_paths(expected)):
       self.assertAllEqual(np.asarray(value), want, msg=path)
     self.assertEqual(float(plain.make(400).learning_rate), 1.0)  # the plain entry keeps its rate
+    decayed = optimizers.on_warmup_cosine(keras_l2o.pretrained.get(weight_decay=0.003), 400)
+    self.assertEqual((decayed.weight_decay, optimizer.weight_decay), (0.003, None))
 
 
 class ScheduleFreeTest(tf.test.TestCase):
