@@ -28,9 +28,6 @@ def define_flags():
   flags.DEFINE_string("weaknesses", "", "Where it is known to be weak.")
   flags.DEFINE_string("results", "", "A short statement of its measured results (with the "
                       "command that measures them).")
-  flags.DEFINE_float("weight_decay", None, "The weight decay `keras_l2o.pretrained.get` applies "
-                     "unless told otherwise (Keras's decoupled `weight_decay`, multiplied by the "
-                     "learning rate); default: none.", lower_bound=0.0)
   flags.DEFINE_string("output_dir", None, "Where to write (default: the installed "
                       "keras_l2o/pretrained folder).")
 
@@ -86,9 +83,7 @@ def main(argv):
                         if validation else None},
       "command": reproduce_command(settings, os.path.join("runs", FLAGS.name)) + (
           f" && python -m scripts.save_pretrained --run_dir=runs/{FLAGS.name} --name={FLAGS.name}"
-          f" --which={FLAGS.which}" + (f" --weight_decay={FLAGS.weight_decay:g}"
-                                       if FLAGS.weight_decay is not None else "")),
-      **({"weight_decay": FLAGS.weight_decay} if FLAGS.weight_decay is not None else {}),
+          f" --which={FLAGS.which}"),
       "weaknesses": FLAGS.weaknesses,
       "results": FLAGS.results,
       "versions": config.get("versions"),

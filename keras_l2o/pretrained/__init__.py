@@ -57,9 +57,8 @@ def get(name: str = DEFAULT, num_training_steps=None, **kwargs):
       AdamW-with-cosine's training loss on 10 of 13 tasks this way, against 3
       of 13 at its constant rate (`docs/RESULTS.md`).
     **kwargs: passed on to `LearnedOptimizer` (e.g. `learning_rate`,
-      `clipnorm`, `weight_decay`); the card's learning rate, and its weight
-      decay where the card gives one, are used unless given
-      (`weight_decay=None` turns the card's off).
+      `clipnorm`, `weight_decay`); the card's learning rate is used unless
+      given.
 
   Raises:
     ValueError: for an unknown name (the message lists the shipped ones), a
@@ -81,8 +80,6 @@ def get(name: str = DEFAULT, num_training_steps=None, **kwargs):
   from keras_l2o import schedules  # pylint: disable=g-import-not-at-top
   info = card(name)
   kwargs.setdefault("learning_rate", info.get("learning_rate", 1.0))
-  if info.get("weight_decay") is not None:
-    kwargs.setdefault("weight_decay", info["weight_decay"])
   if num_training_steps is not None:
     if callable(kwargs["learning_rate"]):
       raise ValueError("Pass either `num_training_steps` (the warm-up + cosine schedule) or a "

@@ -1,7 +1,6 @@
 """The warm-up + cosine schedule for a known run length, and the pretrained optimizers on it."""
 
 import math
-from unittest import mock
 
 import keras
 import numpy as np
@@ -75,28 +74,23 @@ class PretrainedOnScheduleTest(tf.test.TestCase):
     self.assertAllClose(float(model.optimizer.learning_rate), 0.0, atol=1e-7)
     self.assertLess(history.history["loss"][-1], 0.5 * history.history["loss"][0])
 
-  def test_the_cards_weight_decay_is_the_default_and_decays_at_the_scheduled_rate(self):
-    card = dict(keras_l2o.pretrained.card("l2o-mlp-factored"), weight_decay=0.003)
-    with mock.patch.object(keras_l2o.pretrained, "card", return_value=card):
-      optimizer = keras_l2o.pretrained.get("l2o-mlp-factored", num_training_steps=200)
-      self.assertEqual(optimizer.weight_decay, 0.003)
-      self.assertIsNone(keras_l2o.pretrained.get("l2o-mlp-factored", weight_decay=None)
-                        .weight_decay)
-      self.assertEqual(keras_l2o.pretrained.get("l2o-mlp-factored", weight_decay=0.01)
-                       .weight_decay, 0.01)
-    self.assertIsNone(keras_l2o.pretrained.get("l2o-mlp-factored").weight_decay)  # card without
+  def test_weight_decay_follows_the_schedule(self):
     # Keras's decoupled decay: w <- w - lr_t * wd * w, besides the rule's step (which does
     # not read w): against the same optimizer without decay, w moves by lr_t * wd * w more.
-    plain = keras_l2o.pretrained.get("l2o-mlp-factored", num_training_steps=200)
-    moved = []
-    for each in (optimizer, plain):
+    moved, weights = {}, {}
+    for weight_decay in (0.003, None):
+      optimizer = keras_l2o.pretrained.get(num_training_steps=200, weight_decay=weight_decay)
       w = keras.Variable(np.full((3,), 2.0, np.float32))
-      each.build([w])
-      each.iterations.assign(10)  # the end of the warm-up: rate 1.0 (the card's)
-      each.apply([np.full(3, 0.1, np.float32)], [w])
-      moved.append(w.numpy())
-    self.assertAllClose(moved[0] - moved[1], np.full(3, -1.0 * 0.003 * 2.0), atol=1e-6)
-    self.assertGreater(np.abs(moved[1] - 2.0).min(), 1e-4)  # the rule's own step is not 0
+      optimizer.build([w])
+      for step in (10, 105):  # the end of the warm-up (rate 1.0), then half-way (rate 0.5)
+        optimizer.iterations.assign(step)
+        weights[weight_decay, step] = w.numpy()
+        optimizer.apply([np.full(3, 0.1, np.float32)], [w])
+        moved[weight_decay, step] = w.numpy() - weights[weight_decay, step]
+    for step in (10, 105):
+      self.assertAllClose(moved[0.003, step] - moved[None, step],
+                          -_expected(1.0, 200, step) * 0.003 * weights[0.003, step], atol=1e-6)
+      self.assertGreater(np.abs(moved[None, step]).min(), 1e-4)  # the rule's own step
 
   def test_a_schedule_and_steps_together_are_refused(self):
     with self.assertRaisesRegex(ValueError, "Pass either `num_training_steps` .* or a schedule "
