@@ -11,7 +11,7 @@ from keras_l2o import datasets
 from keras_l2o import problems
 
 SHIPPED = ("gps-mnist", "l2l-mnist", "l2l-neural-art", "l2l-quadratic", "l2o-mlp-factored",
-           "l2o-mlp-general")
+           "l2o-mlp-general", "l2o-mlp-general-pes")
 # Meta-trained on TensorFlow ops, before the native kernels existed.
 BEFORE_NATIVE_KERNELS = ("l2l-mnist", "l2l-quadratic")
 
@@ -20,7 +20,7 @@ class PretrainedTest(tf.test.TestCase):
 
   def test_names_list_the_shipped_optimizers(self):
     self.assertEqual(keras_l2o.pretrained.names(), sorted(SHIPPED))
-    self.assertEqual(keras_l2o.pretrained.DEFAULT, "l2o-mlp-general")
+    self.assertEqual(keras_l2o.pretrained.DEFAULT, "l2o-mlp-general-pes")
 
   def test_cards_say_what_how_long_and_where_weak(self):
     for name in SHIPPED:

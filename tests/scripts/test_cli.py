@@ -43,7 +43,8 @@ class EvaluateCommandTest(tf.test.TestCase):
     self.assertIn("--optimizers entry 'adamw' is neither a baseline (sgd, momentum, nag, rmsprop, "
                   "adam, adagrad[@LEARNING_RATE]), pretrained:NAME (NAME in: gps-mnist, l2l-mnist, "
                   "l2l-neural-art, "
-                  "l2l-quadratic, l2o-mlp-factored, l2o-mlp-general), nor an existing "
+                  "l2l-quadratic, l2o-mlp-factored, l2o-mlp-general, l2o-mlp-general-pes), nor an "
+                  "existing "
                   "meta-training directory or export.",
                   result.stderr)
 
