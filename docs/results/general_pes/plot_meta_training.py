@@ -1,4 +1,8 @@
-"""Meta-training curves of the two `general` PES runs (issue 21): validation and meta-loss by meta-step.
+"""Meta-training curves of the PES runs of issue 21: validation and meta-loss by meta-step.
+
+The two `general` designs, and the `mlp` rule fine-tuned from `l2o-mlp-general`
+(`--init_from`), shipped as `l2o-mlp-general-pes`. Validation: mean loss over
+1,000 steps on 8 fixed validation problems at the rule's constant rate (log scale).
 
 Usage: python docs/results/general_pes/plot_meta_training.py  (reads the metrics files beside it)
 """
@@ -11,7 +15,8 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-imp
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUNS = {"general (Newton–Schulz; starts as Muon)": "metrics_general_muon.jsonl",
-        "general, orthogonalize=False (starts as RMS-normalised Adam)": "metrics_general_rms.jsonl"}
+        "general, orthogonalize=False (starts as RMS-normalised Adam)": "metrics_general_rms.jsonl",
+        "mlp from l2o-mlp-general (shipped as l2o-mlp-general-pes)": "metrics_mlp_pes.jsonl"}
 
 
 def main():
@@ -26,6 +31,8 @@ def main():
   ax_val.set(xlabel="meta-step", ylabel="validation: mean loss over 1,000 steps, 8 problems",
              title="Validation (lower is better)")
   ax_meta.set(xlabel="meta-step", ylabel="PES meta-loss (mean over particles)", title="Meta-loss")
+  ax_val.set_yscale("log")
+  ax_meta.set_yscale("log")
   ax_val.legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(os.path.join(HERE, "meta_training.png"), dpi=110)
