@@ -54,7 +54,7 @@ def get(name: str = DEFAULT, num_training_steps=None, **kwargs):
       rate follows `keras_l2o.schedules.warmup_cosine`: a linear warm-up over
       the first 5% of the steps to the card's rate (or `learning_rate`), then
       cosine decay to 0. On the held-out suite the default ends below tuned
-      AdamW-with-cosine's training loss on 10 of 13 tasks this way, against 3
+      AdamW-with-cosine's training loss on 10 of 13 tasks this way, against 6
       of 13 at its constant rate (`docs/RESULTS.md`). Add `weight_decay=3e-3`
       when held-out loss matters more: its test loss is then no worse than
       tuned AdamW's on 9 of 13 tasks instead of 3, its training loss below
