@@ -10,8 +10,8 @@ import keras_l2o
 from keras_l2o import datasets
 from keras_l2o import problems
 
-SHIPPED = ("gps-mnist", "l2l-mnist", "l2l-neural-art", "l2l-quadratic", "l2o-mlp-factored",
-           "l2o-mlp-general")
+SHIPPED = ("gps-mnist", "gps-mnist-lstm", "l2l-mnist", "l2l-neural-art", "l2l-quadratic",
+           "l2o-mlp-factored", "l2o-mlp-general")
 # Meta-trained on TensorFlow ops, before the native kernels existed.
 BEFORE_NATIVE_KERNELS = ("l2l-mnist", "l2l-quadratic")
 
