@@ -9,6 +9,7 @@ Usage: python docs/results/gps22_ship/compare_suite.py [RESULTS_JSON]
 """
 
 import json
+import math
 import sys
 
 HERE = "docs/results/gps22_ship"
@@ -26,6 +27,34 @@ STRICT = ("breast_cancer_mlp_tanh", "classification_mlp_bn_dropout", "mnist1d_co
 def _rows(path):
   with open(path, encoding="utf-8") as f:
     return json.load(f)["rows"]
+
+
+OLD_QUICK = ("docs/results/suite_all_quick/results.json",
+             "docs/results/suite_embedding_quick/results.json")
+
+
+def _final(curve):
+  """The report's final training loss: the mean of the last 5% of the windows, inf if any is not finite."""
+  if not all(math.isfinite(v) for v in curve):
+    return math.inf
+  k = max(1, math.ceil(0.05 * len(curve)))
+  return sum(curve[-k:]) / k
+
+
+def old_policy_table(path):
+  """Seed 0: the first gps-mnist (gps_lstm, issue 19's quick runs) against the re-shipped one."""
+  old = {}
+  for quick in OLD_QUICK:
+    for task, row in _rows(quick).items():
+      if NEW in row:
+        old[task] = row[NEW]
+  with open(path, encoding="utf-8") as f:
+    results = json.load(f)["results"]
+  print("| task | gps_lstm gps-mnist (issue 19, seed 0) final (diverged) | gps_general gps-mnist seed 0 final |")
+  print("|---|---|---|")
+  for task in sorted(old):
+    print(f"| {task} | {old[task]['final_train_loss']:.3g} ({old[task]['diverged']}) | "
+          f"{_final(results[task][NEW]['runs'][0]['curve']):.3g} |")
 
 
 def main(argv):
@@ -57,6 +86,8 @@ def main(argv):
     wins = sum(rows[t][NEW]["final_train_loss"] < reference[t][baseline]["final_train_loss"]
                for t in rows)
     print(f"Below tuned {baseline}: {wins} of {len(rows)}")
+  print()
+  old_policy_table(argv[1] if len(argv) > 1 else f"{HERE}/suite/results.json")
 
 
 if __name__ == "__main__":
