@@ -10,8 +10,8 @@ import keras_l2o
 from keras_l2o import datasets
 from keras_l2o import problems
 
-SHIPPED = ("gps-mnist", "l2l-mnist", "l2l-neural-art", "l2l-quadratic", "l2o-mlp-factored",
-           "l2o-mlp-general", "l2o-mlp-general-pes")
+SHIPPED = ("gps-mnist", "gps-mnist-lstm", "l2l-mnist", "l2l-neural-art", "l2l-quadratic",
+           "l2o-mlp-factored", "l2o-mlp-general", "l2o-mlp-general-pes")
 # Meta-trained on TensorFlow ops, before the native kernels existed.
 BEFORE_NATIVE_KERNELS = ("l2l-mnist", "l2l-quadratic")
 
@@ -118,23 +118,26 @@ class PretrainedTest(tf.test.TestCase):
     tf.nest.map_structure(lambda a, b: self.assertAllEqual(a.numpy(), b.numpy()),
                           loaded.meta_params, optimizer.meta_params)
 
-  def test_gps_mnist_exports_and_the_saved_model_steps_like_the_rule(self):
-    optimizer = keras_l2o.pretrained.get("gps-mnist")
-    path = optimizer.export(os.path.join(self.get_temp_dir(), "gps"))
-    saved = tf.saved_model.load(path)
-    rule, params = optimizer.rule, tf.nest.map_structure(tf.convert_to_tensor,
-                                                         optimizer.meta_params)
-    rng = np.random.default_rng(0)
-    var = tf.constant(rng.normal(size=7), tf.float32)
-    state, saved_state, saved_var = rule.init_state(var), saved.init_state(7), var
-    for iteration, loss in enumerate([2.3, 1.9, 1.7]):
-      grad = tf.constant(rng.normal(size=7), tf.float32)
-      update, state = rule.apply(params, grad, var, state, iteration + 1, loss=tf.constant(loss))
-      out = saved.step(grad, saved_var, saved_state, tf.constant(iteration, tf.int64),
-                       tf.constant(loss))
-      self.assertAllClose(out["var"] - saved_var, update, atol=1e-7)
-      saved_var, saved_state, var = out["var"], out["state"], var + update
-    self.assertGreater(float(tf.reduce_max(tf.abs(update))), 1e-5)
+  def test_gps_optimizers_export_and_the_saved_model_steps_like_the_rule(self):
+    # gps-mnist (gps_general) takes no loss; gps-mnist-lstm (gps_lstm) reads it as a fifth argument.
+    for name, uses_loss in (("gps-mnist", False), ("gps-mnist-lstm", True)):
+      optimizer = keras_l2o.pretrained.get(name)
+      self.assertEqual(optimizer.rule.uses_loss, uses_loss, msg=name)
+      saved = tf.saved_model.load(optimizer.export(os.path.join(self.get_temp_dir(), name)))
+      rule, params = optimizer.rule, tf.nest.map_structure(tf.convert_to_tensor,
+                                                           optimizer.meta_params)
+      rng = np.random.default_rng(0)
+      var = tf.constant(rng.normal(size=7), tf.float32)
+      state, saved_state, saved_var = rule.init_state(var), saved.init_state(7), var
+      for iteration, loss in enumerate([2.3, 1.9, 1.7]):
+        grad = tf.constant(rng.normal(size=7), tf.float32)
+        extra = {"loss": tf.constant(loss)} if uses_loss else {}
+        update, state = rule.apply(params, grad, var, state, iteration + 1, **extra)
+        out = saved.step(grad, saved_var, saved_state, tf.constant(iteration, tf.int64),
+                         *extra.values())
+        self.assertAllClose(out["var"] - saved_var, update, atol=1e-7, msg=name)
+        saved_var, saved_state, var = out["var"], out["state"], var + update
+      self.assertGreater(float(tf.reduce_max(tf.abs(update))), 1e-5, msg=name)
 
   def test_unknown_name_lists_the_shipped_ones(self):
     with self.assertRaises(ValueError) as ctx:

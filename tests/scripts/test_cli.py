@@ -41,10 +41,9 @@ class EvaluateCommandTest(tf.test.TestCase):
     result = _run("scripts.evaluate", "--optimizers=adamw", "--output_dir=/tmp/unused")
     self.assertNotEqual(result.returncode, 0)
     self.assertIn("--optimizers entry 'adamw' is neither a baseline (sgd, momentum, nag, rmsprop, "
-                  "adam, adagrad[@LEARNING_RATE]), pretrained:NAME (NAME in: gps-mnist, l2l-mnist, "
-                  "l2l-neural-art, "
-                  "l2l-quadratic, l2o-mlp-factored, l2o-mlp-general, l2o-mlp-general-pes), nor an "
-                  "existing "
+                  "adam, adagrad[@LEARNING_RATE]), pretrained:NAME (NAME in: gps-mnist, "
+                  "gps-mnist-lstm, l2l-mnist, l2l-neural-art, l2l-quadratic, l2o-mlp-factored, "
+                  "l2o-mlp-general, l2o-mlp-general-pes), nor an existing "
                   "meta-training directory or export.",
                   result.stderr)
 

@@ -58,11 +58,16 @@ def odd_part(meta):
   return meta
 
 
+# The gps_lstm policy this diagnosis is about: shipped as `gps-mnist` until issue 22's re-ship,
+# now `gps-mnist-lstm` (the same files). The logs keep the name it had then.
+DIAGNOSED = "gps-mnist-lstm"
+
+
 def make_optimizer(name):
   if name == "gps-mnist":
-    return pretrained.get("gps-mnist")
+    return pretrained.get(DIAGNOSED)
   if name == "gps-mnist-odd":
-    return keras_l2o.LearnedOptimizer("gps_lstm", odd_part(pretrained.meta_params("gps-mnist")))
+    return keras_l2o.LearnedOptimizer("gps_lstm", odd_part(pretrained.meta_params(DIAGNOSED)))
   if name == "adam":
     return keras.optimizers.Adam(1e-3)
   if os.path.isdir(name):  # a run directory (e.g. a GPS-trained gps_general)
