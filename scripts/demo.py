@@ -215,6 +215,13 @@ def digits_comparison(output_dir: str, *, epochs: int, seed: int, strategy=None)
                        lambda: keras.optimizers.Adam(adam_lr), data, epochs=epochs, seed=seed,
                        strategy=strategy),
              train_one(name, make, data, epochs=epochs, seed=seed, strategy=strategy)]
+  if keras_l2o.pretrained.DEFAULT in keras_l2o.pretrained.names():
+    # As the README recommends when the run's length is known: warm-up + cosine over it.
+    steps = epochs * math.ceil(len(data[0]) / BATCH_SIZE)
+    results.append(train_one(
+        f"keras_l2o.pretrained.get(num_training_steps={steps})",
+        lambda: keras_l2o.pretrained.get(num_training_steps=steps), data, epochs=epochs,
+        seed=seed, strategy=strategy))
   for extra in EXTRA_PRETRAINED:
     if extra in keras_l2o.pretrained.names():
       results.append(train_one(f'keras_l2o.pretrained.get("{extra}")',

@@ -130,12 +130,15 @@ class DemoScriptTest(tf.test.TestCase):
       self.assertTrue(math.isfinite(entry["sum_loss_mean"]), name)
       self.assertIn(f"| {name} |", stdout)
     self.assertGreater(os.path.getsize(os.path.join(out, "quadratic", "curves.png")), 10_000)
-    # Stage 3: digits, tuned Adam next to the pretrained default, l2o-mlp-factored, gps-mnist.
+    # Stage 3: digits, tuned Adam next to the pretrained default (at its rate, then on the
+    # schedule over the run's 1 epoch x 43 batches), l2o-mlp-factored, gps-mnist.
     with open(os.path.join(out, "digits", "results.json"), encoding="utf-8") as f:
       digits = json.load(f)
-    self.assertLen(digits["results"], 4)
-    self.assertIn('pretrained.get("l2o-mlp-factored")', digits["results"][2]["optimizer"])
-    self.assertIn('pretrained.get("gps-mnist")', digits["results"][3]["optimizer"])
+    self.assertLen(digits["results"], 5)
+    self.assertEqual("keras_l2o.pretrained.get(num_training_steps=43)",
+                     digits["results"][2]["optimizer"])
+    self.assertIn('pretrained.get("l2o-mlp-factored")', digits["results"][3]["optimizer"])
+    self.assertIn('pretrained.get("gps-mnist")', digits["results"][4]["optimizer"])
     self.assertIn(digits["results"][0]["optimizer"].split(" ")[0].split("(")[1].rstrip(")"),
                   [f"{lr:g}" for lr in digits["adam_grid"]])
     for r in digits["results"]:
