@@ -92,3 +92,16 @@ def check_writable_dir(flag: str, path: str) -> None:
       pass
   except OSError as e:
     raise app.UsageError(f"--{flag}={path} cannot be written: {e.strerror or e}.") from None
+
+
+def load_learned(entry: str):
+  """The learned optimizer an argument names: `pretrained:NAME`, else a meta-training directory
+  (its final result) or an export (`keras_l2o.load`).
+
+  Raises:
+    ValueError: an unknown pretrained name, or nothing keras_l2o can load at the path.
+  """
+  import keras_l2o  # pylint: disable=g-import-not-at-top
+  if entry.startswith("pretrained:"):
+    return keras_l2o.pretrained.get(entry.split(":", 1)[1])
+  return keras_l2o.load(entry)

@@ -84,14 +84,9 @@ def parse_optimizers(text: str) -> list:
         raise app.UsageError(f"--optimizers entry {item!r}: {name} (scipy "
                              f"{evaluation.SCIPY_BASELINES[name]}) has no learning rate.")
       spec = evaluation.scipy_baseline(name)
-    elif item.startswith("pretrained:"):
+    elif item.startswith("pretrained:") or os.path.exists(item):
       try:
-        spec = evaluation.from_optimizer(item, keras_l2o.pretrained.get(item.split(":", 1)[1]))
-      except ValueError as e:
-        raise app.UsageError(f"--optimizers entry {item!r}: {e}") from e
-    elif os.path.exists(item):
-      try:
-        spec = evaluation.from_optimizer(item, keras_l2o.load(item))
+        spec = evaluation.from_optimizer(item, cli.load_learned(item))
       except ValueError as e:
         raise app.UsageError(f"--optimizers entry {item!r}: {e}") from e
     else:

@@ -14,6 +14,7 @@ import inspect
 
 from absl import app
 
+from . import cli
 from . import config_flags
 from . import meta_train_defaults
 from . import meta_train_resume
@@ -78,12 +79,8 @@ def starting_meta_params(init_from, rule):
   if not init_from:
     return None
   import keras  # pylint: disable=g-import-not-at-top
-  import keras_l2o  # pylint: disable=g-import-not-at-top
   try:
-    if init_from.startswith("pretrained:"):
-      optimizer = keras_l2o.pretrained.get(init_from.split(":", 1)[1])
-    else:
-      optimizer = keras_l2o.load(init_from)
+    optimizer = cli.load_learned(init_from)
   except (ValueError, KeyError) as e:
     raise app.UsageError(f"--init_from={init_from!r}: {e}") from e
   given = (optimizer.rule.name, optimizer.rule.get_config())

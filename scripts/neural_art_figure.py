@@ -17,6 +17,8 @@ import json
 from absl import app
 from absl import flags
 
+from . import cli
+
 flags.DEFINE_string("optimizer", None, "Meta-training directory, export or pretrained:NAME.")
 flags.DEFINE_string("results", None, "results.json of a keras-l2o-evaluate run (picks the "
                     "best tuned baseline).")
@@ -66,7 +68,6 @@ def main(argv):
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  import keras_l2o  # pylint: disable=g-import-not-at-top
   from keras_l2o import evaluation  # pylint: disable=g-import-not-at-top
   from keras_l2o import problems  # pylint: disable=g-import-not-at-top
 
@@ -79,11 +80,7 @@ def main(argv):
   else:
     with open(FLAGS.results, encoding="utf-8") as f:
       name, rate = best_baseline(json.load(f))
-  if FLAGS.optimizer.startswith("pretrained:"):
-    optimizer = keras_l2o.pretrained.get(FLAGS.optimizer.split(":", 1)[1])
-  else:
-    optimizer = keras_l2o.load(FLAGS.optimizer)
-  learned = evaluation.from_optimizer("learned", optimizer)
+  learned = evaluation.from_optimizer("learned", cli.load_learned(FLAGS.optimizer))
   horizon = FLAGS.horizon or family.default_horizon
   test = [family.sample("test", i) for i in range(FLAGS.num_images)]
   columns = [(f"{name} (lr {rate:g})", final_images(family, evaluation.baseline(name, rate), test,

@@ -16,6 +16,8 @@ import json
 from absl import app
 from absl import flags
 
+from . import cli
+
 flags.DEFINE_string("problem", "neural_art", "Problem family.")
 flags.DEFINE_string("problem_config", "{}", "JSON object of problem-family configuration.")
 flags.DEFINE_integer("seed", 0, "Seed of the problem family.")
@@ -29,16 +31,13 @@ FLAGS = flags.FLAGS
 
 def spec_from(text: str):
   """An `evaluation.OptimizerSpec` from `--a` / `--b` (a baseline needs a fixed rate)."""
-  import keras_l2o  # pylint: disable=g-import-not-at-top
   from keras_l2o import evaluation  # pylint: disable=g-import-not-at-top
   name, _, rate = text.partition("@")
   if name in evaluation.BASELINES:
     if not rate:
       raise app.UsageError(f"{text!r}: give the baseline's (tuned) rate, e.g. {name}@0.01.")
     return evaluation.baseline(name, float(rate))
-  if text.startswith("pretrained:"):
-    return evaluation.from_optimizer(text, keras_l2o.pretrained.get(text.split(":", 1)[1]))
-  return evaluation.from_optimizer(text, keras_l2o.load(text))
+  return evaluation.from_optimizer(text, cli.load_learned(text))
 
 
 def main(argv):

@@ -221,14 +221,10 @@ class Rule(abc.ABC):
     """The names of the state's fields, in order (`state_type._fields`)."""
     return self.state_type._fields
 
-  @property
-  def state_extra_dims(self) -> tuple:
-    """Per state field: its extra trailing dimension, or None (`state_type.extra_dims`)."""
-    return self.state_type.extra_dims
-
   def trailing_state_dims(self) -> tuple:
-    """Per state field: its extra trailing dimension, or None if shaped like the variable."""
-    return self.state_extra_dims
+    """Per state field: its extra trailing dimension, or None if shaped like the variable
+    (`state_type.extra_dims`)."""
+    return self.state_type.extra_dims
 
   def layout_free(self, shape) -> bool:  # pylint: disable=unused-argument
     """Whether the rule treats a variable of `shape` coordinate by coordinate.

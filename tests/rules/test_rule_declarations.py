@@ -133,7 +133,6 @@ class RuleDeclarationTest(parameterized.TestCase, tf.test.TestCase):
     self.assertIs(type(state), rule.state_type)
     self.assertEqual(rule.state_fields, state._fields)
     self.assertEqual(rule.trailing_state_dims(), rule.state_type.extra_dims)
-    self.assertEqual(rule.state_extra_dims, rule.state_type.extra_dims)
     for field, extra, value in zip(state._fields, rule.trailing_state_dims(), state):
       if (name, field) in PLACEHOLDER_FIELDS:
         self.assertEqual(value.shape, [1], msg=field)

@@ -59,7 +59,7 @@ def observer(rule, sizes) -> Observer:
     sizes = list(sizes)
 
     def init(dim):
-      return gps_general.GPSGeneralState(tf.zeros([dim, rule.state_extra_dims[0]]),
+      return gps_general.GPSGeneralState(tf.zeros([dim, rule.trailing_state_dims()[0]]),
                                          tf.zeros([dim]))
 
     def observe_general(loss, previous_loss, has_previous, grad, previous_grad, previous_step,
