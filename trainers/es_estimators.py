@@ -31,7 +31,11 @@ A truncation's meta-loss of a particle is the mean over its K updates of
 (`"log_ratio"`), where theta_0 starts the particle's *trajectory*: the
 baseline does not depend on the meta-parameters, so the meta-losses of a
 trajectory's truncations add up to its whole meta-loss, which is what PES
-needs to stay unbiased.
+needs to stay unbiased. With `meta_loss_data="held_out"` the f in both is the
+loss on a minibatch of examples the problem never trains on
+(`family.heldout_batch`), drawn at the same steps: the meta-objective is then
+how well the trained parameters generalise, not how fast the training loss
+falls (learned_optimization's outer-validation meta-loss).
 """
 
 from typing import NamedTuple
@@ -42,6 +46,7 @@ from keras_l2o import unroll as unroll_lib
 
 OBJECTIVES = ("sum", "log_ratio")
 ESTIMATORS = ("pes", "es")
+META_LOSS_DATA = ("train", "held_out")
 LOG_EPS = 1e-12
 _UNROLLED_BATCHES = 32
 
@@ -100,39 +105,46 @@ def _map(fn, elems, vectorized: bool):
   return stack([fn(tf.nest.map_structure(lambda t, i=i: t[i], elems)) for i in range(count)])
 
 
-def _batches(family, tensors, steps, copies):
+def _batches(family, tensors, steps, copies, draw=None):
   """Each problem's minibatch at its particles' step, drawn in the graph, tiled `copies` times.
+
+  `draw(tensors, step)` draws one minibatch (default: `family.batch`).
 
   A problem's batch is a stateless draw from its own seed, which
   `tf.vectorized_map` cannot vectorise: up to `_UNROLLED_BATCHES` problems are
   drawn side by side (independent ops), more by `tf.map_fn` (a graph of
   constant size).
   """
+  draw = draw or family.batch
   count = int(tf.nest.flatten(tensors)[0].shape[0])
-  first = family.batch(tf.nest.map_structure(lambda t: t[0], tensors), steps[0])
+  first = draw(tf.nest.map_structure(lambda t: t[0], tensors), steps[0])
   if not tf.nest.flatten(first):  # a full-batch problem: nothing to draw
     return first
   if count <= _UNROLLED_BATCHES:
-    batches = [first] + [family.batch(tf.nest.map_structure(lambda t, i=i: t[i], tensors),
-                                      steps[i]) for i in range(1, count)]
+    batches = [first] + [draw(tf.nest.map_structure(lambda t, i=i: t[i], tensors), steps[i])
+                         for i in range(1, count)]
     return tile(stack(batches), copies)
   signature = tf.nest.map_structure(lambda b: tf.TensorSpec(b.shape, b.dtype), first)
-  batches = tf.map_fn(lambda args: family.batch(*args), (tensors, steps[:count]),
+  batches = tf.map_fn(lambda args: draw(*args), (tensors, steps[:count]),
                       fn_output_signature=signature)
   return tile(batches, copies)
 
 
 def _particle_step(rule, family, state_types, learning_rate):
-  """One inner step of one particle, `(meta, tensors, params, rule_state, step, batch) ->
-  (loss, params, rule_state)`, for `_map` over the particles."""
+  """One inner step of one particle, `(meta, tensors, params, rule_state, step, batch[,
+  heldout_batch]) -> (loss, meta_loss, params, rule_state)`, for `_map` over the particles.
+
+  `meta_loss` is the loss before the update on `heldout_batch` if it is
+  given, else the training loss."""
 
   def particle_step(args):
-    meta, tensor, params, rule_state, step, batch = args
+    meta, tensor, params, rule_state, step, batch = args[:6]
     loss, grads = unroll_lib.losses_and_grads(family, tensor, params, batch)
+    meta_loss = family.loss(tensor, params, args[6]) if len(args) > 6 else loss
     rule_state = [t(*s) for t, s in zip(state_types, rule_state)]
     params, rule_state = unroll_lib.rule_steps(rule, meta, grads, params, rule_state, step,
                                                learning_rate, loss)
-    return loss, params, [tuple(s) for s in rule_state]
+    return loss, meta_loss, params, [tuple(s) for s in rule_state]
 
   return particle_step
 
@@ -160,7 +172,8 @@ def _truncation_values(losses, final, particles, objective):
 
 
 def run_truncation(rule, family, meta_params, tensors, particles: Particles, num_steps: int,
-                   learning_rate=1.0, objective: str = "sum", vectorized: bool = True):
+                   learning_rate=1.0, objective: str = "sum", vectorized: bool = True,
+                   meta_loss_data: str = "train"):
   """Runs every particle `num_steps` inner steps with its own meta-parameters.
 
   Particle p works on problem `p % M` of the M problems in `tensors` (so
@@ -177,18 +190,24 @@ def run_truncation(rule, family, meta_params, tensors, particles: Particles, num
     objective: `"sum"` or `"log_ratio"` (see the module docstring).
     vectorized: one vectorised computation (True) or a Python loop over the
       particles inside the graph (the reference it is tested against).
+    meta_loss_data: `"train"` (the meta-loss is measured on the minibatches
+      the particles train on) or `"held_out"` (on `family.heldout_batch`).
 
   Returns:
     `(values, mean_losses, new_particles)`: `values` [P] each particle's
-    meta-loss over the truncation, `mean_losses` [P] the mean loss before its
-    updates, and where the particles are afterwards.
+    meta-loss over the truncation, `mean_losses` [P] the mean training loss
+    before its updates, and where the particles are afterwards.
 
   Raises:
-    ValueError: for an unknown `objective`.
+    ValueError: for an unknown `objective` or `meta_loss_data`.
   """
   if objective not in OBJECTIVES:
     raise ValueError(f"`objective` must be one of {list(OBJECTIVES)}. Received: "
                      f"objective={objective!r}")
+  if meta_loss_data not in META_LOSS_DATA:
+    raise ValueError(f"`meta_loss_data` must be one of {list(META_LOSS_DATA)}. Received: "
+                     f"meta_loss_data={meta_loss_data!r}")
+  heldout = meta_loss_data == "held_out"
   count = int(particles.step.shape[0])
   problems = int(tf.nest.flatten(tensors)[0].shape[0])
   copies = count // problems
@@ -196,27 +215,32 @@ def run_truncation(rule, family, meta_params, tensors, particles: Particles, num
   state_types = [type(s) for s in particles.rule_state]
   particle_step = _particle_step(rule, family, state_types, learning_rate)
 
-  def body(i, params, rule_state, history):
+  meta_batches = lambda steps: (  # pylint: disable=unnecessary-lambda-assignment
+      (_batches(family, tensors, steps, copies, family.heldout_batch),) if heldout else ())
+
+  def body(i, params, rule_state, history, meta_history):
     steps = particles.step + tf.cast(i, tf.int64)
     batch = _batches(family, tensors, steps, copies)
-    loss, params, rule_state = _map(particle_step, (meta_params, particle_tensors, params,
-                                                    rule_state, steps, batch), vectorized)
-    return i + 1, params, rule_state, history.write(i, loss)
+    loss, meta_loss, params, rule_state = _map(particle_step, (
+        meta_params, particle_tensors, params, rule_state, steps, batch, *meta_batches(steps)),
+                                               vectorized)
+    return i + 1, params, rule_state, history.write(i, loss), meta_history.write(i, meta_loss)
 
   dtype = particles.params[0].dtype
-  history = tf.TensorArray(dtype, size=num_steps, element_shape=[count])
+  history, meta_history = (tf.TensorArray(dtype, size=num_steps, element_shape=[count])
+                           for _ in range(2))
   start = (tf.constant(0), list(particles.params), [tuple(s) for s in particles.rule_state],
-           history)
-  _, params, rule_state, history = tf.while_loop(lambda i, *_: i < num_steps, body, start,
-                                                 maximum_iterations=num_steps)
+           history, meta_history)
+  _, params, rule_state, history, meta_history = tf.while_loop(
+      lambda i, *_: i < num_steps, body, start, maximum_iterations=num_steps)
   end = particles.step + num_steps
-  batch = _batches(family, tensors, end, copies)
+  batch = _batches(family, tensors, end, copies, family.heldout_batch if heldout else None)
   final = _map(lambda a: family.loss(a[0], a[1], a[2]), (particle_tensors, params, batch),
                vectorized)
-  losses = history.stack()  # [K, P]: f(theta_t) before each update
-  values, init_loss = _truncation_values(losses, final, particles, objective)
+  # [K, P]: f(theta_t) before each update, on the meta-loss's data
+  values, init_loss = _truncation_values(meta_history.stack(), final, particles, objective)
   new = Particles(params, [t(*s) for t, s in zip(state_types, rule_state)], end, init_loss)
-  return values, tf.reduce_mean(losses, axis=0), new
+  return values, tf.reduce_mean(history.stack(), axis=0), new
 
 
 def sample_perturbations(meta_params, num_pairs: int, sigma: float, seed, counter):
@@ -275,7 +299,8 @@ def pair_gradients(credit, differences, sigma: float):
 
 def truncation_estimate(rule, family, meta_params, eps, xi, tensors, particles: Particles,
                         num_steps: int, sigma: float, estimator: str = "pes",
-                        learning_rate=1.0, objective: str = "sum", vectorized: bool = True):
+                        learning_rate=1.0, objective: str = "sum", vectorized: bool = True,
+                        meta_loss_data: str = "train"):
   """One truncation of N antithetic pairs and its meta-gradient estimate.
 
   Args:
@@ -287,7 +312,8 @@ def truncation_estimate(rule, family, meta_params, eps, xi, tensors, particles: 
     tensors: each pair's problem, leaves [N, ...].
     particles: `Particles` with [2N] leading axes: the N `+` particles, then
       the N `-` ones.
-    num_steps, learning_rate, objective, vectorized: as `run_truncation`.
+    num_steps, learning_rate, objective, vectorized, meta_loss_data: as
+      `run_truncation`.
     sigma: the perturbations' standard deviation.
     estimator: `"pes"` or `"es"`.
 
@@ -301,7 +327,7 @@ def truncation_estimate(rule, family, meta_params, eps, xi, tensors, particles: 
   num_pairs = int(tf.nest.flatten(eps)[0].shape[0])
   values, mean_losses, new = run_truncation(rule, family, antithetic(meta_params, eps), tensors,
                                             particles, num_steps, learning_rate, objective,
-                                            vectorized)
+                                            vectorized, meta_loss_data)
   differences = values[:num_pairs] - values[num_pairs:]
   finite = tf.math.is_finite(differences)
   for p in new.params:

@@ -71,6 +71,12 @@ class PESConfig(truncation_config.TruncationConfig):
                         "meta-parameters.", number="positive")
   validation_horizon: Optional[int] = _field(None, "PES / ES: inner steps of a validation run "
                                              "(default: --max_horizon).", lower_bound=1)
+  meta_loss_data: str = _field(
+      "train", "PES / ES: the data the meta-loss is measured on: 'train' (the minibatches the "
+      "optimizer trains on: it learns to lower the training loss) or 'held_out' (minibatches of "
+      "examples the problem never trains on, at the same steps: it learns to lower the held-out "
+      "loss, i.e. to generalise). Validation measures the same loss.",
+      choices=estimators.META_LOSS_DATA)
   vectorized: bool = _field(True, "PES / ES: run the particles as one vectorised computation "
                             "(False: a loop over them inside the graph; same numbers up to "
                             "rounding, slower).")
@@ -134,6 +140,10 @@ class PESTrainer(loop.MetaTrainer):
     if config.num_pairs % self.num_replicas:
       raise ValueError(f"`num_pairs` must be a multiple of the number of replicas "
                        f"({self.num_replicas}). Received: num_pairs={config.num_pairs}")
+    no_heldout = [c.name for c in self.components if not c.has_heldout_data]
+    if config.meta_loss_data == "held_out" and no_heldout:
+      raise ValueError(f"`meta_loss_data='held_out'` needs problems with held-out examples; "
+                       f"these have none: {no_heldout}. Received: problem {family.name!r}")
     self._init_meta(initial, self._make_meta_optimizer)
     self.global_step = self.step_counter
     self._state_types = []
@@ -196,7 +206,8 @@ class PESTrainer(loop.MetaTrainer):
     out = estimators.truncation_estimate(
         self.rule, self.components[b], theta, eps, xi, tensors, particles,
         self.config.unroll_length, self.config.sigma, self.config.estimator,
-        self.config.learning_rate, self.config.meta_objective, self.config.vectorized)
+        self.config.learning_rate, self.config.meta_objective, self.config.vectorized,
+        self.config.meta_loss_data)
     pairs = lambda t: tf.reshape(t, [2, n, *t.shape[1:]])  # pylint: disable=unnecessary-lambda-assignment
     new = out["particles"]
     return out["grad_sum"], {
@@ -315,11 +326,12 @@ class PESTrainer(loop.MetaTrainer):
     values, _, _ = estimators.run_truncation(
         self.rule, component, theta, tensors, particles,
         self.config.validation_horizon or self.config.max_horizon, self.config.learning_rate,
-        "sum", self.config.vectorized)
+        "sum", self.config.vectorized, self.config.meta_loss_data)
     return values
 
   def validate(self) -> float:
-    """Mean loss after each update over the validation horizon, on the validation problems."""
+    """Mean loss after each update over the validation horizon, on the validation problems
+    (on held-out examples if `meta_loss_data` is `"held_out"`)."""
     k, values = len(self.banks), []
     for b in range(k):
       indices = [i for i in range(self.config.validation_problems) if i % k == b]

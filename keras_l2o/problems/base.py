@@ -58,11 +58,14 @@ class ProblemFamily(abc.ABC):
     full_batch: whether `batch()` is the same at every step, so that `loss`
       is one deterministic objective of the parameters (what the scipy
       CG / L-BFGS baselines of `keras_l2o.evaluation` need).
+    has_heldout_data: whether `heldout_batch` draws examples a problem never
+      trains on (a held-out meta-loss needs it).
   """
 
   name = ""
   default_horizon = 100
   full_batch = False
+  has_heldout_data = False
 
   def __init__(self, seed: int = 0, **config):
     self.seed = int(seed)
@@ -115,6 +118,17 @@ class ProblemFamily(abc.ABC):
   @abc.abstractmethod
   def losses(self, tensors, params, batch):
     """Independent losses `[num_instances]` at `params` on `batch`."""
+
+  def heldout_batch(self, tensors, step):
+    """A minibatch, at `step`, of examples the problem never trains on.
+
+    Raises:
+      NotImplementedError: the family has no such examples
+        (`has_heldout_data` is False).
+    """
+    raise NotImplementedError(f"Problem family {self.name!r} has no held-out examples; a "
+                              f"held-out meta-loss needs a family with data splits (e.g. "
+                              f"'mlp', 'general_tasks').")
 
   def loss(self, tensors, params, batch):
     """The reported loss: the mean of `losses`."""

@@ -74,6 +74,8 @@ class ClassifierFamily(base.ProblemFamily):
     config: the subclass's configuration, returned by `get_config()`.
   """
 
+  has_heldout_data = True
+
   def __init__(self, seed, data: datasets.Dataset, batch_size, horizon, config):
     super().__init__(seed, **config)
     self.batch_size = batch_size
@@ -127,6 +129,20 @@ class ClassifierFamily(base.ProblemFamily):
 
   def batch(self, tensors, step):
     indices = self.example_indices(tensors, step)
+    return tf.gather(self._x, indices), tf.gather(self._y, indices)
+
+  def heldout_indices(self, tensors, step):
+    """Indices of `heldout_batch(tensors, step)`: drawn like `example_indices`, from the
+    dataset's validation part, or from its train part for a problem that trains on the
+    validation one."""
+    on_validation = tf.equal(tf.cast(tensors["data_offset"], tf.int64),
+                             self._ranges["validation"][0])
+    offset, size = (tf.where(on_validation, tf.constant(a, tf.int64), tf.constant(b, tf.int64))
+                    for a, b in zip(self._ranges["train"], self._ranges["validation"]))
+    return base.batch_indices(tensors["batch_seed"], step, size, offset, self.batch_size)
+
+  def heldout_batch(self, tensors, step):
+    indices = self.heldout_indices(tensors, step)
     return tf.gather(self._x, indices), tf.gather(self._y, indices)
 
   def losses(self, tensors, params, batch):
