@@ -5,9 +5,12 @@ The two `general` designs, and the `mlp` rule fine-tuned from `l2o-mlp-general`
 1,000 steps on 8 fixed validation problems at the rule's constant rate (log scale).
 
 Usage: python docs/results/general_pes/plot_meta_training.py  (reads the metrics files beside it)
+   or: python docs/results/general_pes/plot_meta_training.py OUT.png "LABEL=metrics.jsonl" ...
+       (other runs: each label's metrics file, the figure written to OUT.png)
 """
 import json
 import os
+import sys
 
 import matplotlib
 matplotlib.use("Agg")
@@ -19,9 +22,13 @@ RUNS = {"general (Newton–Schulz; starts as Muon)": "metrics_general_muon.jsonl
         "mlp from l2o-mlp-general (shipped as l2o-mlp-general-pes)": "metrics_mlp_pes.jsonl"}
 
 
-def main():
+def main(argv):
+  runs, output = RUNS, os.path.join(HERE, "meta_training.png")
+  if len(argv) > 1:
+    output, runs = argv[1], {label: os.path.abspath(path) for label, path in
+                             (arg.split("=", 1) for arg in argv[2:])}
   fig, (ax_val, ax_meta) = plt.subplots(1, 2, figsize=(11, 4))
-  for label, name in RUNS.items():
+  for label, name in runs.items():
     with open(os.path.join(HERE, name), encoding="utf-8") as f:
       records = [json.loads(line) for line in f]
     val = [(r["step"], r["validation_loss"]) for r in records if "validation_loss" in r]
@@ -32,11 +39,12 @@ def main():
              title="Validation (lower is better)")
   ax_meta.set(xlabel="meta-step", ylabel="PES meta-loss (mean over particles)", title="Meta-loss")
   ax_val.set_yscale("log")
-  ax_meta.set_yscale("log")
+  ax_meta.set_yscale("log" if all(v > 0 for line in ax_meta.lines for v in line.get_ydata())
+                     else "symlog")  # (a log_ratio meta-loss is negative)
   ax_val.legend(fontsize=7)
   fig.tight_layout()
-  fig.savefig(os.path.join(HERE, "meta_training.png"), dpi=110)
+  fig.savefig(output, dpi=110)
 
 
 if __name__ == "__main__":
-  main()
+  main(sys.argv)
