@@ -12,6 +12,7 @@ One JSON line per iteration:
   (at t = 0 the state is [g, 0.5 g, 0.1 g, 0.02 g, 0, 0]), per condition averaged;
 * `pi_f`, `pi_rate`: the policy's noiseless f(x_t), t = 0..5 and |dx_t| / |g_t|, t = 1..5,
   on the same training problems.
+The last line is meta_train's own summary.
 """
 
 import json
@@ -53,8 +54,7 @@ def _iteration(self, iteration):
       "psi_sum": round(float(losses.mean(axis=(0, 1))[1:].sum()), 3),
       "psi_rate1": round(float(rate1.mean()), 3),
       "pi_f": np.round(np.mean([p[0] for p in pol], 0), 4).tolist(),
-      "pi_rate": np.round(np.mean([p[1] for p in pol], 0), 3).tolist(),
-      "validation_loss": None}), flush=True)
+      "pi_rate": np.round(np.mean([p[1] for p in pol], 0), 3).tolist()}), flush=True)
   return record
 
 
