@@ -60,7 +60,8 @@ def main():
                            rate) for i in range(args.count)]
     losses = np.mean([r[0] for r in results], 0)
     ratios = np.mean([r[1] for r in results], 0)
-    out[name] = {"f_t": np.round(losses, 4).tolist(), "step_over_grad": np.round(ratios, 3).tolist()}
+    out[name] = {"f_t": np.round(losses, 4).tolist(),
+                 "step_over_grad": np.round(ratios, 3).tolist()}
   print(json.dumps(out))
 
 
