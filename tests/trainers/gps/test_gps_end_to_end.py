@@ -7,6 +7,13 @@ trainer seeds 0, 1, 2 on 100 test problems: the policy is below tuned sgd (the
 better baseline) at 0.93, 0.94 and 0.94 of iterations 1..100; on the 50 test
 problems used here, seed 0's policy is at 0.93 and the untrained policy at 0.00. The full-size
 run (the defaults of `keras-l2o-meta-train --trainer=gps`) is in docs/RESULTS.md.
+
+These numbers are for `gps_lstm` with output_scale 0.01 and init_step 0.1, its defaults until
+issue 22, which this test keeps. With today's defaults (output_scale 0.1, the same initial
+policy) this small run beats tuned sgd by the sum of losses (35.48 against 35.60 on the 50 test
+problems) and in 70% of iterations 1..40, but only in 32% of iterations 1..100, and at t = 400 it
+is higher than at t = 40 (0.3202 against 0.3182). The full-size default runs are in
+docs/results/gps_logreg22.
 """
 
 
@@ -28,7 +35,8 @@ class GPSEndToEndTest(tf.test.TestCase):
     save_dir = tempfile.mkdtemp(dir=self.get_temp_dir())
     config = group_trainer.GroupGPSConfig(num_conditions=5, iterations=3, validation_problems=8,
                                           horizon=40)
-    result = group_trainer.GroupGPSTrainer("gps_lstm", family, config, save_dir).run()
+    rule = keras_l2o.rules.get("gps_lstm", output_scale=0.01, init_step=0.1)
+    result = group_trainer.GroupGPSTrainer(rule, family, config, save_dir).run()
     self.assertLess(result["best_validation_loss"], 0.5 * result["first_validation_loss"])
     specs = [evaluation.from_optimizer("gps", keras_l2o.load(save_dir)),
              evaluation.baseline("sgd"), evaluation.baseline("momentum")]

@@ -76,7 +76,7 @@ class FitTest(tf.test.TestCase):
     y = (x @ np.arange(1.0, 6.0, dtype=np.float32))[:, None]
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(1)])
-    rule = keras_l2o.rules.get("gps_lstm", hidden_size=4, output_scale=1.0)
+    rule = keras_l2o.rules.get("gps_lstm", hidden_size=4, output_scale=1.0, init_step=0.1)
     optimizer = keras_l2o.LearnedOptimizer(rule)
     model.compile(optimizer=optimizer, loss="mse")
     first = model.evaluate(x, y, verbose=0)
