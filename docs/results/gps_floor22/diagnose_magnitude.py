@@ -3,7 +3,7 @@
 Runs a gps_general policy (default: pretrained:gps-mnist) for 4,000 steps on the first test net of its card's
 training family (P2's MNIST net) and prints, every 400 steps, averaged over the last 100 steps: the batch loss,
 and per tensor the magnitude feature rho_m, the magnitude s, the update RMS, the weight RMS, the gradient RMS and
-the signal-to-noise channel rms(m_0.9 / sqrt(v)).
+the signal-to-noise channel rms(m_0.9 / sqrt(v)) and, with `anneal`, psi = log(rms g / peak).
 Usage: python docs/results/gps_floor22/diagnose_magnitude.py [NAME]   # -> diagnose_magnitude_NAME.txt
 """
 
@@ -40,10 +40,11 @@ def main(argv):
       feats, ns = gps_general.observe(g, s, axis)
       upd = rule.step(meta, feats, axis) * card["learning_rate"]
       mag = tf.reshape(rule.magnitude(meta, feats, axis), [])
-      rho = tf.reduce_mean(feats[..., -1])
+      rho = tf.reduce_mean(feats[..., gps_general.NUM_DIRECTION_FEATURES])
+      psi = tf.reduce_mean(feats[..., -1]) if rule.anneal is not None else tf.constant(0.0)
       snr = tf.sqrt(tf.reduce_mean(tf.square(ns.momentum[..., 0] * gf.floored_rsqrt(ns.velocity, axis))))
       rms = lambda x: tf.sqrt(tf.reduce_mean(tf.square(x)))
-      rows.append(tf.stack([rho, mag, rms(upd), rms(p + upd), rms(g), snr]))
+      rows.append(tf.stack([rho, mag, rms(upd), rms(p + upd), rms(g), snr, psi]))
       new_p.append(p + upd)
       new_s.append(ns)
     return loss, new_p, new_s, tf.stack(rows)
@@ -56,7 +57,8 @@ def main(argv):
     stats.append(rows.numpy())
   stats = np.stack(stats)
   print(f"{name}: 1 test net of {card['trained_on']['problem']}, {STEPS} steps, "
-        "columns per tensor: rho_m, s, update RMS, weight RMS, grad RMS, rms(m_0.9/sqrt(v))")
+        "columns per tensor: rho_m, s, update RMS, weight RMS, grad RMS, rms(m_0.9/sqrt(v)), psi (0 without "
+        "anneal)")
   for end in range(EVERY, STEPS + 1, EVERY):
     w = stats[end - WINDOW:end].mean(0)
     print(f"steps {end - WINDOW + 1}-{end}: loss {np.mean(losses[end - WINDOW:end]):.4f}")
