@@ -27,6 +27,26 @@ section 2 applies) and takes the two inductive biases of the `general` rule
   with the long average (large at the start, below 0 once they shrink), which
   lets the policy shorten its steps as a run converges. At initialisation
   w_mag = b_mag = 0, so s = 1.
+* **Annealing (option `anneal`, issue 22's follow-up).** rho_m cannot make
+  the step shrink for good: once the gradients are dominated by minibatch
+  noise, rms(m_0.9) / rms(m_0.999) settles near sqrt(0.1/1.9) /
+  sqrt(0.001/1.999) ~ 10 (rho_m ~ 2.3) however far training has gone, so s
+  and with it the update RMS stay constant and, at 10x the training horizon,
+  the weights keep growing and the loss rises again
+  (docs/results/gps_floor22). With `anneal=kappa` the magnitude gets a second
+  per-tensor input, psi = log(rms(g) / peak rms(g)) <= 0: the RMS of the
+  gradient (sqrt of the mean over the tensor of v) over the largest it has
+  been in this run (one more float of state per parameter, `peak`, holding
+  the tensor's peak mean v at every coordinate). Then
+  a = w_mag . (rho_m, psi) + b_mag with w_mag initialised to (0, kappa), so
+  the initial policy moves each tensor by step_scale while its gradient is
+  at its peak and by step_scale * (rms(g) / peak)^kappa afterwards: the step
+  shrinks as the gradients do, like gradient descent's, and stays
+  scale-free. The bound is asymmetric: log s = 3 tanh(a / 3) for a >= 0 and
+  10 tanh(a / 10) for a < 0, so s lies in [e^-10, e^3] (`ANNEAL_LOWER_BOUND`;
+  equal to the old formula for a >= 0 and continuous with slope 1 at 0).
+  `anneal=None` (the default) is the policy above, unchanged: configurations
+  saved without the option load as they were.
 
 No bias correction is needed: it multiplies a whole channel by one number,
 which the per-tensor normalisation removes. There is no Newton–Schulz step
@@ -43,7 +63,8 @@ Initialisation: the MLP's output layer is zero and `w_skip` is -1 on
 m_0.9 * rho: the rule starts as RMS-normalised Adam (without bias correction)
 at step `step_scale`.
 
-State per parameter: 3 momenta and 1 second moment (4 floats).
+State per parameter: 3 momenta and 1 second moment (4 floats); with
+`anneal`, also the peak (5 floats).
 
 Example:
 
@@ -65,6 +86,9 @@ from keras_l2o.rules import general_features as gf
 
 GPSGeneralState = base.declare_state("GPSGeneralState", momentum=len(gf.MOMENTUM_DECAYS),
                                      velocity=None)
+GPSGeneralAnnealState = base.declare_state("GPSGeneralAnnealState",
+                                           momentum=len(gf.MOMENTUM_DECAYS), velocity=None,
+                                           peak=None)
 
 _D = ("0.9", "0.99", "0.999")
 FEATURES = (("grad",) + tuple(f"momentum_{d}" for d in _D) + ("grad_rsqrt_v",)
@@ -73,6 +97,8 @@ NUM_FEATURES = len(FEATURES)  # 9: 8 per coordinate, then 1 per tensor (broadcas
 NUM_DIRECTION_FEATURES = NUM_FEATURES - 1
 SKIP_FEATURE = FEATURES.index("momentum_0.9_rsqrt_v")
 MAGNITUDE_BOUND = 3.0  # s = exp(3 tanh(a / 3)) in [e^-3, e^3]
+ANNEAL_FEATURE = "log_grad_over_peak"  # psi, the 10th feature with `anneal`
+ANNEAL_LOWER_BOUND = 10.0  # with `anneal`, log s = 10 tanh(a / 10) for a < 0: s >= e^-10
 
 
 def observe(grad, state, axis):
@@ -80,13 +106,15 @@ def observe(grad, state, axis):
 
   Args:
     grad: the gradient, any shape.
-    state: `GPSGeneralState` (momentum `grad.shape + [3]`, velocity like grad).
+    state: `GPSGeneralState` (momentum `grad.shape + [3]`, velocity like grad)
+      or `GPSGeneralAnnealState` (also peak, like grad).
     axis: the axes of `grad` over which a channel is RMS-normalised (all axes
       of a variable; the coordinate axis of a flat group).
 
   Returns:
-    `(features grad.shape + [9], new_state)`: 8 channels RMS-normalised over
-    `axis`, then rho_m (the same for every coordinate normalised together).
+    `(features grad.shape + [9 or 10], new_state)`: 8 channels RMS-normalised
+    over `axis`, then rho_m and, for a `GPSGeneralAnnealState`, psi (each the
+    same for every coordinate normalised together).
   """
   momentum = gf.ema(state.momentum, grad[..., None], gf.MOMENTUM_DECAYS)
   velocity = gf.ema(state.velocity[..., None], tf.square(grad)[..., None],
@@ -97,8 +125,15 @@ def observe(grad, state, axis):
   rms = tf.sqrt(tf.reduce_mean(tf.square(momentum), axis=axis, keepdims=True))
   ratio = tf.math.log((rms[..., :1] + gf.TINY) / (rms[..., 2:] + gf.TINY))
   ratio = tf.broadcast_to(ratio, tf.shape(grad[..., None]))
-  return (tf.concat([gf.rms_normalise(channels, axis), ratio], -1),
-          GPSGeneralState(momentum, velocity))
+  if not isinstance(state, GPSGeneralAnnealState):
+    return (tf.concat([gf.rms_normalise(channels, axis), ratio], -1),
+            GPSGeneralState(momentum, velocity))
+  mean_v = tf.reduce_mean(velocity, axis=axis, keepdims=True)
+  peak = tf.maximum(state.peak, mean_v)  # the same at every coordinate normalised together
+  psi = 0.5 * tf.math.log((mean_v + gf.TINY) / (peak + gf.TINY))
+  psi = tf.broadcast_to(psi[..., None], tf.shape(grad[..., None]))
+  return (tf.concat([gf.rms_normalise(channels, axis), ratio, psi], -1),
+          GPSGeneralAnnealState(momentum, velocity, peak))
 
 
 class GPSGeneralRule(base.Rule):
@@ -109,6 +144,9 @@ class GPSGeneralRule(base.Rule):
       linear direction.
     step_scale: the RMS of every variable's update, before the optimizer's
       `learning_rate`.
+    anneal: None (the issue-22 policy), or kappa >= 0: add the magnitude
+      input psi = log(rms(g) / peak rms(g)) with initial weight kappa and
+      widen s's lower bound to e^-10 (module docstring).
 
   Raises:
     ValueError: for a bad argument (the message names it and what it got).
@@ -117,7 +155,9 @@ class GPSGeneralRule(base.Rule):
   name = "gps_general"
   state_type = GPSGeneralState
 
-  def __init__(self, *, hidden_sizes=(8,), step_scale: float = 1e-3):
+  omitted_when_none = ("anneal",)  # added after gps-mnist (issue 22) was saved without it
+
+  def __init__(self, *, hidden_sizes=(8,), step_scale: float = 1e-3, anneal=None):
     if not isinstance(hidden_sizes, (list, tuple)) or len(hidden_sizes) > validation.MAX_LAYERS \
         or not all(isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h > 0
                    for h in hidden_sizes):
@@ -125,9 +165,22 @@ class GPSGeneralRule(base.Rule):
                        f"integers. Received: hidden_sizes={hidden_sizes!r}")
     step_scale = validation.check_positive("step_scale", step_scale)
     self.hidden_sizes, self.step_scale = [int(h) for h in hidden_sizes], step_scale
+    if anneal is not None:
+      if isinstance(anneal, bool) or not isinstance(anneal, (int, float, np.number)) \
+          or not np.isfinite(anneal) or anneal < 0:
+        raise ValueError("Argument `anneal` must be None or a finite number >= 0. "
+                         f"Received: anneal={anneal!r}")
+      anneal = float(anneal)
+      self.state_type = GPSGeneralAnnealState
+    self.anneal = anneal
+
+  def num_magnitude_inputs(self) -> int:
+    """1 (rho_m), or 2 (rho_m, psi) with `anneal`."""
+    return 1 if self.anneal is None else 2
 
   def meta_param_shapes(self) -> dict:
-    return {"skip": (NUM_DIRECTION_FEATURES, 1), "magnitude": {"kernel": (1, 1), "bias": (1,)},
+    return {"skip": (NUM_DIRECTION_FEATURES, 1),
+            "magnitude": {"kernel": (self.num_magnitude_inputs(), 1), "bias": (1,)},
             **gf.mlp_shapes(NUM_DIRECTION_FEATURES, self.hidden_sizes)}
 
   def init_meta_params(self, seed: int) -> dict:
@@ -135,7 +188,10 @@ class GPSGeneralRule(base.Rule):
     rng = np.random.default_rng(seed)
     skip = np.zeros((NUM_DIRECTION_FEATURES, 1))
     skip[SKIP_FEATURE, 0] = -1.0
-    params = {"skip": skip, "magnitude": {"kernel": np.zeros((1, 1)), "bias": np.zeros(1)},
+    kernel = np.zeros((self.num_magnitude_inputs(), 1))
+    if self.anneal is not None:
+      kernel[1, 0] = self.anneal
+    params = {"skip": skip, "magnitude": {"kernel": kernel, "bias": np.zeros(1)},
               **gf.init_mlp(rng, NUM_DIRECTION_FEATURES, self.hidden_sizes)}
     return tf.nest.map_structure(lambda a: tf.constant(a, tf.float32), params)
 
@@ -155,11 +211,17 @@ class GPSGeneralRule(base.Rule):
     return out[..., 0]
 
   def magnitude(self, meta_params, features, axis):
-    """s = exp(3 tanh(a / 3)), a = w_mag rho_m + b_mag, per group of coordinates along `axis`."""
+    """s per group of coordinates along `axis`: exp(3 tanh(a / 3)), a = w_mag rho_m + b_mag;
+    with `anneal`, a = w_mag . (rho_m, psi) + b_mag and exp(10 tanh(a / 10)) for a < 0."""
     mag = base.cast_meta_params(meta_params["magnitude"], features.dtype)
-    ratio = tf.reduce_mean(features[..., NUM_DIRECTION_FEATURES], axis=axis, keepdims=True)
     bound = tf.constant(MAGNITUDE_BOUND, features.dtype)
-    return tf.exp(bound * tf.tanh((ratio * mag["kernel"][0, 0] + mag["bias"][0]) / bound))
+    if self.anneal is None:
+      ratio = tf.reduce_mean(features[..., NUM_DIRECTION_FEATURES], axis=axis, keepdims=True)
+      return tf.exp(bound * tf.tanh((ratio * mag["kernel"][0, 0] + mag["bias"][0]) / bound))
+    inputs = tf.reduce_mean(features[..., NUM_DIRECTION_FEATURES:], axis=axis, keepdims=True)
+    a = tf.tensordot(inputs, mag["kernel"], 1)[..., 0] + mag["bias"][0]
+    lower = tf.constant(ANNEAL_LOWER_BOUND, features.dtype)
+    return tf.exp(tf.where(a >= 0, bound * tf.tanh(a / bound), lower * tf.tanh(a / lower)))
 
   def step(self, meta_params, features, axis):
     """`step_scale * s * d / rms(d)`, s and the RMS over `axis` (the one formula)."""

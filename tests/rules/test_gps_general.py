@@ -89,12 +89,84 @@ class RuleTest(tf.test.TestCase):
       keras_l2o.rules.get("gps_general", step_scale=0)
     with self.assertRaisesRegex(ValueError, r"`hidden_sizes`.*Received: hidden_sizes=\[0\]"):
       keras_l2o.rules.get("gps_general", hidden_sizes=[0])
+    for bad in (-0.5, float("nan"), "2", True):
+      with self.assertRaisesRegex(ValueError, r"`anneal` must be None or a finite number >= 0\. "
+                                  r"Received: anneal="):
+        keras_l2o.rules.get("gps_general", anneal=bad)
+
+
+def _anneal_reference(grads, kernel, bias, step_scale):
+  """NumPy: the update RMS of gps_general with `anneal`, for magnitude (kernel [2], bias)."""
+  m, v, peak, out = np.zeros(grads[0].shape + (3,)), np.zeros(grads[0].shape), 0.0, []
+  for g in grads:
+    m = m + (g[..., None] - m) * np.array([0.1, 0.01, 0.001])
+    v = 0.95 * v + 0.05 * g * g
+    peak = max(peak, v.mean())
+    rms = np.sqrt(np.mean(m.reshape(-1, 3) ** 2, axis=0))
+    a = kernel[0] * np.log(rms[0] / rms[2]) + kernel[1] * 0.5 * np.log(v.mean() / peak) + bias
+    out.append(step_scale * np.exp(3 * np.tanh(a / 3) if a >= 0 else 10 * np.tanh(a / 10)))
+  return out
+
+
+class AnnealTest(tf.test.TestCase):
+
+  def test_default_keeps_the_issue_22_policy_and_its_configuration(self):
+    rule = keras_l2o.rules.get("gps_general", step_scale=0.003)
+    self.assertEqual(rule.get_config(), {"hidden_sizes": [8], "step_scale": 0.003})
+    self.assertEqual(rule.state_floats_per_parameter(), 4)
+    self.assertEqual(rule.meta_param_shapes()["magnitude"]["kernel"], (1, 1))
+    annealed = keras_l2o.rules.get("gps_general", step_scale=0.003, anneal=2)
+    self.assertEqual(annealed.get_config(), {"hidden_sizes": [8], "step_scale": 0.003,
+                                             "anneal": 2.0})
+    self.assertEqual(annealed.state_floats_per_parameter(), 5)
+    self.assertAllEqual(annealed.init_meta_params(0)["magnitude"]["kernel"], [[0.0], [2.0]])
+
+  def test_initial_annealed_step_follows_the_gradients_rms_over_its_peak(self):
+    rule = keras_l2o.rules.get("gps_general", step_scale=0.01, anneal=2.0)
+    meta = tf.nest.map_structure(lambda t: tf.cast(t, tf.float64), rule.init_meta_params(0))
+    rng = np.random.default_rng(7)
+    # The gradients grow, stay, then shrink 100-fold: the step stays at 0.01 while v rises, then
+    # falls with v (the 0.95 EMA of g^2) over its peak.
+    scales = [1, 2] + [4] * 60 + [4 * 10.0 ** (-k / 50) for k in range(1, 101)]
+    grads = [rng.normal(size=(6, 5)) * c for c in scales]
+    got = [np.sqrt(np.mean(u ** 2)) for u in _run(rule, meta, grads, (6, 5))]
+    self.assertAllClose(got, _anneal_reference(grads, [0.0, 2.0], 0.0, 0.01), rtol=1e-9)
+    self.assertAllClose(got[:4], [0.01] * 4, rtol=1e-9)
+    self.assertLess(got[-1], 0.01 * 0.05)  # below the issue-22 policy's floor 0.01 e^-3
+
+  def test_annealed_magnitude_and_its_asymmetric_bound(self):
+    rule = keras_l2o.rules.get("gps_general", step_scale=0.003, anneal=1.0, hidden_sizes=[5])
+    meta = _random_meta(rule, seed=8)
+    rng = np.random.default_rng(9)
+    grads = [rng.normal(size=(4, 3)) * 10.0 ** rng.uniform(-2, 2) for _ in range(8)]
+    meta["magnitude"] = {"kernel": tf.constant([[0.6], [1.3]], tf.float64),
+                         "bias": tf.constant([0.2], tf.float64)}
+    got = [np.sqrt(np.mean(u ** 2)) for u in _run(rule, meta, grads, (4, 3))]
+    self.assertAllClose(got, _anneal_reference(grads, [0.6, 1.3], 0.2, 0.003), rtol=1e-9)
+    for bias, bound in ((1e3, np.exp(3.0)), (-1e3, np.exp(-10.0))):
+      meta["magnitude"] = {"kernel": tf.zeros([2, 1], tf.float64),
+                           "bias": tf.constant([bias], tf.float64)}
+      update = _run(rule, meta, grads[:1], (4, 3))[0]
+      self.assertAllClose(np.sqrt(np.mean(update ** 2)), 0.003 * bound, rtol=1e-9)
+
+  def test_annealed_updates_do_not_depend_on_the_gradients_scale(self):
+    rule = keras_l2o.rules.get("gps_general", step_scale=0.01, anneal=1.5)
+    meta = _random_meta(rule, seed=10)
+    rng = np.random.default_rng(11)
+    grads = [rng.normal(size=(5, 4)) * 0.8 ** t for t in range(8)]
+    base_updates = _run(rule, meta, grads, (5, 4))
+    for scale in (1e-5, 1e4):
+      self.assertAllClose(_run(rule, meta, [scale * g for g in grads], (5, 4)), base_updates,
+                          rtol=1e-6, atol=1e-12)
 
 
 class OneFormulaTest(tf.test.TestCase):
 
   def test_gps_observation_and_policy_mean_equal_the_optimizers_step(self):
-    rule = keras_l2o.rules.get("gps_general", step_scale=0.05)
+    for anneal in (None, 1.5):
+      self._check_one_formula(keras_l2o.rules.get("gps_general", step_scale=0.05, anneal=anneal))
+
+  def _check_one_formula(self, rule):
     meta = tf.nest.map_structure(lambda t: tf.cast(t, tf.float32), _random_meta(rule, seed=5))
     shapes, sizes = [(3, 4), (5,)], [12, 5]
     observer = policy_class.observer(rule, sizes)

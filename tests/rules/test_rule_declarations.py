@@ -27,7 +27,7 @@ CONFIGS = {
     "gps_lstm": [{}, {"hidden_size": 4}],
     "general": [{}, {"hidden_sizes": [4], "orthogonalize": False, "num_training_steps": 100},
                 {"orthogonalize_max_dim": 16}],
-    "gps_general": [{}, {"hidden_sizes": []}, {"hidden_sizes": (3, 5)}],
+    "gps_general": [{}, {"hidden_sizes": []}, {"hidden_sizes": (3, 5)}, {"anneal": 1.0}],
     "learned_lr": [{}, {"momentum": 0.9, "initial_learning_rate": 0.5}],
 }
 CASES = [(f"{name}_{i}", name, config) for name, configs in sorted(CONFIGS.items())

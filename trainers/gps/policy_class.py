@@ -58,19 +58,19 @@ def observer(rule, sizes) -> Observer:
   if rule.name == "gps_general":
     sizes = list(sizes)
 
-    def init(dim):
-      return gps_general.GPSGeneralState(tf.zeros([dim, rule.trailing_state_dims()[0]]),
-                                         tf.zeros([dim]))
+    def init(dim):  # the rule's state (GPSGeneralState, or with `anneal` its peak too)
+      return rule.state_type(*[tf.zeros([dim, e] if e else [dim])
+                               for e in rule.trailing_state_dims()])
 
     def observe_general(loss, previous_loss, has_previous, grad, previous_grad, previous_step,
                         step_before, state):
       del loss, previous_loss, has_previous, previous_grad, previous_step, step_before
-      outs = [gps_general.observe(g, gps_general.GPSGeneralState(m, v), [0])
-              for g, m, v in zip(tf.split(grad, sizes), tf.split(state.momentum, sizes),
-                                 tf.split(state.velocity, sizes))]
+      fields = [tf.split(f, sizes) for f in state]
+      outs = [gps_general.observe(g, rule.state_type(*[f[i] for f in fields]), [0])
+              for i, g in enumerate(tf.split(grad, sizes))]
       features = tf.concat([f for f, _ in outs], 0)
-      return features, gps_general.GPSGeneralState(tf.concat([s.momentum for _, s in outs], 0),
-                                                   tf.concat([s.velocity for _, s in outs], 0))
+      return features, rule.state_type(*[tf.concat(list(f), 0)
+                                         for f in zip(*[s for _, s in outs])])
     return Observer(init, observe_general)
   raise ValueError(f"Coordinate-group GPS trains the rules {list(RULES)}; received rule "
                    f"{rule.name!r}.")
