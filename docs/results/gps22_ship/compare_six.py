@@ -5,12 +5,13 @@ first gps-mnist, now gps-mnist-lstm) and docs/results/gps22_ship/six/SETTING/res
 and Adam at issue 6's tuned rate). Prints, per setting, the table by the mean sum of the 800 losses, the check
 that the rerun Adam matches issue 6's tuned Adam, and at the end how many settings the new policy's sum is
 below every tuned baseline's.
-Usage: python docs/results/gps22_ship/compare_six.py
+Usage: python docs/results/gps22_ship/compare_six.py [FOLDER]  (FOLDER: run_six.sh's OUT; default the one above)
 """
 
 import json
 import math
 import os
+import sys
 
 SETTINGS = ("mnist_800", "mnist_200x200", "mnist_batch10", "digits", "breast_cancer", "wine")
 BASELINES = ("sgd", "momentum", "adam", "rmsprop", "adagrad")
@@ -27,9 +28,9 @@ def _finite(summary):
       "num_diverged")
 
 
-def table(setting):
+def table(setting, folder=NEW):
   """Markdown lines for one setting, and whether the new policy beats every tuned baseline."""
-  old, new = _load(OLD, setting), _load(NEW, setting)
+  old, new = _load(OLD, setting), _load(folder, setting)
   rows = {("gps-mnist-lstm (issue 6)" if k == "pretrained:gps-mnist" else k): v
           for k, v in old.items()}
   rows["pretrained:gps-mnist (gps_general)"] = new["pretrained:gps-mnist"]
@@ -47,10 +48,11 @@ def table(setting):
   return lines, new["pretrained:gps-mnist"]["sum_loss_mean"] < best
 
 
-def main():
+def main(argv):
+  folder = argv[1] if len(argv) > 1 else NEW  # a later gps-mnist's runs (run_six.sh's OUT)
   wins = 0
   for setting in SETTINGS:
-    lines, beats = table(setting)
+    lines, beats = table(setting, folder)
     wins += beats
     print("\n".join(lines + [""]))
   print(f"Settings where gps-mnist's sum of losses is below every tuned baseline's: {wins} of "
@@ -58,4 +60,4 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  main(sys.argv)

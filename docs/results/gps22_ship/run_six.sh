@@ -5,8 +5,10 @@
 # issue 6's tuned-Adam sum); compare.py then ranks it among issue 6's stored rows. Run from the repository root.
 set -e
 PY=${PY:-.venv/bin/python}
-OUT=docs/results/gps22_ship/six
+OUT=${OUT:-docs/results/gps22_ship/six}  # a later version of gps-mnist: OUT=docs/results/gps_floor22/six
+ONLY=${ONLY:-}  # a space-separated subset of the settings (e.g. to run two processes side by side)
 eval_one() {  # $1: setting (issue 6's folder name), $2: issue 6's tuned Adam rate, $3: problem_config
+  if [ -n "$ONLY" ] && ! echo " $ONLY " | grep -q " $1 "; then return 0; fi
   $PY -m scripts.evaluate --overwrite --problem=mnist_mlp --horizon=800 --num_problems=50 \
     --tuning_problems=5 --speedup_horizon_factor=1 --optimizers=pretrained:gps-mnist,adam@$2 \
     --problem_config="$3" --output_dir=$OUT/$1 --title="$1"
@@ -19,4 +21,4 @@ eval_one mnist_batch10 0.01 "{\"batch_size\":10,\"horizon\":400,\"projection_dim
 eval_one digits 0.03 "{\"dataset\":\"digits\",\"batch_size\":64,$NET}"
 eval_one breast_cancer 0.03 "{\"dataset\":\"breast_cancer\",\"batch_size\":64,$NET}"
 eval_one wine 0.03 "{\"dataset\":\"wine\",\"batch_size\":64,$NET}"
-$PY docs/results/gps22_ship/compare_six.py > $OUT/ranks.md
+$PY docs/results/gps22_ship/compare_six.py $OUT > $OUT/ranks.md
