@@ -168,7 +168,7 @@ class ConfigFlagsTest(tf.test.TestCase):
     bptt_flags = config_flags.define_config_flags(bptt.BPTTConfig, flag_values=values)
     pes_flags = config_flags.define_config_flags(pes.PESConfig, flag_values=values)
     self.assertEqual(pes_flags, ("min_horizon", "max_horizon", "num_pairs", "sigma",
-                                 "validation_horizon", "vectorized"))
+                                 "validation_horizon", "meta_loss_data", "vectorized"))
     self.assertNotIn("estimator", config_flags.flag_names(pes.PESConfig))
     self.assertEqual(len(bptt_flags), len(dataclasses.fields(bptt.BPTTConfig)))
     values(["prog"])
