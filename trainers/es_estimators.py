@@ -132,19 +132,19 @@ def _batches(family, tensors, steps, copies, draw=None):
 
 def _particle_step(rule, family, state_types, learning_rate):
   """One inner step of one particle, `(meta, tensors, params, rule_state, step, batch[,
-  heldout_batch]) -> (loss, meta_loss, params, rule_state)`, for `_map` over the particles.
+  heldout_batch]) -> (losses, params, rule_state)`, for `_map` over the particles.
 
-  `meta_loss` is the loss before the update on `heldout_batch` if it is
-  given, else the training loss."""
+  `losses` is `(loss,)`, the training loss before the update, or with a
+  `heldout_batch` `(loss, heldout_loss)`, the loss before the update on it."""
 
   def particle_step(args):
     meta, tensor, params, rule_state, step, batch = args[:6]
     loss, grads = unroll_lib.losses_and_grads(family, tensor, params, batch)
-    meta_loss = family.loss(tensor, params, args[6]) if len(args) > 6 else loss
+    losses = (loss,) + tuple(family.loss(tensor, params, b) for b in args[6:])
     rule_state = [t(*s) for t, s in zip(state_types, rule_state)]
     params, rule_state = unroll_lib.rule_steps(rule, meta, grads, params, rule_state, step,
                                                learning_rate, loss)
-    return loss, meta_loss, params, [tuple(s) for s in rule_state]
+    return losses, params, [tuple(s) for s in rule_state]
 
   return particle_step
 
@@ -215,32 +215,32 @@ def run_truncation(rule, family, meta_params, tensors, particles: Particles, num
   state_types = [type(s) for s in particles.rule_state]
   particle_step = _particle_step(rule, family, state_types, learning_rate)
 
-  meta_batches = lambda steps: (  # pylint: disable=unnecessary-lambda-assignment
-      (_batches(family, tensors, steps, copies, family.heldout_batch),) if heldout else ())
+  draw_heldout = family.heldout_batch if heldout else None
+  # One history per loss the particles report: the training loss, then the held-out one.
+  histories = tuple(tf.TensorArray(particles.params[0].dtype, size=num_steps,
+                                   element_shape=[count]) for _ in range(1 + heldout))
 
-  def body(i, params, rule_state, history, meta_history):
+  def body(i, params, rule_state, histories):
     steps = particles.step + tf.cast(i, tf.int64)
-    batch = _batches(family, tensors, steps, copies)
-    loss, meta_loss, params, rule_state = _map(particle_step, (
-        meta_params, particle_tensors, params, rule_state, steps, batch, *meta_batches(steps)),
-                                               vectorized)
-    return i + 1, params, rule_state, history.write(i, loss), meta_history.write(i, meta_loss)
+    batches = [_batches(family, tensors, steps, copies)]
+    if heldout:
+      batches.append(_batches(family, tensors, steps, copies, draw_heldout))
+    losses, params, rule_state = _map(particle_step, (
+        meta_params, particle_tensors, params, rule_state, steps, *batches), vectorized)
+    return i + 1, params, rule_state, tuple(h.write(i, v) for h, v in zip(histories, losses))
 
-  dtype = particles.params[0].dtype
-  history, meta_history = (tf.TensorArray(dtype, size=num_steps, element_shape=[count])
-                           for _ in range(2))
   start = (tf.constant(0), list(particles.params), [tuple(s) for s in particles.rule_state],
-           history, meta_history)
-  _, params, rule_state, history, meta_history = tf.while_loop(
-      lambda i, *_: i < num_steps, body, start, maximum_iterations=num_steps)
+           histories)
+  _, params, rule_state, histories = tf.while_loop(lambda i, *_: i < num_steps, body, start,
+                                                   maximum_iterations=num_steps)
   end = particles.step + num_steps
-  batch = _batches(family, tensors, end, copies, family.heldout_batch if heldout else None)
+  batch = _batches(family, tensors, end, copies, draw_heldout)
   final = _map(lambda a: family.loss(a[0], a[1], a[2]), (particle_tensors, params, batch),
                vectorized)
-  # [K, P]: f(theta_t) before each update, on the meta-loss's data
-  values, init_loss = _truncation_values(meta_history.stack(), final, particles, objective)
+  # [K, P]: f(theta_t) before each update, on the meta-loss's data (the last history)
+  values, init_loss = _truncation_values(histories[-1].stack(), final, particles, objective)
   new = Particles(params, [t(*s) for t, s in zip(state_types, rule_state)], end, init_loss)
-  return values, tf.reduce_mean(history.stack(), axis=0), new
+  return values, tf.reduce_mean(histories[0].stack(), axis=0), new
 
 
 def sample_perturbations(meta_params, num_pairs: int, sigma: float, seed, counter):
