@@ -74,7 +74,8 @@ def starting_meta_params(init_from, rule):
   """The meta-parameters `--init_from` names, as numpy arrays; None without it.
 
   Raises:
-    app.UsageError: nothing loadable there, or its rule or configuration is not `rule`'s.
+    app.UsageError: nothing loadable there, or its rule or configuration is
+      neither `rule`'s nor one `rule` extends (`Rule.meta_params_from`).
   """
   if not init_from:
     return None
@@ -83,13 +84,15 @@ def starting_meta_params(init_from, rule):
     optimizer = cli.load_learned(init_from)
   except (ValueError, KeyError) as e:
     raise app.UsageError(f"--init_from={init_from!r}: {e}") from e
-  given = (optimizer.rule.name, optimizer.rule.get_config())
-  if given != (rule.name, rule.get_config()):
+  params = keras.tree.map_structure(keras.ops.convert_to_numpy, optimizer.meta_params)
+  try:
+    return rule.meta_params_from(optimizer.rule, params)
+  except ValueError:
+    given = (optimizer.rule.name, optimizer.rule.get_config())
     raise app.UsageError(
         f"--init_from={init_from!r} holds rule {given[0]!r} with configuration {given[1]}; "
         f"this run trains rule {rule.name!r} with configuration {rule.get_config()}. Give "
-        "--rule and --rule_config of the run it comes from.")
-  return keras.tree.map_structure(keras.ops.convert_to_numpy, optimizer.meta_params)
+        "--rule and --rule_config of the run it comes from.") from None
 
 
 def trainer_factory(args, settings, rule, family, strategy, threading):

@@ -235,6 +235,26 @@ class Rule(abc.ABC):
     """
     return True
 
+  def meta_params_from(self, rule, meta_params) -> dict:
+    """`rule`'s trained meta-parameters as this rule's (e.g. to fine-tune them).
+
+    Args:
+      rule: the rule `meta_params` belong to.
+      meta_params: its meta-parameters.
+
+    Returns:
+      `meta_params`, when `rule == self`. Rules that extend another
+      configuration (`mlp` with `weight_scale`) override this.
+
+    Raises:
+      ValueError: `rule` is not this rule (both are named).
+    """
+    if rule != self:
+      raise ValueError(f"Meta-parameters of rule {rule.name!r} with configuration "
+                       f"{rule.get_config()} do not fit rule {self.name!r} with configuration "
+                       f"{self.get_config()}.")
+    return meta_params
+
   def state_floats_per_parameter(self) -> int:
     """Floats of optimizer state kept for every parameter."""
     return int(sum(e or 1 for e in self.trailing_state_dims()))

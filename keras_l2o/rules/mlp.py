@@ -16,7 +16,17 @@ At initialisation `w_skip = [0, -1, 0]` and `W_2 = 0, b_2 = 0`, so before any
 meta-training the rule *is* Adam with learning rate `step_scale` (with epsilon
 added after the bias correction): it trains models sensibly from the start, and
 meta-training learns a correction on top of it.
+
+With `weight_scale` set, the network also sees the parameter itself,
+`f_3 = weight_scale * w` (no extra state). Its weights start at zero, so the
+initial rule is unchanged; meta-training on a held-out loss can then learn a
+decay of the parameters that depends on the other features (a learned,
+state-dependent weight decay; VeLO and Celo also feed the parameter in).
+`MLPRule.meta_params_from` pads a rule without it with those zeros, so a
+trained `mlp` rule can be fine-tuned with the extra input.
 """
+
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -27,7 +37,7 @@ from keras_l2o.rules import features
 
 MLPState = base.declare_state("MLPState", momentum=None, slow_momentum=None, velocity=None)
 
-NUM_FEATURES = 3
+NUM_FEATURES = 3  # without the optional weight input
 
 
 def normalised_features(grad, m, s, v, step, *, beta_1, beta_slow, beta_2, epsilon):
@@ -62,6 +72,9 @@ class MLPRule(base.Rule):
     epsilon: added to the RMS normaliser.
     step_scale: multiplies the network's output; the initial rule is Adam with
       this learning rate (times the optimizer's `learning_rate`).
+    weight_scale: None (the default: the three features above), or a positive
+      float: the network also gets the input `weight_scale * w`, with zero
+      initial weights.
 
   Example:
 
@@ -69,20 +82,27 @@ class MLPRule(base.Rule):
   >>> rule = keras_l2o.rules.get("mlp")
   >>> rule.state_floats_per_parameter()
   3
+  >>> keras_l2o.rules.get("mlp", weight_scale=10.0).num_features
+  4
   """
 
   name = "mlp"
   state_type = MLPState
   # `LearnedOptimizer(jit_rule="auto")` applies `fast_apply` (docs/PERFORMANCE.md).
   auto_fast_path = True
+  omitted_when_none = ("weight_scale",)  # added after the shipped `mlp` optimizers were saved
 
   def __init__(self, *, hidden_size: int = 16, beta_1: float = 0.9, beta_slow: float = 0.99,
-               beta_2: float = 0.999, epsilon: float = 1e-8, step_scale: float = 1e-3):
+               beta_2: float = 0.999, epsilon: float = 1e-8, step_scale: float = 1e-3,
+               weight_scale: Optional[float] = None):
     hidden_size = validation.check_width("hidden_size", hidden_size)
     beta_1, beta_slow, beta_2 = (validation.check_decay(arg, value) for arg, value in (
         ("beta_1", beta_1), ("beta_slow", beta_slow), ("beta_2", beta_2)))
     epsilon = validation.check_positive("epsilon", epsilon)
     step_scale = validation.check_positive("step_scale", step_scale)
+    if weight_scale is not None:
+      weight_scale = validation.check_positive("weight_scale", weight_scale)
+    self.weight_scale = weight_scale
     self.hidden_size = hidden_size
     self.beta_1, self.beta_slow, self.beta_2 = beta_1, beta_slow, beta_2
     self.epsilon, self.step_scale = epsilon, step_scale
@@ -93,10 +113,15 @@ class MLPRule(base.Rule):
     return dict(beta_1=self.beta_1, beta_slow=self.beta_slow, beta_2=self.beta_2,
                 epsilon=self.epsilon)
 
+  @property
+  def num_features(self) -> int:
+    """The network's inputs per coordinate: 3, or 4 with the weight input."""
+    return NUM_FEATURES + (self.weight_scale is not None)
+
   def meta_param_shapes(self) -> dict:
-    hidden = self.hidden_size
-    return {"skip": (NUM_FEATURES, 1),
-            "hidden": {"kernel": (NUM_FEATURES, hidden), "bias": (hidden,)},
+    hidden, n = self.hidden_size, self.num_features
+    return {"skip": (n, 1),
+            "hidden": {"kernel": (n, hidden), "bias": (hidden,)},
             "output": {"kernel": (hidden, 1), "bias": (1,)}}
 
   def init_meta_params(self, seed: int) -> dict:
@@ -108,7 +133,28 @@ class MLPRule(base.Rule):
                    "bias": np.zeros(self.hidden_size)},
         "output": {"kernel": np.zeros((self.hidden_size, 1)), "bias": np.zeros(1)},
     }
-    return tf.nest.map_structure(lambda a: tf.constant(a, tf.float32), params)
+    return tf.nest.map_structure(lambda a: tf.constant(a, tf.float32),
+                                 _with_weight_rows(params, self.num_features))
+
+  def meta_params_from(self, rule, meta_params) -> dict:
+    """`rule`'s trained meta-parameters as this rule's: equal, or padded with the weight input.
+
+    Args:
+      rule: the rule `meta_params` belong to.
+      meta_params: its meta-parameters (nested dict of arrays or tensors).
+
+    Returns:
+      `meta_params` unchanged when `rule == self`; when `rule` is this rule
+      without `weight_scale`, the same with zero weights for the weight input
+      (the same update as `rule`'s, for every input).
+
+    Raises:
+      ValueError: any other pair of configurations (both are named).
+    """
+    without = dict(self.get_config(), weight_scale=None)
+    if rule == self or (self.weight_scale is not None and rule == type(self)(**without)):
+      return _with_weight_rows(meta_params, self.num_features)
+    return super().meta_params_from(rule, meta_params)
 
   def init_state(self, var):
     return base.zeros_state(self, var)
@@ -117,12 +163,19 @@ class MLPRule(base.Rule):
     """The accumulator update and the network's input: `(features [..., 3], new_state)`."""
     return mlp_features(grad, state, step, **self.betas)
 
+  def network_input(self, grad, var, state, step):
+    """`self.features`, with the weight input appended when `weight_scale` is set."""
+    feats, new_state = self.features(grad, state, step)
+    if self.weight_scale is not None:
+      weight = tf.cast(var, grad.dtype) * tf.constant(self.weight_scale, grad.dtype)
+      feats = tf.concat([feats, features.bounded(weight)[..., None]], axis=-1)
+    return feats, new_state
+
   def apply(self, meta_params, grad, var, state, step):
-    del var
     dtype = grad.dtype
     mp = base.cast_meta_params(meta_params, dtype)
-    feats, new_state = self.features(grad, state, step)
-    flat = tf.reshape(feats, [-1, NUM_FEATURES])
+    feats, new_state = self.network_input(grad, var, state, step)
+    flat = tf.reshape(feats, [-1, self.num_features])
     hidden = tf.nn.relu(tf.matmul(flat, mp["hidden"]["kernel"]) + mp["hidden"]["bias"])
     out = tf.matmul(flat, mp["skip"]) + tf.matmul(hidden, mp["output"]["kernel"]) + mp[
         "output"]["bias"]
@@ -133,21 +186,39 @@ class MLPRule(base.Rule):
     """`apply` with the network written as fused elementwise terms (for XLA).
 
     The same function: every hidden unit j is
-    `relu(f_0 W_1[0, j] + f_1 W_1[1, j] + f_2 W_1[2, j] + b_1[j])`, summed with
+    `relu(f_0 W_1[0, j] + f_1 W_1[1, j] + ... + b_1[j])`, summed with
     weights `W_2[j]`, instead of two skinny matmuls, so that XLA compiles the
     whole rule into one pass over the coordinates (`keras_l2o.step_paths`).
     Differs from `apply` by rounding only; `apply` remains the definition.
     """
-    del var
     dtype = grad.dtype
     mp = base.cast_meta_params(meta_params, dtype)
-    feats, new_state = self.features(grad, state, step)
+    feats, new_state = self.network_input(grad, var, state, step)
     f = tf.unstack(feats, axis=-1)
     w_1, b_1 = mp["hidden"]["kernel"], mp["hidden"]["bias"]
     w_2, skip = mp["output"]["kernel"][:, 0], mp["skip"][:, 0]
+
+    def weighted_sum(weights):  # f_0 w_0 + f_1 w_1 + ..., summed in this order
+      total = f[0] * weights[0]
+      for i in range(1, len(f)):
+        total += f[i] * weights[i]
+      return total
+
     hidden_sum = None
     for j in range(self.hidden_size):
-      term = tf.nn.relu(f[0] * w_1[0, j] + f[1] * w_1[1, j] + f[2] * w_1[2, j] + b_1[j]) * w_2[j]
+      term = tf.nn.relu(weighted_sum(w_1[:, j]) + b_1[j]) * w_2[j]
       hidden_sum = term if hidden_sum is None else hidden_sum + term
-    out = f[0] * skip[0] + f[1] * skip[1] + f[2] * skip[2] + hidden_sum + mp["output"]["bias"][0]
+    out = weighted_sum(skip) + hidden_sum + mp["output"]["bias"][0]
     return out * tf.constant(self.step_scale, dtype), new_state
+
+
+def _with_weight_rows(meta_params, num_features: int):
+  """`meta_params` with zero rows appended to the input weights up to `num_features` inputs."""
+  def pad(weights):
+    weights = np.asarray(weights)
+    return np.concatenate([weights, np.zeros((num_features - weights.shape[0],) +
+                                             weights.shape[1:], weights.dtype)])
+  params = dict(meta_params)
+  params["skip"] = pad(params["skip"])
+  params["hidden"] = dict(params["hidden"], kernel=pad(params["hidden"]["kernel"]))
+  return params
