@@ -35,7 +35,11 @@ needs to stay unbiased. With `meta_loss_data="held_out"` the f in both is the
 loss on a minibatch of examples the problem never trains on
 (`family.heldout_batch`), drawn at the same steps: the meta-objective is then
 how well the trained parameters generalise, not how fast the training loss
-falls (learned_optimization's outer-validation meta-loss).
+falls (learned_optimization's outer-validation meta-loss). With
+`meta_loss_data="both"` the meta-loss is the mean of the two (for
+`"log_ratio"`, both terms against the held-out loss at the trajectory's start,
+the same for the two particles of a pair): it rewards fast fitting and
+generalisation together.
 """
 
 from typing import NamedTuple
@@ -46,7 +50,7 @@ from keras_l2o import unroll as unroll_lib
 
 OBJECTIVES = ("sum", "log_ratio")
 ESTIMATORS = ("pes", "es")
-META_LOSS_DATA = ("train", "held_out")
+META_LOSS_DATA = ("train", "held_out", "both")
 LOG_EPS = 1e-12
 _UNROLLED_BATCHES = 32
 
@@ -149,26 +153,22 @@ def _particle_step(rule, family, state_types, learning_rate):
   return particle_step
 
 
-def _truncation_values(losses, final, particles, objective):
-  """Each particle's meta-loss over a truncation, and its trajectory's initial loss.
+def _truncation_values(losses, final, init_loss, objective):
+  """Each particle's meta-loss over a truncation.
 
   Args:
     losses: `[K, P]` f(theta_t) before each update.
     final: `[P]` the loss after the last update.
-    particles: where the particles started (`step` 0: a fresh trajectory).
+    init_loss: `[P]` the loss where the particle's trajectory started.
     objective: `"sum"` or `"log_ratio"`.
 
   Returns:
-    `(values [P], init_loss [P])`.
+    `values [P]`.
   """
   after = tf.concat([losses[1:], final[None]], axis=0)  # f(theta_{t+1}) after each update
-  init_loss = tf.where(particles.step == 0, losses[0], particles.init_loss)
   if objective == "sum":
-    values = tf.reduce_mean(after, axis=0)
-  else:
-    values = tf.reduce_mean(tf.math.log(after + LOG_EPS), axis=0) - tf.math.log(
-        init_loss + LOG_EPS)
-  return values, init_loss
+    return tf.reduce_mean(after, axis=0)
+  return tf.reduce_mean(tf.math.log(after + LOG_EPS), axis=0) - tf.math.log(init_loss + LOG_EPS)
 
 
 def run_truncation(rule, family, meta_params, tensors, particles: Particles, num_steps: int,
@@ -191,7 +191,8 @@ def run_truncation(rule, family, meta_params, tensors, particles: Particles, num
     vectorized: one vectorised computation (True) or a Python loop over the
       particles inside the graph (the reference it is tested against).
     meta_loss_data: `"train"` (the meta-loss is measured on the minibatches
-      the particles train on) or `"held_out"` (on `family.heldout_batch`).
+      the particles train on), `"held_out"` (on `family.heldout_batch`) or
+      `"both"` (the mean of the two meta-losses).
 
   Returns:
     `(values, mean_losses, new_particles)`: `values` [P] each particle's
@@ -207,7 +208,7 @@ def run_truncation(rule, family, meta_params, tensors, particles: Particles, num
   if meta_loss_data not in META_LOSS_DATA:
     raise ValueError(f"`meta_loss_data` must be one of {list(META_LOSS_DATA)}. Received: "
                      f"meta_loss_data={meta_loss_data!r}")
-  heldout = meta_loss_data == "held_out"
+  heldout = meta_loss_data != "train"
   count = int(particles.step.shape[0])
   problems = int(tf.nest.flatten(tensors)[0].shape[0])
   copies = count // problems
@@ -234,13 +235,19 @@ def run_truncation(rule, family, meta_params, tensors, particles: Particles, num
   _, params, rule_state, histories = tf.while_loop(lambda i, *_: i < num_steps, body, start,
                                                    maximum_iterations=num_steps)
   end = particles.step + num_steps
-  batch = _batches(family, tensors, end, copies, draw_heldout)
-  final = _map(lambda a: family.loss(a[0], a[1], a[2]), (particle_tensors, params, batch),
-               vectorized)
-  # [K, P]: f(theta_t) before each update, on the meta-loss's data (the last history)
-  values, init_loss = _truncation_values(histories[-1].stack(), final, particles, objective)
+  losses = [h.stack() for h in histories]  # [K, P] each: f(theta_t) before each update
+  # the trajectory's initial loss, on the meta-loss's data (held-out data for "both")
+  init_loss = tf.where(particles.step == 0, losses[-1][0], particles.init_loss)
+  measured = {"train": [0], "held_out": [1], "both": [0, 1]}[meta_loss_data]
+  values = []
+  for which in measured:
+    batch = _batches(family, tensors, end, copies, draw_heldout if which else None)
+    final = _map(lambda a: family.loss(a[0], a[1], a[2]), (particle_tensors, params, batch),
+                 vectorized)
+    values.append(_truncation_values(losses[which], final, init_loss, objective))
+  values = tf.add_n(values) / len(values)
   new = Particles(params, [t(*s) for t, s in zip(state_types, rule_state)], end, init_loss)
-  return values, tf.reduce_mean(histories[0].stack(), axis=0), new
+  return values, tf.reduce_mean(losses[0], axis=0), new
 
 
 def sample_perturbations(meta_params, num_pairs: int, sigma: float, seed, counter):

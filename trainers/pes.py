@@ -75,7 +75,8 @@ class PESConfig(truncation_config.TruncationConfig):
       "train", "PES / ES: the data the meta-loss is measured on: 'train' (the minibatches the "
       "optimizer trains on: it learns to lower the training loss) or 'held_out' (minibatches of "
       "examples the problem never trains on, at the same steps: it learns to lower the held-out "
-      "loss, i.e. to generalise). Validation measures the same loss.",
+      "loss, i.e. to generalise) or 'both' (the mean of the two meta-losses: fast fitting and "
+      "generalisation together). Validation measures the same loss.",
       choices=estimators.META_LOSS_DATA)
   vectorized: bool = _field(True, "PES / ES: run the particles as one vectorised computation "
                             "(False: a loop over them inside the graph; same numbers up to "
@@ -141,8 +142,8 @@ class PESTrainer(loop.MetaTrainer):
       raise ValueError(f"`num_pairs` must be a multiple of the number of replicas "
                        f"({self.num_replicas}). Received: num_pairs={config.num_pairs}")
     no_heldout = [c.name for c in self.components if not c.has_heldout_data]
-    if config.meta_loss_data == "held_out" and no_heldout:
-      raise ValueError(f"`meta_loss_data='held_out'` needs problems with held-out examples; "
+    if config.meta_loss_data != "train" and no_heldout:
+      raise ValueError(f"`meta_loss_data={config.meta_loss_data!r}` needs problems with held-out examples; "
                        f"these have none: {no_heldout}. Received: problem {family.name!r}")
     self._init_meta(initial, self._make_meta_optimizer)
     self.global_step = self.step_counter
@@ -331,7 +332,7 @@ class PESTrainer(loop.MetaTrainer):
 
   def validate(self) -> float:
     """Mean loss after each update over the validation horizon, on the validation problems
-    (on held-out examples if `meta_loss_data` is `"held_out"`)."""
+    (on held-out examples if `meta_loss_data` is `"held_out"`, the mean of both if `"both"`)."""
     k, values = len(self.banks), []
     for b in range(k):
       indices = [i for i in range(self.config.validation_problems) if i % k == b]

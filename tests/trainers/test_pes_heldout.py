@@ -74,12 +74,33 @@ class HeldoutMetaLossTest(tf.test.TestCase):
     self.assertAllClose(held_values, expected, rtol=1e-5)
     self.assertNotAllClose(held_values, train_values, rtol=1e-3)
 
+  def test_both_is_the_mean_of_the_two_meta_losses(self):
+    family = _digits()
+    rule = keras_l2o.rules.get("mlp", hidden_size=4)
+    theta = tf.nest.map_structure(lambda t: tf.stack([t, t]), rule.init_meta_params(0))
+    tensors = es_estimators.stack([family.sample("train", i).tensors for i in range(2)])
+    particles = es_estimators.init_particles(rule, family, tensors)
+    out = {}
+    for objective in ("sum", "log_ratio"):
+      for data in ("train", "held_out", "both"):
+        out[objective, data] = es_estimators.run_truncation(
+            rule, family, theta, tensors, particles, 3, objective=objective, meta_loss_data=data)
+    train, held, both = (out["sum", d][0] for d in ("train", "held_out", "both"))
+    self.assertAllClose(both, (train + held) / 2, rtol=1e-6)
+    self.assertAllClose(out["sum", "both"][1], out["sum", "train"][1], rtol=1e-6)
+    # log_ratio: both terms against the held-out loss where the trajectory starts.
+    train, held, both = (out["log_ratio", d] for d in ("train", "held_out", "both"))
+    self.assertAllClose(both[2].init_loss, held[2].init_loss)
+    shift = np.log(train[2].init_loss) - np.log(held[2].init_loss)
+    self.assertAllClose(both[0], (train[0] + shift + held[0]) / 2, rtol=1e-5, atol=1e-6)
+    self.assertGreater(float(np.max(np.abs(shift))), 1e-4)  # the two initial losses differ
+
   def test_unknown_meta_loss_data_is_named(self):
     family = _digits()
     rule = keras_l2o.rules.get("mlp", hidden_size=4)
     tensors = es_estimators.stack([family.sample("train", 0).tensors])
     with self.assertRaisesRegex(ValueError, r"`meta_loss_data` must be one of \['train', "
-                                r"'held_out'\]. Received: meta_loss_data='test'"):
+                                r"'held_out', 'both'\]. Received: meta_loss_data='test'"):
       es_estimators.run_truncation(
           rule, family, tf.nest.map_structure(lambda t: t[None], rule.init_meta_params(0)),
           tensors, es_estimators.init_particles(rule, family, tensors), 1,
@@ -101,7 +122,7 @@ class HeldoutTrainerTest(tf.test.TestCase):
       pes.PESTrainer("learned_lr", problems.get("quadratic"),
                      self._config(meta_loss_data="held_out"), self.get_temp_dir())
     with self.assertRaisesRegex(ValueError, r"`meta_loss_data` must be one of \['train', "
-                                r"'held_out'\]"):
+                                r"'held_out', 'both'\]"):
       self._config(meta_loss_data="valid").validate()
 
   def test_validation_measures_the_heldout_loss(self):
