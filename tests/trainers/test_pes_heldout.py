@@ -47,14 +47,19 @@ class HeldoutBatchTest(tf.test.TestCase):
       family.heldout_batch(family.sample("train", 0).tensors, 0)
 
 
+def _two_particles():
+  """`(family, rule, theta, tensors, particles)`: two digits problems, one particle each."""
+  family = _digits()
+  rule = keras_l2o.rules.get("mlp", hidden_size=4)
+  theta = tf.nest.map_structure(lambda t: tf.stack([t, t]), rule.init_meta_params(0))
+  tensors = es_estimators.stack([family.sample("train", i).tensors for i in range(2)])
+  return family, rule, theta, tensors, es_estimators.init_particles(rule, family, tensors)
+
+
 class HeldoutMetaLossTest(tf.test.TestCase):
 
   def test_values_are_the_mean_heldout_loss_after_each_update(self):
-    family = _digits()
-    rule = keras_l2o.rules.get("mlp", hidden_size=4)
-    theta = tf.nest.map_structure(lambda t: tf.stack([t, t]), rule.init_meta_params(0))
-    tensors = es_estimators.stack([family.sample("train", i).tensors for i in range(2)])
-    particles = es_estimators.init_particles(rule, family, tensors)
+    family, rule, theta, tensors, particles = _two_particles()
     run = lambda start, k, data: es_estimators.run_truncation(  # pylint: disable=unnecessary-lambda-assignment
         rule, family, theta, tensors, start, k, meta_loss_data=data)
     held_values, held_means, held_end = run(particles, 3, "held_out")
@@ -75,11 +80,7 @@ class HeldoutMetaLossTest(tf.test.TestCase):
     self.assertNotAllClose(held_values, train_values, rtol=1e-3)
 
   def test_both_is_the_mean_of_the_two_meta_losses(self):
-    family = _digits()
-    rule = keras_l2o.rules.get("mlp", hidden_size=4)
-    theta = tf.nest.map_structure(lambda t: tf.stack([t, t]), rule.init_meta_params(0))
-    tensors = es_estimators.stack([family.sample("train", i).tensors for i in range(2)])
-    particles = es_estimators.init_particles(rule, family, tensors)
+    family, rule, theta, tensors, particles = _two_particles()
     out = {}
     for objective in ("sum", "log_ratio"):
       for data in ("train", "held_out", "both"):
