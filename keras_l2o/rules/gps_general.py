@@ -196,6 +196,11 @@ class GPSGeneralRule(base.Rule):
       fan_in_reference = validation.check_positive("fan_in_reference", fan_in_reference)
     self.fan_in_reference = fan_in_reference
 
+  def layout_free(self, shape) -> bool:
+    """True without `fan_in_reference`; with it False: the step depends on the shape."""
+    del shape
+    return self.fan_in_reference is None
+
   def width_scale(self, shape) -> float:
     """n0 / fan-in for a kernel of `shape` (rank >= 2), else 1.0; 1.0 without the option.
 
@@ -271,6 +276,7 @@ class GPSGeneralRule(base.Rule):
     axis = list(range(grad.shape.rank))
     features, new_state = observe(grad, state, axis)
     update = self.step(meta_params, features, axis)
-    if self.fan_in_reference is not None:  # off: the issue-22 arithmetic, bit for bit
-      update = update * tf.constant(self.width_scale(grad.shape), update.dtype)
+    scale = self.width_scale(grad.shape)
+    if scale != 1.0:  # else no op at all: graph rewrites of `* 1.0` could change the rounding
+      update = update * tf.constant(scale, update.dtype)
     return update, new_state

@@ -269,6 +269,21 @@ class FanInTest(tf.test.TestCase):
           outs[i].append(update.numpy())
       self.assertAllEqual(outs[1], outs[0])  # bit for bit
 
+  def test_the_keras_optimizer_keeps_the_shape_the_step_depends_on(self):
+    # The fast path may lay a variable out as another matrix; with the option it must not (a
+    # 48x48 kernel re-laid out as 48 rows or more would get another fan-in).
+    self.assertTrue(keras_l2o.rules.get("gps_general").layout_free(tf.TensorShape([48, 48])))
+    for reference, shape, factor in ((48, (48, 48), 1.0), (48, (200, 200), 0.24), (48, (200,), 1.0),
+                                     (6, (3, 3, 2, 5), 6 / 18)):
+      rule = keras_l2o.rules.get("gps_general", step_scale=0.01, fan_in_reference=reference)
+      self.assertFalse(rule.layout_free(tf.TensorShape(shape)))
+      var = tf.Variable(tf.random.stateless_normal(shape, seed=[0, 3]))
+      before = var.numpy()
+      optimizer = keras_l2o.LearnedOptimizer(rule, rule.init_meta_params(0))
+      optimizer.apply([tf.random.stateless_normal(shape, seed=[0, 4])], [var])
+      rms = np.sqrt(np.mean((var.numpy() - before) ** 2))
+      self.assertAllClose(rms, 0.01 * factor, rtol=1e-5)
+
   def test_group_gps_refuses_a_family_whose_fan_in_differs(self):
     family = problems.get("digits_mlp", hidden_sizes=(4,), activation="relu", horizon=6,
                           init_scale="glorot", batch_size=16)
