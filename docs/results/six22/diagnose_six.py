@@ -4,6 +4,7 @@ Runs the shipped gps-mnist (or NAME) and Adam at issue 6's tuned rate for 800 st
 run_six.sh's settings and prints, averaged over windows of 50 steps: the batch loss of each, and per tensor for
 gps-mnist the magnitude s, psi = log(rms g / peak), its update RMS and Adam's update RMS, and the weight RMS.
 Usage: python docs/results/six22/diagnose_six.py SETTING [NAME]   # -> diagnose_SETTING.txt
+(diagnose_SETTING.txt were run with the card before `fan_in_reference`; diagnose_SETTING_fan_in.txt after.)
 """
 
 import sys
@@ -42,7 +43,7 @@ def trace(rule, meta, family, tensors, lr, gps):
       axis = list(range(g.shape.rank))
       if gps:
         feats, ns = gps_general.observe(g, s, axis)
-        upd = rule.step(meta, feats, axis) * lr
+        upd = rule.step(meta, feats, axis) * lr * rule.width_scale(g.shape)  # as `apply`
         mag = tf.reshape(rule.magnitude(meta, feats, axis), [])
         psi = tf.reduce_mean(feats[..., -1]) if rule.anneal is not None else tf.constant(0.0)
       else:
