@@ -201,8 +201,11 @@ class GPSGeneralRule(base.Rule):
     del shape
     return self.fan_in_reference is None
 
-  def width_scale(self, shape) -> float:
+  def width_scale(self, shape):
     """n0 / fan-in for a kernel of `shape` (rank >= 2), else 1.0; 1.0 without the option.
+
+    Returns None where the option is on and the rank or the fan-in is not
+    static (`apply` then computes the factor from the tensor's dynamic shape).
 
     Example:
 
@@ -211,10 +214,21 @@ class GPSGeneralRule(base.Rule):
     >>> rule.width_scale([200, 200]), rule.width_scale([3, 3, 16, 8]), rule.width_scale([200])
     (0.24, 0.3333333333333333, 1.0)
     """
-    shape = [int(d) for d in shape]
-    if self.fan_in_reference is None or len(shape) < 2:
+    if self.fan_in_reference is None:
       return 1.0
-    return self.fan_in_reference / max(int(np.prod(shape[:-1])), 1)
+    shape = tf.TensorShape(shape)
+    if shape.rank is not None and shape.rank < 2:
+      return 1.0
+    if shape.rank is None or not shape[:-1].is_fully_defined():
+      return None
+    return self.fan_in_reference / max(int(np.prod(shape[:-1].as_list())), 1)
+
+  def _dynamic_width_scale(self, grad):
+    """`width_scale` from the dynamic shape of `grad` (rank or fan-in unknown when traced)."""
+    shape = tf.shape(grad)
+    fan_in = tf.maximum(tf.cast(tf.reduce_prod(shape[:-1]), grad.dtype), 1.0)
+    return tf.where(tf.rank(grad) >= 2, tf.constant(self.fan_in_reference, grad.dtype) / fan_in,
+                    tf.ones([], grad.dtype))
 
   def num_magnitude_inputs(self) -> int:
     """1 (rho_m), or 2 (rho_m, psi) with `anneal`."""
@@ -277,6 +291,8 @@ class GPSGeneralRule(base.Rule):
     features, new_state = observe(grad, state, axis)
     update = self.step(meta_params, features, axis)
     scale = self.width_scale(grad.shape)
-    if scale != 1.0:  # else no op at all: graph rewrites of `* 1.0` could change the rounding
+    if scale is None:
+      update = update * self._dynamic_width_scale(grad)
+    elif scale != 1.0:  # else no op at all: graph rewrites of `* 1.0` could change the rounding
       update = update * tf.constant(scale, update.dtype)
     return update, new_state

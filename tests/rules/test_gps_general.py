@@ -284,6 +284,20 @@ class FanInTest(tf.test.TestCase):
       rms = np.sqrt(np.mean((var.numpy() - before) ** 2))
       self.assertAllClose(rms, 0.01 * factor, rtol=1e-5)
 
+  def test_the_factor_of_a_shape_known_only_when_run(self):
+    rule = keras_l2o.rules.get("gps_general", step_scale=0.01, fan_in_reference=6.0)
+    self.assertIsNone(rule.width_scale(tf.TensorShape([None, 5])))
+    self.assertEqual(keras_l2o.rules.get("gps_general").width_scale(tf.TensorShape([None, 5])), 1.0)
+    meta = rule.init_meta_params(0)
+    for shape, factor in (((4, 5), 6.0 / 4), ((3, 4, 5), 6.0 / 12), ((7,), 1.0)):
+      spec = tf.TensorSpec([None] * len(shape), tf.float32)  # the rank is known, the sizes are not
+      state_spec = rule.state_type(tf.TensorSpec([None] * (len(shape) + 1), tf.float32), spec)
+      apply = tf.function(lambda g, s: rule.apply(meta, g, g, s, 1)[0],
+                          input_signature=[spec, state_spec])
+      grad = tf.random.stateless_normal(shape, seed=[0, 5])
+      update = apply(grad, rule.init_state(grad))
+      self.assertAllClose(np.sqrt(np.mean(update.numpy() ** 2)), 0.01 * factor, rtol=1e-5)
+
   def test_group_gps_refuses_a_family_whose_fan_in_differs(self):
     family = problems.get("digits_mlp", hidden_sizes=(4,), activation="relu", horizon=6,
                           init_scale="glorot", batch_size=16)
