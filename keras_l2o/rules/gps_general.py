@@ -48,6 +48,21 @@ section 2 applies) and takes the two inductive biases of the `general` rule
   `anneal=None` (the default) is the policy above, unchanged: configurations
   saved without the option load as they were.
 
+* **Width (option `fan_in_reference`, μP-style).** The step above moves every
+  tensor by the same RMS whatever its width, so a kernel with fan-in n
+  changes its layer's pre-activations about n times as much per step as the
+  same step on a fan-in-1 kernel: on a net 4x wider than the training net the
+  hidden kernels move far more than tuned Adam's, the gradients never fall
+  from their peak (so `anneal` never shrinks the step) and the weights grow
+  (docs/results/six22). With `fan_in_reference=n0` every kernel (rank >= 2,
+  fan-in n = the product of all dimensions but the last, Keras's convention
+  for Dense and conv kernels) moves by `step_scale * s * n0 / n` instead, as
+  μP scales Adam's hidden-layer rate by 1 / fan-in (Yang & Hu 2021; μLO,
+  Thérien et al. 2024, for learned optimizers); tensors of rank < 2 (biases,
+  scales) are not rescaled. With n0 the training net's fan-in the option is
+  the identity there. It depends only on the shape, so it is a factor of
+  `apply`'s update, not a learned input; None (the default) leaves it out.
+
 No bias correction is needed: it multiplies a whole channel by one number,
 which the per-tensor normalisation removes. There is no Newton–Schulz step
 (the step of one coordinate depends on the others only through the tensor's
@@ -147,6 +162,8 @@ class GPSGeneralRule(base.Rule):
     anneal: None (the issue-22 policy), or kappa >= 0: add the magnitude
       input psi = log(rms(g) / peak rms(g)) with initial weight kappa and
       widen s's lower bound to e^-10 (module docstring).
+    fan_in_reference: None, or n0 > 0: multiply the step of every kernel
+      (rank >= 2) with fan-in n by n0 / n (module docstring, "Width").
 
   Raises:
     ValueError: for a bad argument (the message names it and what it got).
@@ -155,9 +172,11 @@ class GPSGeneralRule(base.Rule):
   name = "gps_general"
   state_type = GPSGeneralState
 
-  omitted_when_none = ("anneal",)  # added after gps-mnist (issue 22) was saved without it
+  # added after gps-mnist (issue 22) was saved without them
+  omitted_when_none = ("anneal", "fan_in_reference")
 
-  def __init__(self, *, hidden_sizes=(8,), step_scale: float = 1e-3, anneal=None):
+  def __init__(self, *, hidden_sizes=(8,), step_scale: float = 1e-3, anneal=None,
+               fan_in_reference=None):
     if not isinstance(hidden_sizes, (list, tuple)) or len(hidden_sizes) > validation.MAX_LAYERS \
         or not all(isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h > 0
                    for h in hidden_sizes):
@@ -173,6 +192,43 @@ class GPSGeneralRule(base.Rule):
       anneal = float(anneal)
       self.state_type = GPSGeneralAnnealState
     self.anneal = anneal
+    if fan_in_reference is not None:
+      fan_in_reference = validation.check_positive("fan_in_reference", fan_in_reference)
+    self.fan_in_reference = fan_in_reference
+
+  def layout_free(self, shape) -> bool:
+    """True without `fan_in_reference`; with it False: the step depends on the shape."""
+    del shape
+    return self.fan_in_reference is None
+
+  def width_scale(self, shape):
+    """n0 / fan-in for a kernel of `shape` (rank >= 2), else 1.0; 1.0 without the option.
+
+    Returns None where the option is on and the rank or the fan-in is not
+    static (`apply` then computes the factor from the tensor's dynamic shape).
+
+    Example:
+
+    >>> import keras_l2o
+    >>> rule = keras_l2o.rules.get("gps_general", fan_in_reference=48)
+    >>> rule.width_scale([200, 200]), rule.width_scale([3, 3, 16, 8]), rule.width_scale([200])
+    (0.24, 0.3333333333333333, 1.0)
+    """
+    if self.fan_in_reference is None:
+      return 1.0
+    shape = tf.TensorShape(shape)
+    if shape.rank is not None and shape.rank < 2:
+      return 1.0
+    if shape.rank is None or not shape[:-1].is_fully_defined():
+      return None
+    return self.fan_in_reference / max(int(np.prod(shape[:-1].as_list())), 1)
+
+  def _dynamic_width_scale(self, grad):
+    """`width_scale` from the dynamic shape of `grad` (rank or fan-in unknown when traced)."""
+    shape = tf.shape(grad)
+    fan_in = tf.maximum(tf.cast(tf.reduce_prod(shape[:-1]), grad.dtype), 1.0)
+    return tf.where(tf.rank(grad) >= 2, tf.constant(self.fan_in_reference, grad.dtype) / fan_in,
+                    tf.ones([], grad.dtype))
 
   def num_magnitude_inputs(self) -> int:
     """1 (rho_m), or 2 (rho_m, psi) with `anneal`."""
@@ -233,4 +289,10 @@ class GPSGeneralRule(base.Rule):
     del var, step
     axis = list(range(grad.shape.rank))
     features, new_state = observe(grad, state, axis)
-    return self.step(meta_params, features, axis), new_state
+    update = self.step(meta_params, features, axis)
+    scale = self.width_scale(grad.shape)
+    if scale is None:
+      update = update * self._dynamic_width_scale(grad)
+    elif scale != 1.0:  # else no op at all: graph rewrites of `* 1.0` could change the rounding
+      update = update * tf.constant(scale, update.dtype)
+    return update, new_state

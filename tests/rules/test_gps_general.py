@@ -224,5 +224,89 @@ class TrainerTest(tf.test.TestCase):
     self.assertBetween(rms, 0.01 * np.exp(-3.0) * (1 - 1e-5), 0.01 * np.exp(3.0) * (1 + 1e-5))
 
 
+class FanInTest(tf.test.TestCase):
+  """Option `fan_in_reference`: every kernel's step times n0 / fan-in (six22)."""
+
+  def test_default_omits_the_option_and_bad_values_are_named(self):
+    rule = keras_l2o.rules.get("gps_general", step_scale=0.01, anneal=2.0)
+    self.assertEqual(rule.get_config(), {"hidden_sizes": [8], "step_scale": 0.01, "anneal": 2.0})
+    wide = keras_l2o.rules.get("gps_general", step_scale=0.01, anneal=2.0, fan_in_reference=48)
+    self.assertEqual(wide.get_config(), {"hidden_sizes": [8], "step_scale": 0.01, "anneal": 2.0,
+                                         "fan_in_reference": 48.0})
+    self.assertEqual(wide.state_floats_per_parameter(), 5)  # no extra state
+    for bad in (0, -3.0, float("nan")):
+      with self.assertRaisesRegex(ValueError, "`fan_in_reference`.*Received: fan_in_reference="):
+        keras_l2o.rules.get("gps_general", fan_in_reference=bad)
+
+  def test_kernel_steps_are_the_initial_policy_times_reference_over_fan_in(self):
+    rule = keras_l2o.rules.get("gps_general", step_scale=0.02, fan_in_reference=6.0)
+    meta = tf.nest.map_structure(lambda t: tf.cast(t, tf.float64), rule.init_meta_params(0))
+    rng = np.random.default_rng(12)
+    # fan-in 4 (Dense), 3 * 3 * 2 = 18 (conv), and a bias (rank 1, not rescaled).
+    for shape, factor in (((4, 5), 6.0 / 4), ((3, 3, 2, 5), 6.0 / 18), ((7,), 1.0)):
+      self.assertEqual(rule.width_scale(shape), factor)
+      grads = [rng.normal(size=shape) * 10.0 ** rng.uniform(-3, 2) for _ in range(4)]
+      m, v = np.zeros(shape), np.zeros(shape)
+      for g, update in zip(grads, _run(rule, meta, grads, shape)):
+        m, v = 0.9 * m + 0.1 * g, 0.95 * v + 0.05 * g * g
+        d = -m / np.sqrt(v + 1e-10 * v.mean() + 1e-30)
+        self.assertAllClose(update, 0.02 * factor * d / np.sqrt(np.mean(d * d)), rtol=1e-6)
+        self.assertAllClose(np.sqrt(np.mean(update ** 2)), 0.02 * factor, rtol=1e-9)
+
+  def test_identity_where_every_fan_in_is_the_reference(self):
+    # gps-mnist's training net: kernels 48x48, 48x48, 48x10 and their biases.
+    off = keras_l2o.rules.get("gps_general", step_scale=0.01, anneal=2.0)
+    on = keras_l2o.rules.get("gps_general", step_scale=0.01, anneal=2.0, fan_in_reference=48)
+    meta = tf.nest.map_structure(lambda t: tf.cast(t, tf.float32), _random_meta(off, seed=13))
+    rng = np.random.default_rng(14)
+    for shape in ((48, 48), (48, 10), (10,)):
+      grads = [rng.normal(size=shape).astype(np.float32) * 0.7 ** t for t in range(5)]
+      var, states, outs = tf.zeros(shape), [off.init_state(tf.zeros(shape)),
+                                            on.init_state(tf.zeros(shape))], [[], []]
+      for t, g in enumerate(grads, start=1):
+        for i, rule in enumerate((off, on)):
+          update, states[i] = rule.apply(meta, tf.constant(g), var, states[i], t)
+          outs[i].append(update.numpy())
+      self.assertAllEqual(outs[1], outs[0])  # bit for bit
+
+  def test_the_keras_optimizer_keeps_the_shape_the_step_depends_on(self):
+    # The fast path may lay a variable out as another matrix; with the option it must not (a
+    # 48x48 kernel re-laid out as 48 rows or more would get another fan-in).
+    self.assertTrue(keras_l2o.rules.get("gps_general").layout_free(tf.TensorShape([48, 48])))
+    for reference, shape, factor in ((48, (48, 48), 1.0), (48, (200, 200), 0.24), (48, (200,), 1.0),
+                                     (6, (3, 3, 2, 5), 6 / 18)):
+      rule = keras_l2o.rules.get("gps_general", step_scale=0.01, fan_in_reference=reference)
+      self.assertFalse(rule.layout_free(tf.TensorShape(shape)))
+      var = tf.Variable(tf.random.stateless_normal(shape, seed=[0, 3]))
+      before = var.numpy()
+      optimizer = keras_l2o.LearnedOptimizer(rule, rule.init_meta_params(0))
+      optimizer.apply([tf.random.stateless_normal(shape, seed=[0, 4])], [var])
+      rms = np.sqrt(np.mean((var.numpy() - before) ** 2))
+      self.assertAllClose(rms, 0.01 * factor, rtol=1e-5)
+
+  def test_the_factor_of_a_shape_known_only_when_run(self):
+    rule = keras_l2o.rules.get("gps_general", step_scale=0.01, fan_in_reference=6.0)
+    self.assertIsNone(rule.width_scale(tf.TensorShape([None, 5])))
+    self.assertEqual(keras_l2o.rules.get("gps_general").width_scale(tf.TensorShape([None, 5])), 1.0)
+    meta = rule.init_meta_params(0)
+    for shape, factor in (((4, 5), 6.0 / 4), ((3, 4, 5), 6.0 / 12), ((7,), 1.0)):
+      spec = tf.TensorSpec([None] * len(shape), tf.float32)  # the rank is known, the sizes are not
+      state_spec = rule.state_type(tf.TensorSpec([None] * (len(shape) + 1), tf.float32), spec)
+      apply = tf.function(lambda g, s: rule.apply(meta, g, g, s, 1)[0],
+                          input_signature=[spec, state_spec])
+      grad = tf.random.stateless_normal(shape, seed=[0, 5])
+      update = apply(grad, rule.init_state(grad))
+      self.assertAllClose(np.sqrt(np.mean(update.numpy() ** 2)), 0.01 * factor, rtol=1e-5)
+
+  def test_group_gps_refuses_a_family_whose_fan_in_differs(self):
+    family = problems.get("digits_mlp", hidden_sizes=(4,), activation="relu", horizon=6,
+                          init_scale="glorot", batch_size=16)
+    rule = keras_l2o.rules.get("gps_general", step_scale=0.01, fan_in_reference=48)
+    config = group_trainer.GroupGPSConfig(iterations=1, num_conditions=1, horizon=6)
+    with self.assertRaisesRegex(ValueError, r"fan-in must equal fan_in_reference=48; the "
+                                r"family's parameter shapes are \[\(64, 4\)"):
+      group_trainer.GroupGPSTrainer(rule, family, config, tempfile.mkdtemp(dir=self.get_temp_dir()))
+
+
 if __name__ == "__main__":
   tf.test.main()

@@ -97,6 +97,11 @@ class GroupGPSTrainer(gps_trainer.GPSTrainer):
       raise ValueError(f"Coordinate-group GPS meta-trains the rules {list(policy_class.RULES)} "
                        f"(coordinatewise policies); received rule {self.rule.name!r}.")
     shapes = [tuple(p.shape) for p in self.family.init_params(self._problem("train", 0).tensors)]
+    scales = [self.rule.width_scale(s) for s in shapes] if self.rule.name == "gps_general" else []
+    if any(scale != 1.0 for scale in scales):  # the supervised fit regresses `step` without it
+      raise ValueError(f"Coordinate-group GPS trains gps_general's fan_in_reference only where it "
+                       f"is the identity: every kernel's fan-in must equal fan_in_reference="
+                       f"{self.rule.fan_in_reference:g}; the family's parameter shapes are {shapes}.")
     self.layout = groups_lib.group_layout(shapes, config.coordinates_per_group,
                                           (config.seed, 104729))
     self.num_groups = len(shapes)
