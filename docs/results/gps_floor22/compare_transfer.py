@@ -4,10 +4,13 @@ Reads this folder's suite/results.json (the new gps-mnist and Adam(1e-3), run to
 tasks of docs/results/gps22_ship/TRANSFER_TASKS.md) and the previous gps-mnist's run
 (docs/results/gps22_ship/suite/results.json). Prints per task the mean final training loss over the 3 test seeds
 (diverged seeds in brackets), and the count against the bar (at or below Adam(1e-3): 5 of 7).
-Usage: python docs/results/gps_floor22/compare_transfer.py
+Usage: python docs/results/gps_floor22/compare_transfer.py [NEW_DIR OLD_RESULTS]
+(six22 ran it as `... docs/results/six22/suite docs/results/gps_floor22/suite/results.json`: the card with
+`fan_in_reference` against the one before it.)
 """
 
 import json
+import sys
 
 HERE = "docs/results/gps_floor22"
 OLD = "docs/results/gps22_ship/suite/results.json"
@@ -21,8 +24,9 @@ def _rows(path):
     return json.load(f)["rows"]
 
 
-def main():
-  rows, old = _rows(f"{HERE}/suite/results.json"), _rows(OLD)
+def main(argv):
+  new_dir, old_results = argv[1:3] if len(argv) > 2 else (f"{HERE}/suite", OLD)
+  rows, old = _rows(f"{new_dir}/results.json"), _rows(old_results)
   print("| task | new gps-mnist final (diverged/seeds) | Adam(1e-3) final (this run; issue 22's run) | "
         "new <= Adam(1e-3) | previous gps-mnist final | new test loss | previous test loss |")
   print("|---|---|---|---|---|---|---|")
@@ -42,4 +46,4 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  main(sys.argv)
