@@ -143,8 +143,8 @@ class PESTrainer(loop.MetaTrainer):
                        f"({self.num_replicas}). Received: num_pairs={config.num_pairs}")
     no_heldout = [c.name for c in self.components if not c.has_heldout_data]
     if config.meta_loss_data != "train" and no_heldout:
-      raise ValueError(f"`meta_loss_data={config.meta_loss_data!r}` needs problems with held-out examples; "
-                       f"these have none: {no_heldout}. Received: problem {family.name!r}")
+      raise ValueError(f"`meta_loss_data={config.meta_loss_data!r}` needs problems with held-out "
+                       f"examples; these have none: {no_heldout}. Received: problem {family.name!r}")
     self._init_meta(initial, self._make_meta_optimizer)
     self.global_step = self.step_counter
     self._state_types = []

@@ -61,7 +61,7 @@ class WeightInputTest(tf.test.TestCase):
     self.assertAllClose(update, fast, rtol=1e-5, atol=1e-8)
 
   def test_a_pure_decay_through_the_keras_optimizer(self):
-    """skip = [0, 0, 0, -1]: each step multiplies the weights by 1 - 1e-3 * 10 (at zero gradient)."""
+    """skip = [0, 0, 0, -1]: each step scales the weights by 1 - 1e-3 * 10 (zero gradient)."""
     params = tf.nest.map_structure(np.zeros_like, self.weighted.init_meta_params(0))
     params["skip"][3, 0] = -1.0
     for jit_rule in (False, True):
