@@ -1,0 +1,115 @@
+"""Issue 21: does a differently shaped weight decay, or another peak rate, escape the trade-off?
+
+Trains suite tasks with the shipped default `l2o-mlp-general-pes` on the baselines'
+warm-up + cosine schedule (`keras_l2o.schedules.warmup_cosine`), through the suite's own
+`keras_l2o.suite.training.run` (the same models, data, seeds and final-loss measure as the
+suite), in two families of variants:
+
+- `WD:P`: decoupled weight decay `WD * s(t)**P` per step, where `s(t)` is the schedule's
+  value (peak 1). `P = 1` is Keras's `weight_decay=WD`; `P > 1` decays less and less as
+  the rate falls, so that the end of training can fit again with the weights' structure
+  the decay gave them.
+- `L:PEAK`: no decay, the schedule's peak at `PEAK` instead of the card's 1.0.
+
+Each run appends one JSON line (task, variant, seed, final training loss, validation and
+test loss) to OUT, so an interrupted run is resumed by running the same command: lines
+already there are skipped. Seed 10000 is the suite's tuning seed, 0-2 are its test seeds.
+
+Usage:
+  python docs/results/tradeoff21/decay_and_rate.py --tasks=all --variants=0:1,3e-3:2,L:2 \
+    --seeds=0,1,2 --out=OUT.jsonl
+"""
+
+import json
+import os
+
+from absl import app
+from absl import flags
+import keras
+import tensorflow as tf
+
+import keras_l2o
+from keras_l2o import schedules
+from keras_l2o import suite
+from keras_l2o.suite import metrics
+from keras_l2o.suite import training
+
+DEFAULT = "l2o-mlp-general-pes"
+
+flags.DEFINE_string("tasks", "all", "Comma-separated suite task names, or 'all'.")
+flags.DEFINE_list("variants", ["0:1"], "WD:P (decay WD * s(t)**P) or L:PEAK (peak rate).")
+flags.DEFINE_list("seeds", ["10000"], "Seeds to run.")
+flags.DEFINE_string("out", None, "JSON-lines output (appended; existing runs are skipped).")
+flags.mark_flag_as_required("out")
+
+
+class PowerDecayOptimizer(keras_l2o.LearnedOptimizer):
+  """`LearnedOptimizer` whose decoupled decay per step is `weight_decay * s(t)**decay_power`."""
+
+  def __init__(self, *args, decay_power=1.0, **kwargs):
+    super().__init__(*args, **kwargs)
+    self.decay_power = decay_power
+
+  def _apply_weight_decay(self, variables):
+    if self.weight_decay is None:
+      return
+    for variable in variables:
+      if self._use_weight_decay(variable):
+        rate = tf.cast(self.learning_rate, variable.dtype)
+        decay = tf.cast(self.weight_decay, variable.dtype)
+        variable.assign_sub(variable * decay * rate ** self.decay_power)
+
+
+def parse_variant(text):
+  """`(weight_decay, decay_power, peak)` of a variant's text."""
+  kind, _, value = text.partition(":")
+  if kind == "L":
+    return 0.0, 1.0, float(value)
+  try:
+    return float(kind), float(value), 1.0
+  except ValueError:
+    raise app.UsageError(f"--variants: {text!r} is neither WD:P nor L:PEAK.") from None
+
+
+def make_factory(weight_decay, decay_power, peak):
+  default = keras_l2o.pretrained.get(DEFAULT)
+  values = keras.tree.map_structure(keras.ops.convert_to_numpy, default.meta_params)
+
+  def make(horizon):
+    return PowerDecayOptimizer(default.rule, meta_params=values,
+                               learning_rate=schedules.warmup_cosine(peak, horizon),
+                               weight_decay=weight_decay or None, decay_power=decay_power)
+  return make
+
+
+def done_runs(path):
+  if not os.path.exists(path):
+    return set()
+  with open(path, encoding="utf-8") as f:
+    return {(r["task"], r["variant"], r["seed"]) for r in map(json.loads, f)}
+
+
+def main(argv):
+  del argv
+  tf.config.threading.set_intra_op_parallelism_threads(1)  # as the suite's --suite_threads=1
+  tf.config.threading.set_inter_op_parallelism_threads(1)
+  names = suite.names() if flags.FLAGS.tasks == "all" else flags.FLAGS.tasks.split(",")
+  done = done_runs(flags.FLAGS.out)
+  for name in names:
+    spec = suite.get(name)
+    for variant in flags.FLAGS.variants:
+      make = make_factory(*parse_variant(variant))
+      for seed in map(int, flags.FLAGS.seeds):
+        if (name, variant, seed) in done:
+          continue
+        record = training.run(spec, seed, make)
+        line = {"task": name, "variant": variant, "seed": seed,
+                "final_train_loss": metrics.final_loss(record["curve"]),
+                "validation_loss": record["validation"]["loss"],
+                "test_loss": record["test"]["loss"], "seconds": record["seconds"]}
+        with open(flags.FLAGS.out, "a", encoding="utf-8") as f:
+          f.write(json.dumps(line) + "\n")
+
+
+if __name__ == "__main__":
+  app.run(main)
