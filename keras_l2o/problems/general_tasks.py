@@ -18,6 +18,13 @@ scale-free `general` rule, whose step has a fixed size in parameter units, it
 is a random effective learning rate s * lr: with the full range [1e-3, 1e3] most
 problems either barely move or diverge; `reparam_range` narrows it.)
 
+Small training sets (`train_size_range=(lo, hi)`): each sampled problem keeps
+only the first n examples of its split, with n / (split size) log-uniform in
+[lo, hi] and n at least one batch. Over a few thousand steps the small ones are
+fitted to zero loss and overfit, as small tabular sets do, so a held-out
+meta-loss (`--meta_loss_data`) sees problems where regularising pays and
+problems where it only slows fitting. Off (every example) by default.
+
 Example:
 
 >>> from keras_l2o import problems
@@ -88,11 +95,15 @@ class MetaTaskFamily(mlp.ClassifierFamily):
     spec: the `TaskSpec`.
     reparam: draw a reparameterisation scale per problem (see the module).
     reparam_range: `(lo, hi)`, 0 < lo <= hi: the scale is log-uniform in it.
+    train_size_range: None (every example of the split), or `(lo, hi)` with
+      0 < lo <= hi <= 1: a problem keeps a log-uniform fraction in it of its
+      split's examples (see the module).
   """
 
   def __init__(self, seed: int = 0, *, spec: TaskSpec, reparam: bool = False,
-               reparam_range=DEFAULT_REPARAM_RANGE):
+               reparam_range=DEFAULT_REPARAM_RANGE, train_size_range=None):
     check_reparam(reparam, reparam_range)
+    self.train_size_range = check_train_size_range(train_size_range)
     if spec.architecture not in ("mlp", "conv") or spec.activation not in ACTIVATIONS:
       raise ValueError(f"A task's architecture must be 'mlp' or 'conv' and its activation one "
                        f"of {sorted(ACTIVATIONS)}. Received: {spec!r}")
@@ -107,8 +118,11 @@ class MetaTaskFamily(mlp.ClassifierFamily):
         self._pool.append(height // 2 >= 2)
         height = height // 2 if self._pool[-1] else height
       self._flat_size = int(height * height * spec.sizes[-1])
-    super().__init__(seed, data, spec.batch_size, spec.horizon, dict(
-        spec=dataclasses.asdict(spec), reparam=self.reparam, reparam_range=self.reparam_range))
+    config = dict(spec=dataclasses.asdict(spec), reparam=self.reparam,
+                  reparam_range=self.reparam_range)
+    if self.train_size_range is not None:  # left out when off: older configs stay equal
+      config["train_size_range"] = self.train_size_range
+    super().__init__(seed, data, spec.batch_size, spec.horizon, config)
 
   def _weight(self, rng, shape, fan_in):
     gain = 1.0 if self.spec.activation == "tanh" else 2.0
@@ -138,6 +152,12 @@ class MetaTaskFamily(mlp.ClassifierFamily):
     for i in range(self._num_param_tensors):
       tensors[f"param_{i}"] = tensors[f"param_{i}"] / scale
     tensors["reparam_scale"] = tf.constant(scale, tf.float32)
+    if self.train_size_range is not None:  # drawn last: the same w and scale as without
+      lo, hi = self.train_size_range
+      size = int(tensors["data_size"])
+      fraction = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+      kept = min(size, max(self.batch_size, int(round(fraction * size))))
+      tensors["data_size"] = tf.constant(kept, tf.int64)
     return tensors
 
   def losses(self, tensors, params, batch):
@@ -162,15 +182,30 @@ class MetaTaskFamily(mlp.ClassifierFamily):
     return h
 
 
+def _is_pair_of_numbers(value) -> bool:
+  return isinstance(value, (list, tuple)) and len(value) == 2 and all(
+      isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+
+
 def check_reparam(reparam, reparam_range):
   """Raises ValueError unless `reparam` is a bool and `reparam_range` is (lo, hi), 0 < lo <= hi."""
   if not isinstance(reparam, bool):
     raise ValueError(f"Argument `reparam` must be True or False. Received: reparam={reparam!r}")
-  ok = isinstance(reparam_range, (list, tuple)) and len(reparam_range) == 2 and all(
-      isinstance(r, (int, float)) and not isinstance(r, bool) for r in reparam_range)
-  if not ok or not 0 < reparam_range[0] <= reparam_range[1]:
+  if not _is_pair_of_numbers(reparam_range) or not 0 < reparam_range[0] <= reparam_range[1]:
     raise ValueError("Argument `reparam_range` must be (lo, hi) with 0 < lo <= hi. "
                      f"Received: reparam_range={reparam_range!r}")
+
+
+def check_train_size_range(train_size_range):
+  """`train_size_range` as a tuple of floats, or None; raises ValueError unless None or
+  `(lo, hi)` with 0 < lo <= hi <= 1."""
+  if train_size_range is None:
+    return None
+  if (not _is_pair_of_numbers(train_size_range) or
+      not 0 < train_size_range[0] <= train_size_range[1] <= 1):
+    raise ValueError("Argument `train_size_range` must be None or (lo, hi) with "
+                     f"0 < lo <= hi <= 1. Received: train_size_range={train_size_range!r}")
+  return tuple(float(r) for r in train_size_range)
 
 
 class GeneralTasks(mixture.MixtureFamily):
@@ -181,12 +216,14 @@ class GeneralTasks(mixture.MixtureFamily):
     tasks: task names (`TaskSpec.name`) to use, or None for all of `TASKS`.
     reparam: reparameterisation augmentation (see the module docstring).
     reparam_range: `(lo, hi)` of the log-uniform scale.
+    train_size_range: None, or `(lo, hi)`: the log-uniform fraction of its
+      split's examples a problem keeps (see the module).
   """
 
   name = "general_tasks"
 
   def __init__(self, seed: int = 0, *, tasks=None, reparam: bool = False,
-               reparam_range=DEFAULT_REPARAM_RANGE):
+               reparam_range=DEFAULT_REPARAM_RANGE, train_size_range=None):
     by_name = {spec.name: spec for spec in TASKS}
     if tasks is None:
       tasks = [spec.name for spec in TASKS]
@@ -195,12 +232,16 @@ class GeneralTasks(mixture.MixtureFamily):
       raise ValueError(f"Argument `tasks` must be a non-empty list of task names from "
                        f"{sorted(by_name)}. Received: tasks={tasks!r}")
     check_reparam(reparam, reparam_range)
+    train_size_range = check_train_size_range(train_size_range)
     components = [MetaTaskFamily(base.problem_seed(seed, "train", k), spec=by_name[t],
-                                 reparam=reparam, reparam_range=reparam_range)
+                                 reparam=reparam, reparam_range=reparam_range,
+                                 train_size_range=train_size_range)
                   for k, t in enumerate(tasks)]
     super().__init__(components, seed=seed)
     self._config = dict(tasks=list(tasks), reparam=reparam,
                         reparam_range=[float(r) for r in reparam_range])
+    if train_size_range is not None:
+      self._config["train_size_range"] = list(train_size_range)
 
   def datasets(self) -> set:
     """The datasets the tasks train on."""

@@ -117,6 +117,39 @@ class GeneralTasksTest(tf.test.TestCase):
     with self.assertRaisesRegex(ValueError, "unexpected config"):
       problems.get("general_tasks", horizon=5)
 
+  def test_small_training_sets_keep_a_log_uniform_prefix_and_change_nothing_else(self):
+    small = problems.get("general_tasks", seed=3, reparam=True, train_size_range=(0.02, 0.2))
+    self.assertEqual(small.get_config()["train_size_range"], [0.02, 0.2])
+    self.assertNotIn("train_size_range", self.augmented.get_config())  # off: the old config
+    again = problems.get("general_tasks", **small.get_config())
+    fractions = []
+    for index in range(24):
+      k = small.component_of(index)
+      component = small.components[k]
+      full = self.augmented.sample("train", index).tensors
+      kept = small.sample("train", index).tensors
+      self.assertAllEqual(again.sample("train", index).tensors["data_size"], kept["data_size"])
+      offset, size = component.data_range("train")
+      n = int(kept["data_size"])
+      self.assertEqual(int(kept["data_offset"]), offset)
+      self.assertEqual(int(full["data_size"]), size)
+      self.assertBetween(n, max(component.batch_size, int(0.02 * size)), round(0.2 * size))
+      fractions.append(n / size)
+      for key in full:  # the same weights, scale and batch seed as without the option
+        if key != "data_size":
+          self.assertAllEqual(full[key], kept[key])
+      indices = component.example_indices(kept, 7).numpy()
+      self.assertTrue(np.all((indices >= offset) & (indices < offset + n)))
+      heldout = component.heldout_indices(kept, 7).numpy()  # from the validation part
+      v_offset, v_size = component.data_range("validation")
+      self.assertTrue(np.all((heldout >= v_offset) & (heldout < v_offset + v_size)))
+    self.assertLess(min(fractions), 0.05)  # log-uniform over a decade
+    self.assertGreater(max(fractions), 0.1)
+    for bad in ((0.0, 0.5), (0.5, 0.2), (0.1, 1.5), "small", (0.1,)):
+      with self.assertRaisesRegex(ValueError, "`train_size_range` must be None or \\(lo, hi\\) "
+                                  "with 0 < lo <= hi <= 1. Received: train_size_range="):
+        problems.get("general_tasks", train_size_range=bad)
+
   def test_docstring_examples_run(self):
     from keras_l2o.rules import general, newton_schulz  # pylint: disable=g-import-not-at-top
     for module in (general_tasks, general, newton_schulz, problems):
