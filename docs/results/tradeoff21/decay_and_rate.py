@@ -9,6 +9,8 @@ suite), in two families of variants:
   value (peak 1). `P = 1` is Keras's `weight_decay=WD`; `P > 1` decays less and less as
   the rate falls, so that the end of training can fit again with the weights' structure
   the decay gave them.
+- `G:WD:P[:D]`: the same decay, multiplied per variable by a gate that opens as that variable's
+  gradient collapses (`GatedDecayOptimizer`): decay only what has been fitted.
 - `L:PEAK`: no decay, the schedule's peak at `PEAK` instead of the card's 1.0.
 
 Each run appends one JSON line (task, variant, seed, final training loss, validation and
@@ -21,6 +23,7 @@ Usage:
 """
 
 import json
+import math
 import os
 
 from absl import app
@@ -35,9 +38,11 @@ from keras_l2o.suite import metrics
 from keras_l2o.suite import training
 
 DEFAULT = "l2o-mlp-general-pes"
+GATE_DECADES = 4.0  # G:WD:P: fully on once a gradient's mean square fell 4 decades below its peak
 
 flags.DEFINE_string("tasks", "all", "Comma-separated suite task names, or 'all'.")
-flags.DEFINE_list("variants", ["0:1"], "WD:P (decay WD * s(t)**P) or L:PEAK (peak rate).")
+flags.DEFINE_list("variants", ["0:1"], "WD:P (decay WD * s(t)**P), G:WD:P (the same decay, "
+                  "gated per variable by its gradient's collapse) or L:PEAK (peak rate).")
 flags.DEFINE_list("seeds", ["10000"], "Seeds to run.")
 flags.DEFINE_string("out", None, "JSON-lines output (appended; existing runs are skipped).")
 flags.mark_flag_as_required("out")
@@ -60,25 +65,75 @@ class PowerDecayOptimizer(keras_l2o.LearnedOptimizer):
         variable.assign_sub(variable * decay * rate ** self.decay_power)
 
 
+class GatedDecayOptimizer(PowerDecayOptimizer):
+  """`PowerDecayOptimizer` whose decay of each variable is also multiplied by a gate in [0, 1].
+
+  The gate opens as the variable's gradient collapses: with `power` an EMA (0.9) of the
+  gradient's mean square and `peak` its largest value so far, the gate is
+  `clip(log10(peak / power) / gate_decades, 0, 1)`, fully open once the mean square has
+  fallen `gate_decades` decades below its peak (`G:WD:P:D` sets it to D; 4 by default). The
+  decay then acts where a tensor has been fitted, and not while it is still being fitted.
+  (The previous step's gate is used: Keras applies the decay before the update.)
+  """
+
+  def __init__(self, *args, gate_decades=GATE_DECADES, **kwargs):
+    super().__init__(*args, **kwargs)
+    self.gate_decades = gate_decades
+
+  def build(self, var_list):
+    super().build(var_list)
+    self._gate_power, self._gate_peak = (
+        [self.add_variable((), initializer="zeros", name=f"gate_{kind}_{i}")
+         for i in range(len(var_list))] for kind in ("power", "peak"))
+
+  def update_step(self, gradient, variable, learning_rate):
+    index = self._get_variable_index(variable)
+    square = tf.reduce_mean(tf.square(tf.cast(tf.convert_to_tensor(gradient), tf.float32)))
+    power = 0.9 * self._gate_power[index] + 0.1 * square
+    self._gate_power[index].assign(power)
+    self._gate_peak[index].assign(tf.maximum(self._gate_peak[index], power))
+    super().update_step(gradient, variable, learning_rate)
+
+  def _apply_weight_decay(self, variables):
+    if self.weight_decay is None:
+      return
+    for variable in variables:
+      if self._use_weight_decay(variable):
+        index = self._get_variable_index(variable)
+        ratio = tf.math.divide_no_nan(self._gate_peak[index], self._gate_power[index])
+        gate = tf.clip_by_value(tf.math.log(tf.maximum(ratio, 1.0)) / math.log(10.0) /
+                                self.gate_decades, 0.0, 1.0)
+        rate = tf.cast(self.learning_rate, variable.dtype)
+        decay = tf.cast(self.weight_decay, variable.dtype) * tf.cast(gate, variable.dtype)
+        variable.assign_sub(variable * decay * rate ** self.decay_power)
+
+
 def parse_variant(text):
-  """`(weight_decay, decay_power, peak)` of a variant's text."""
-  kind, _, value = text.partition(":")
-  if kind == "L":
-    return 0.0, 1.0, float(value)
+  """`(weight_decay, decay_power, peak, gate_decades or None)` of a variant's text."""
+  parts = text.split(":")
   try:
-    return float(kind), float(value), 1.0
+    if parts[0] == "L" and len(parts) == 2:
+      return 0.0, 1.0, float(parts[1]), None
+    if parts[0] == "G" and len(parts) in (3, 4):
+      decades = float(parts[3]) if len(parts) == 4 else GATE_DECADES
+      return float(parts[1]), float(parts[2]), 1.0, decades
+    if len(parts) == 2:
+      return float(parts[0]), float(parts[1]), 1.0, None
   except ValueError:
-    raise app.UsageError(f"--variants: {text!r} is neither WD:P nor L:PEAK.") from None
+    pass
+  raise app.UsageError(f"--variants: {text!r} is none of WD:P, G:WD:P[:D] and L:PEAK.")
 
 
-def make_factory(weight_decay, decay_power, peak):
+def make_factory(weight_decay, decay_power, peak, gate_decades):
   default = keras_l2o.pretrained.get(DEFAULT)
   values = keras.tree.map_structure(keras.ops.convert_to_numpy, default.meta_params)
+  gate = {} if gate_decades is None else {"gate_decades": gate_decades}
 
   def make(horizon):
-    return PowerDecayOptimizer(default.rule, meta_params=values,
-                               learning_rate=schedules.warmup_cosine(peak, horizon),
-                               weight_decay=weight_decay or None, decay_power=decay_power)
+    optimizer_class = PowerDecayOptimizer if gate_decades is None else GatedDecayOptimizer
+    return optimizer_class(default.rule, meta_params=values,
+                           learning_rate=schedules.warmup_cosine(peak, horizon),
+                           weight_decay=weight_decay or None, decay_power=decay_power, **gate)
   return make
 
 

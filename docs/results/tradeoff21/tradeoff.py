@@ -47,11 +47,15 @@ def read_results(paths):
 
 
 def variant_name(variant):
-  """`WD:P` -> "default + cosine + decay WD*s^P"; `L:PEAK` -> "default + cosine, peak PEAK"."""
-  kind, _, value = variant.partition(":")
-  if kind == "L":
-    return f"default + cosine, peak {value}"
-  return "default + cosine" + (f" + decay {kind}*s^{value}" if float(kind) else "")
+  """`WD:P` -> "default + cosine + decay WD*s^P"; `G:WD:P` -> the same, "gated";
+  `L:PEAK` -> "default + cosine, peak PEAK"."""
+  parts = variant.split(":")
+  if parts[0] == "L":
+    return f"default + cosine, peak {parts[1]}"
+  if parts[0] == "G":
+    decades = f", {parts[3]} decades" if len(parts) == 4 else ""
+    return f"default + cosine + gated decay {parts[1]}*s^{parts[2]}{decades}"
+  return "default + cosine" + (f" + decay {parts[0]}*s^{parts[1]}" if float(parts[0]) else "")
 
 
 def read_runs(paths):
@@ -111,21 +115,26 @@ def color_of(name):
 
 
 def plot(counts, path):
+  """Training wins against test wins; points are numbered, the key lists the names."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.patches  # pylint: disable=g-import-not-at-top,unused-import
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(7, 6))
+  fig, (ax, key) = plt.subplots(1, 2, figsize=(12, 6.5), gridspec_kw={"width_ratios": [3, 2]})
   ax.add_patch(matplotlib.patches.Rectangle((BAR - 0.5, BAR - 0.5), 14, 14, color="tab:green",
                                             alpha=0.12, label="the issue's two bars (>= 7 each)"))
-  offsets = collections.Counter()
-  for name, c in counts.items():
-    x, y = c["final_train_loss"], c["test_loss"]
-    stacked = offsets[(x, y)]
-    offsets[(x, y)] += 1
-    ax.scatter(x, y, color=color_of(name), s=25)
-    ax.annotate(short(name), (x, y), fontsize=6, xytext=(4, -3 + 7 * stacked),
+  order = sorted(counts, key=lambda n: (-counts[n]["test_loss"], counts[n]["final_train_loss"]))
+  at = collections.defaultdict(list)
+  for number, name in enumerate(order, 1):
+    c = counts[name]
+    at[(c["final_train_loss"], c["test_loss"])].append(number)
+    ax.scatter(c["final_train_loss"], c["test_loss"], color=color_of(name), s=25)
+    key.text(0.0, 1.0 - 0.031 * number, f"{number:2d}  {short(name)}", color=color_of(name),
+             fontsize=7, family="monospace", transform=key.transAxes)
+  for (x, y), numbers in at.items():
+    ax.annotate(",".join(map(str, numbers)), (x, y), fontsize=7, xytext=(4, 3),
                 textcoords="offset points")
+  key.axis("off")
   ax.plot([0, 13], [13, 0], color="gray", lw=0.8, ls="--", label="training + test wins = 13")
   ax.set(xlim=(-0.5, 13.5), ylim=(-0.5, 13.5), xlabel="tasks with training loss <= tuned AdamW's",
          ylabel="tasks with test loss <= tuned AdamW's",
@@ -172,7 +181,7 @@ def plot_tasks(adamw, rows, path):
 def short(name):
   return (name.replace("/work/runs/cands/mlp-pes-best", "default").replace("/work/runs/cands/", "")
           .replace("pretrained:", "")
-          .replace("default + cosine", "dflt+cos"))
+          .replace("default + cosine", "default+cosine"))
 
 
 def main(argv):
