@@ -55,14 +55,17 @@ class PowerDecayOptimizer(keras_l2o.LearnedOptimizer):
     super().__init__(*args, **kwargs)
     self.decay_power = decay_power
 
+  def _decay(self, variable):
+    """The decay of `variable` at this step, before the rate's factor."""
+    return tf.cast(self.weight_decay, variable.dtype)
+
   def _apply_weight_decay(self, variables):
     if self.weight_decay is None:
       return
     for variable in variables:
       if self._use_weight_decay(variable):
         rate = tf.cast(self.learning_rate, variable.dtype)
-        decay = tf.cast(self.weight_decay, variable.dtype)
-        variable.assign_sub(variable * decay * rate ** self.decay_power)
+        variable.assign_sub(variable * self._decay(variable) * rate ** self.decay_power)
 
 
 class GatedDecayOptimizer(PowerDecayOptimizer):
@@ -94,18 +97,12 @@ class GatedDecayOptimizer(PowerDecayOptimizer):
     self._gate_peak[index].assign(tf.maximum(self._gate_peak[index], power))
     super().update_step(gradient, variable, learning_rate)
 
-  def _apply_weight_decay(self, variables):
-    if self.weight_decay is None:
-      return
-    for variable in variables:
-      if self._use_weight_decay(variable):
-        index = self._get_variable_index(variable)
-        ratio = tf.math.divide_no_nan(self._gate_peak[index], self._gate_power[index])
-        gate = tf.clip_by_value(tf.math.log(tf.maximum(ratio, 1.0)) / math.log(10.0) /
-                                self.gate_decades, 0.0, 1.0)
-        rate = tf.cast(self.learning_rate, variable.dtype)
-        decay = tf.cast(self.weight_decay, variable.dtype) * tf.cast(gate, variable.dtype)
-        variable.assign_sub(variable * decay * rate ** self.decay_power)
+  def _decay(self, variable):
+    index = self._get_variable_index(variable)
+    ratio = tf.math.divide_no_nan(self._gate_peak[index], self._gate_power[index])
+    gate = tf.clip_by_value(tf.math.log(tf.maximum(ratio, 1.0)) / math.log(10.0) /
+                            self.gate_decades, 0.0, 1.0)
+    return super()._decay(variable) * tf.cast(gate, variable.dtype)
 
 
 def parse_variant(text):

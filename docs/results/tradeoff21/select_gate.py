@@ -22,9 +22,11 @@ from keras_l2o.suite import optimizers
 from keras_l2o.suite import protocol
 from keras_l2o.suite import store as store_lib
 
+import tradeoff  # beside this script
+
 
 def adamw_on_tuning_seed(store_dir, results_path):
-  """Per task: tuned AdamW's final training loss and test loss on the tuning seed."""
+  """Per task: tuned AdamW's final training, validation and test loss on the tuning seed."""
   with open(results_path, encoding="utf-8") as f:
     rows = json.load(f)["rows"]
   store = store_lib.RunStore(store_dir)
@@ -35,6 +37,7 @@ def adamw_on_tuning_seed(store_dir, results_path):
     if record is None:
       raise SystemExit(f"{store_dir}: no tuned AdamW run of {task} on seed {seed}.")
     reference[task] = {"final_train_loss": metrics.final_loss(record["curve"]),
+                       "validation_loss": record["validation"]["loss"],
                        "test_loss": record["test"]["loss"]}
   return reference
 
@@ -48,11 +51,10 @@ def main(store_dir, results_path, *grid_paths):
         by_variant.setdefault(r["variant"], {})[r["task"]] = r
   ranked = []
   for variant, runs in by_variant.items():
-    if set(runs) != set(reference):
-      continue
-    train = sum(runs[t]["final_train_loss"] <= reference[t]["final_train_loss"] for t in runs)
-    test = sum(runs[t]["test_loss"] <= reference[t]["test_loss"] for t in runs)
-    ranked.append(((min(train, test), train + test, train), variant, train, test))
+    counts = tradeoff.wins(reference, runs)  # None unless the variant ran on every task
+    if counts is not None:
+      train, test = counts["final_train_loss"], counts["test_loss"]
+      ranked.append(((min(train, test), train + test, train), variant, train, test))
   for key, variant, train, test in sorted(ranked, reverse=True):
     print(json.dumps({"variant": variant, "training_le_adamw": train, "test_le_adamw": test}))
   gated = [entry for entry in ranked if entry[1].startswith("G:")]  # other rows: references
