@@ -61,7 +61,7 @@ class FactoredMLPRule(mlp.MLPRule):
       both of its last two dimensions are at least this long.
     epsilon_1: added to g^2 before averaging, so that R and C stay positive.
     **mlp_config: the `mlp` rule's arguments (hidden_size, beta_1, beta_slow,
-      beta_2, epsilon, step_scale).
+      beta_2, epsilon, step_scale, weight_scale; not collapse_decades).
 
   Example:
 
@@ -78,6 +78,10 @@ class FactoredMLPRule(mlp.MLPRule):
   def __init__(self, *, min_dim_to_factor: int = 1, epsilon_1: float = 1e-30, **mlp_config):
     min_dim_to_factor = validation.check_int("min_dim_to_factor", min_dim_to_factor, low=1)
     epsilon_1 = validation.check_positive("epsilon_1", epsilon_1)
+    if mlp_config.get("collapse_decades") is not None:
+      raise ValueError("Argument `collapse_decades` is not supported by rule 'mlp_factored' "
+                       "(its state has no per-variable statistics). Received: collapse_decades="
+                       f"{mlp_config['collapse_decades']!r}")
     super().__init__(**mlp_config)
     self.min_dim_to_factor, self.epsilon_1 = min_dim_to_factor, epsilon_1
 

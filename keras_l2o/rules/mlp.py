@@ -24,8 +24,22 @@ decay of the parameters that depends on the other features (a learned,
 state-dependent weight decay; VeLO and Celo also feed the parameter in).
 `MLPRule.meta_params_from` pads a rule without it with those zeros, so a
 trained `mlp` rule can be fine-tuned with the extra input.
+
+With `collapse_decades` set, the network also sees how far each tensor's
+gradient has fallen: per variable (not per coordinate) the rule keeps an EMA
+(`COLLAPSE_DECAY`) of the gradient's mean square `a` and its running peak `p`
+(2 floats per tensor), and every coordinate of the tensor gets the input
+
+    f_c = min(log10(p / a_hat) / collapse_decades, COLLAPSE_CAP)
+
+(`a_hat` bias-corrected; 0 while the gradient grows, 1 once it has fallen
+`collapse_decades` decades from its peak). The ratio does not change when the
+loss or the parameters are rescaled. It tells the rule which tensors have been
+fitted, so that a learned decay (`weight_scale`) can act only there; its
+weights start at zero, and `meta_params_from` pads a rule without it.
 """
 
+import math
 from typing import Optional
 
 import numpy as np
@@ -36,8 +50,39 @@ from keras_l2o.rules import base
 from keras_l2o.rules import features
 
 MLPState = base.declare_state("MLPState", momentum=None, slow_momentum=None, velocity=None)
+# With `collapse_decades`: `gradient_scale` is [1, 2] per variable, (EMA of mean g^2, its peak).
+MLPCollapseState = base.declare_state("MLPCollapseState", momentum=None, slow_momentum=None,
+                                      velocity=None, gradient_scale=2)
 
-NUM_FEATURES = 3  # without the optional weight input
+NUM_FEATURES = 3  # without the optional weight and collapse inputs
+COLLAPSE_DECAY = 0.9  # the EMA of a tensor's mean square gradient
+COLLAPSE_CAP = 2.0  # the collapse input's largest value (a gradient that reached exactly 0)
+_TINY = 1e-30
+
+
+def collapse_input(grad, gradient_scale, step, *, collapse_decades):
+  """A tensor's gradient collapse and its new `[1, 2]` statistics (see the module docstring).
+
+  Args:
+    grad: the variable's gradient, any shape.
+    gradient_scale: `[1, 2]`: the EMA of the mean square gradient and the
+      peak of its bias-corrected value, before this step.
+    step: the 1-based step.
+    collapse_decades: the fall (in decades of the mean square) read as 1.
+
+  Returns:
+    `(f_c, new_gradient_scale)`: a scalar in `[0, COLLAPSE_CAP]` and `[1, 2]`.
+  """
+  dtype = grad.dtype
+  mean_square = features.mean_below_max(features.safe_square(grad), axis=None)
+  average = features.ema(gradient_scale[0, 0], mean_square, COLLAPSE_DECAY)
+  current = average / features.bias_correction(COLLAPSE_DECAY, step, dtype)
+  peak = tf.maximum(gradient_scale[0, 1], current)
+  tiny = tf.constant(_TINY, dtype)
+  decades = (tf.math.log(peak + tiny) - tf.math.log(current + tiny)) / tf.constant(
+      math.log(10.0) * collapse_decades, dtype)
+  f_c = tf.clip_by_value(decades, 0.0, COLLAPSE_CAP)
+  return f_c, tf.stack([average, peak])[None]
 
 
 def normalised_features(grad, m, s, v, step, *, beta_1, beta_slow, beta_2, epsilon):
@@ -75,6 +120,9 @@ class MLPRule(base.Rule):
     weight_scale: None (the default: the three features above), or a positive
       float: the network also gets the input `weight_scale * w`, with zero
       initial weights.
+    collapse_decades: None (the default), or a positive float: the network
+      also gets each tensor's gradient collapse (module docstring), with zero
+      initial weights; 2 more floats of state per variable.
 
   Example:
 
@@ -87,14 +135,14 @@ class MLPRule(base.Rule):
   """
 
   name = "mlp"
-  state_type = MLPState
   # `LearnedOptimizer(jit_rule="auto")` applies `fast_apply` (docs/PERFORMANCE.md).
   auto_fast_path = True
-  omitted_when_none = ("weight_scale",)  # added after the shipped `mlp` optimizers were saved
+  # Added after the shipped `mlp` optimizers were saved.
+  omitted_when_none = ("weight_scale", "collapse_decades")
 
   def __init__(self, *, hidden_size: int = 16, beta_1: float = 0.9, beta_slow: float = 0.99,
                beta_2: float = 0.999, epsilon: float = 1e-8, step_scale: float = 1e-3,
-               weight_scale: Optional[float] = None):
+               weight_scale: Optional[float] = None, collapse_decades: Optional[float] = None):
     hidden_size = validation.check_width("hidden_size", hidden_size)
     beta_1, beta_slow, beta_2 = (validation.check_decay(arg, value) for arg, value in (
         ("beta_1", beta_1), ("beta_slow", beta_slow), ("beta_2", beta_2)))
@@ -102,7 +150,10 @@ class MLPRule(base.Rule):
     step_scale = validation.check_positive("step_scale", step_scale)
     if weight_scale is not None:
       weight_scale = validation.check_positive("weight_scale", weight_scale)
+    if collapse_decades is not None:
+      collapse_decades = validation.check_positive("collapse_decades", collapse_decades)
     self.weight_scale = weight_scale
+    self.collapse_decades = collapse_decades
     self.hidden_size = hidden_size
     self.beta_1, self.beta_slow, self.beta_2 = beta_1, beta_slow, beta_2
     self.epsilon, self.step_scale = epsilon, step_scale
@@ -115,8 +166,22 @@ class MLPRule(base.Rule):
 
   @property
   def num_features(self) -> int:
-    """The network's inputs per coordinate: 3, or 4 with the weight input."""
-    return NUM_FEATURES + (self.weight_scale is not None)
+    """The network's inputs per coordinate: 3, plus 1 with the weight input, plus 1 with collapse."""
+    return NUM_FEATURES + (self.weight_scale is not None) + (self.collapse_decades is not None)
+
+  @property
+  def state_type(self):
+    """`MLPState`, or `MLPCollapseState` with `collapse_decades`."""
+    return MLPState if self.collapse_decades is None else MLPCollapseState
+
+  def state_floats_per_parameter(self) -> int:
+    """3 (two momenta, one second moment); the collapse statistics are per variable."""
+    return NUM_FEATURES
+
+  def layout_free(self, shape) -> bool:
+    """False with `collapse_decades` (a per-tensor statistic), True otherwise."""
+    del shape
+    return self.collapse_decades is None
 
   def meta_param_shapes(self) -> dict:
     hidden, n = self.hidden_size, self.num_features
@@ -137,7 +202,7 @@ class MLPRule(base.Rule):
                                  _with_weight_rows(params, self.num_features))
 
   def meta_params_from(self, rule, meta_params) -> dict:
-    """`rule`'s trained meta-parameters as this rule's: equal, or padded with the weight input.
+    """`rule`'s trained meta-parameters as this rule's: equal, or padded with zero input weights.
 
     Args:
       rule: the rule `meta_params` belong to.
@@ -145,30 +210,44 @@ class MLPRule(base.Rule):
 
     Returns:
       `meta_params` unchanged when `rule == self`; when `rule` is this rule
-      without `weight_scale`, the same with zero weights for the weight input
+      without the collapse input (and possibly without the weight input), the
+      same with zero weights for the inputs it lacks, which come after its own
       (the same update as `rule`'s, for every input).
 
     Raises:
       ValueError: any other pair of configurations (both are named).
     """
-    without = dict(self.get_config(), weight_scale=None)
-    if rule == self or (self.weight_scale is not None and rule == type(self)(**without)):
+    config = self.get_config()
+    smaller = [dict(config, collapse_decades=None)]
+    if self.weight_scale is not None:
+      smaller.append(dict(config, weight_scale=None, collapse_decades=None))
+    if rule == self or any(
+        rule == type(self)(**c) for c in smaller if c != config):
       return _with_weight_rows(meta_params, self.num_features)
     return super().meta_params_from(rule, meta_params)
 
   def init_state(self, var):
-    return base.zeros_state(self, var)
+    if self.collapse_decades is None:
+      return base.zeros_state(self, var)
+    dtype = self.state_dtype(var.dtype)
+    zeros = tf.zeros(tf.shape(var), dtype)
+    return MLPCollapseState(zeros, zeros, zeros, tf.zeros([1, 2], dtype))
 
   def features(self, grad, state, step):
     """The accumulator update and the network's input: `(features [..., 3], new_state)`."""
     return mlp_features(grad, state, step, **self.betas)
 
   def network_input(self, grad, var, state, step):
-    """`self.features`, with the weight input appended when `weight_scale` is set."""
+    """`self.features`, then the weight input and the collapse input where they are set."""
     feats, new_state = self.features(grad, state, step)
     if self.weight_scale is not None:
       weight = tf.cast(var, grad.dtype) * tf.constant(self.weight_scale, grad.dtype)
       feats = tf.concat([feats, features.bounded(weight)[..., None]], axis=-1)
+    if self.collapse_decades is not None:
+      f_c, gradient_scale = collapse_input(grad, state.gradient_scale, step,
+                                           collapse_decades=self.collapse_decades)
+      feats = tf.concat([feats, tf.broadcast_to(f_c, tf.shape(grad))[..., None]], axis=-1)
+      new_state = MLPCollapseState(*new_state, gradient_scale)
     return feats, new_state
 
   def apply(self, meta_params, grad, var, state, step):
