@@ -37,6 +37,10 @@ gradient has fallen: per variable (not per coordinate) the rule keeps an EMA
 loss or the parameters are rescaled. It tells the rule which tensors have been
 fitted, so that a learned decay (`weight_scale`) can act only there; its
 weights start at zero, and `meta_params_from` pads a rule without it.
+
+With both and `gated_weight=True`, a last input is their product
+`f_c * weight_scale * w`: its skip weight alone is a decay gated by the
+collapse, which a ReLU network would otherwise have to build from sums.
 """
 
 import math
@@ -123,6 +127,8 @@ class MLPRule(base.Rule):
     collapse_decades: None (the default), or a positive float: the network
       also gets each tensor's gradient collapse (module docstring), with zero
       initial weights; 2 more floats of state per variable.
+    gated_weight: None (the default) or True, which needs `weight_scale` and
+      `collapse_decades`: the network also gets the product of their inputs.
 
   Example:
 
@@ -138,11 +144,14 @@ class MLPRule(base.Rule):
   # `LearnedOptimizer(jit_rule="auto")` applies `fast_apply` (docs/PERFORMANCE.md).
   auto_fast_path = True
   # Added after the shipped `mlp` optimizers were saved.
-  omitted_when_none = ("weight_scale", "collapse_decades")
+  omitted_when_none = ("weight_scale", "collapse_decades", "gated_weight")
+  # The optional inputs, in the order they are appended to the three features.
+  optional_inputs = ("weight_scale", "collapse_decades", "gated_weight")
 
   def __init__(self, *, hidden_size: int = 16, beta_1: float = 0.9, beta_slow: float = 0.99,
                beta_2: float = 0.999, epsilon: float = 1e-8, step_scale: float = 1e-3,
-               weight_scale: Optional[float] = None, collapse_decades: Optional[float] = None):
+               weight_scale: Optional[float] = None, collapse_decades: Optional[float] = None,
+               gated_weight: Optional[bool] = None):
     hidden_size = validation.check_width("hidden_size", hidden_size)
     beta_1, beta_slow, beta_2 = (validation.check_decay(arg, value) for arg, value in (
         ("beta_1", beta_1), ("beta_slow", beta_slow), ("beta_2", beta_2)))
@@ -152,8 +161,16 @@ class MLPRule(base.Rule):
       weight_scale = validation.check_positive("weight_scale", weight_scale)
     if collapse_decades is not None:
       collapse_decades = validation.check_positive("collapse_decades", collapse_decades)
+    if gated_weight not in (None, True):
+      raise ValueError(f"Argument `gated_weight` must be None or True. Received: gated_weight="
+                       f"{gated_weight!r}")
+    if gated_weight and (weight_scale is None or collapse_decades is None):
+      raise ValueError("Argument `gated_weight=True` needs `weight_scale` and `collapse_decades`."
+                       f" Received: weight_scale={weight_scale!r}, collapse_decades="
+                       f"{collapse_decades!r}")
     self.weight_scale = weight_scale
     self.collapse_decades = collapse_decades
+    self.gated_weight = gated_weight
     self.hidden_size = hidden_size
     self.beta_1, self.beta_slow, self.beta_2 = beta_1, beta_slow, beta_2
     self.epsilon, self.step_scale = epsilon, step_scale
@@ -166,8 +183,8 @@ class MLPRule(base.Rule):
 
   @property
   def num_features(self) -> int:
-    """The network's inputs per coordinate: 3, plus 1 with the weight input, plus 1 with collapse."""
-    return NUM_FEATURES + (self.weight_scale is not None) + (self.collapse_decades is not None)
+    """The network's inputs per coordinate: 3, plus 1 for each optional input that is set."""
+    return NUM_FEATURES + sum(getattr(self, name) is not None for name in self.optional_inputs)
 
   @property
   def state_type(self):
@@ -210,19 +227,18 @@ class MLPRule(base.Rule):
 
     Returns:
       `meta_params` unchanged when `rule == self`; when `rule` is this rule
-      without the collapse input (and possibly without the weight input), the
-      same with zero weights for the inputs it lacks, which come after its own
-      (the same update as `rule`'s, for every input).
+      without its last optional inputs (`optional_inputs`: e.g. without the
+      collapse input, or without it and the weight input), the same with zero
+      weights for the inputs it lacks (the same update as `rule`'s, for every
+      input).
 
     Raises:
       ValueError: any other pair of configurations (both are named).
     """
     config = self.get_config()
-    smaller = [dict(config, collapse_decades=None)]
-    if self.weight_scale is not None:
-      smaller.append(dict(config, weight_scale=None, collapse_decades=None))
-    if rule == self or any(
-        rule == type(self)(**c) for c in smaller if c != config):
+    set_inputs = [name for name in self.optional_inputs if config.get(name) is not None]
+    smaller = [dict(config, **dict.fromkeys(set_inputs[k:])) for k in range(len(set_inputs))]
+    if rule == self or any(rule == type(self)(**c) for c in smaller):
       return _with_weight_rows(meta_params, self.num_features)
     return super().meta_params_from(rule, meta_params)
 
@@ -247,6 +263,8 @@ class MLPRule(base.Rule):
       f_c, gradient_scale = collapse_input(grad, state.gradient_scale, step,
                                            collapse_decades=self.collapse_decades)
       feats = tf.concat([feats, tf.broadcast_to(f_c, tf.shape(grad))[..., None]], axis=-1)
+      if self.gated_weight:
+        feats = tf.concat([feats, feats[..., NUM_FEATURES:NUM_FEATURES + 1] * f_c], axis=-1)
       new_state = MLPCollapseState(*new_state, gradient_scale)
     return feats, new_state
 

@@ -56,6 +56,13 @@ class CollapseInputTest(tf.test.TestCase):
       keras_l2o.rules.get("mlp", collapse_decades=0)
     with self.assertRaisesRegex(ValueError, r"not supported by rule 'mlp_factored'.*=4\.0"):
       keras_l2o.rules.get("mlp_factored", collapse_decades=4.0)
+    with self.assertRaisesRegex(ValueError, r"gated_weight=True` needs `weight_scale` and "
+                                r"`collapse_decades`. Received: weight_scale=None, "
+                                r"collapse_decades=4\.0"):
+      keras_l2o.rules.get("mlp", collapse_decades=4.0, gated_weight=True)
+    with self.assertRaisesRegex(ValueError, r"gated_weight` must be None or True. Received: "
+                                r"gated_weight=False"):
+      keras_l2o.rules.get("mlp", gated_weight=False)
 
   def test_the_collapse_input_against_a_numpy_reference(self):
     rng = np.random.default_rng(0)
@@ -87,16 +94,21 @@ class CollapseInputTest(tf.test.TestCase):
     trained = tf.nest.map_structure(lambda a: rng.normal(size=a.shape).astype(np.float32),
                                     self.plain.init_meta_params(0))
     expected, _ = self.plain.apply(trained, grad, var, self.plain.init_state(var), 3)
-    for source, params in ((self.plain, trained),
-                           (self.weighted, self.weighted.meta_params_from(self.plain, trained))):
-      padded = self.both.meta_params_from(source, params)
-      self.assertAllEqual(padded["hidden"]["kernel"][3:], np.zeros((2, 16)))
-      for apply in (self.both.apply, self.both.fast_apply):
-        update, new_state = apply(padded, grad, var, self.both.init_state(var), 3)
-        self.assertAllClose(expected, update, rtol=1e-5, atol=1e-9)
-        self.assertEqual(tuple(new_state.gradient_scale.shape), (1, 2))
+    gated = keras_l2o.rules.get("mlp", weight_scale=10.0, collapse_decades=4.0, gated_weight=True)
+    weighted_params = self.weighted.meta_params_from(self.plain, trained)
+    for rule in (self.both, gated):
+      for source, params in ((self.plain, trained), (self.weighted, weighted_params),
+                             (self.both, self.both.meta_params_from(self.plain, trained))):
+        padded = rule.meta_params_from(source, params)
+        self.assertAllEqual(padded["hidden"]["kernel"][3:], np.zeros((rule.num_features - 3, 16)))
+        for apply in (rule.apply, rule.fast_apply):
+          update, new_state = apply(padded, grad, var, rule.init_state(var), 3)
+          self.assertAllClose(expected, update, rtol=1e-5, atol=1e-9)
+          self.assertEqual(tuple(new_state.gradient_scale.shape), (1, 2))
     with self.assertRaisesRegex(ValueError, "do not fit rule 'mlp'"):
       self.weighted.meta_params_from(self.both, self.both.init_meta_params(0))
+    with self.assertRaisesRegex(ValueError, "do not fit rule 'mlp'"):  # not a trailing input
+      gated.meta_params_from(self.collapse, self.collapse.init_meta_params(0))
 
   def test_a_step_on_the_collapse_input_through_the_keras_optimizer_and_the_export(self):
     """skip on the collapse input only: each step moves every weight by -1e-3 * f_c."""
@@ -120,6 +132,22 @@ class CollapseInputTest(tf.test.TestCase):
                           tf.constant(i, tf.int64))
       var, state = out["var"], out["state"]
     self.assertAllClose(np.full([12], expected), var.numpy(), rtol=1e-4)
+
+  def test_a_gated_decay_from_the_product_input(self):
+    """skip on the product input only: each step is -1e-3 * f_c * 10 w (f_c from the gradients)."""
+    gated = keras_l2o.rules.get("mlp", weight_scale=10.0, collapse_decades=2.0, gated_weight=True)
+    self.assertEqual(gated.num_features, 6)
+    params = tf.nest.map_structure(np.zeros_like, gated.init_meta_params(0))
+    params["skip"][5, 0] = -1.0
+    grads = _falling_gradients(np.random.default_rng(3))
+    expected = np.prod([1.0 - 1e-2 * f for f in _reference_collapse(grads, 2.0)])
+    self.assertLess(expected, 0.5)  # the decay acted
+    for jit_rule in (False, True):
+      variable = tf.Variable(tf.ones([4, 3]))
+      optimizer = keras_l2o.LearnedOptimizer(gated, params, jit_rule=jit_rule)
+      for g in grads:
+        optimizer.apply_gradients([(tf.constant(g, tf.float32), variable)])
+      self.assertAllClose(np.full([4, 3], expected), variable.numpy(), rtol=1e-4)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,9 @@ suite), in two families of variants:
 - `G:WD:P[:D]`: the same decay, multiplied per variable by a gate that opens as that variable's
   gradient collapses (`GatedDecayOptimizer`): decay only what has been fitted.
 - `L:PEAK`: no decay, the schedule's peak at `PEAK` instead of the card's 1.0.
+- `F:D`: no decay; each variable's step is multiplied by `1 - gate` with the same gate over
+  D decades (`FrozenOnCollapseOptimizer`): a tensor whose gradient collapsed stops moving,
+  instead of being pushed on by steps normalised to unit size.
 
 Each run appends one JSON line (task, variant, seed, final training loss, validation and
 test loss) to OUT, so an interrupted run is resumed by running the same command: lines
@@ -89,20 +92,46 @@ class GatedDecayOptimizer(PowerDecayOptimizer):
         [self.add_variable((), initializer="zeros", name=f"gate_{kind}_{i}")
          for i in range(len(var_list))] for kind in ("power", "peak"))
 
-  def update_step(self, gradient, variable, learning_rate):
+  def _track(self, gradient, variable):
+    """Updates `variable`'s gradient power (EMA of the mean square) and its peak."""
     index = self._get_variable_index(variable)
     square = tf.reduce_mean(tf.square(tf.cast(tf.convert_to_tensor(gradient), tf.float32)))
     power = 0.9 * self._gate_power[index] + 0.1 * square
     self._gate_power[index].assign(power)
     self._gate_peak[index].assign(tf.maximum(self._gate_peak[index], power))
+
+  def update_step(self, gradient, variable, learning_rate):
+    self._track(gradient, variable)
     super().update_step(gradient, variable, learning_rate)
 
-  def _decay(self, variable):
+  def _gate(self, variable):
+    """The gate of `variable` in [0, 1] (float32), from its statistics as they stand."""
     index = self._get_variable_index(variable)
     ratio = tf.math.divide_no_nan(self._gate_peak[index], self._gate_power[index])
-    gate = tf.clip_by_value(tf.math.log(tf.maximum(ratio, 1.0)) / math.log(10.0) /
+    return tf.clip_by_value(tf.math.log(tf.maximum(ratio, 1.0)) / math.log(10.0) /
                             self.gate_decades, 0.0, 1.0)
-    return super()._decay(variable) * tf.cast(gate, variable.dtype)
+
+  def _decay(self, variable):
+    return super()._decay(variable) * tf.cast(self._gate(variable), variable.dtype)
+
+
+class FrozenOnCollapseOptimizer(GatedDecayOptimizer):
+  """No decay; each variable's step is multiplied by `1 - gate` (`GatedDecayOptimizer`'s gate).
+
+  The gate is updated with this step's gradient before it is used, so a tensor whose gradient
+  has fallen `gate_decades` decades below its peak takes no step at all.
+  """
+
+  def _gate(self, variable):
+    """The gate, also fully open once the power underflowed to 0 (an exactly zero gradient)."""
+    index = self._get_variable_index(variable)
+    underflowed = tf.logical_and(self._gate_power[index] <= 0.0, self._gate_peak[index] > 0.0)
+    return tf.where(underflowed, 1.0, super()._gate(variable))
+
+  def update_step(self, gradient, variable, learning_rate):
+    self._track(gradient, variable)
+    scale = tf.cast(1.0 - self._gate(variable), learning_rate.dtype)
+    PowerDecayOptimizer.update_step(self, gradient, variable, learning_rate * scale)
 
 
 def parse_variant(text):
@@ -111,6 +140,8 @@ def parse_variant(text):
   try:
     if parts[0] == "L" and len(parts) == 2:
       return 0.0, 1.0, float(parts[1]), None
+    if parts[0] == "F" and len(parts) == 2:
+      return 0.0, 1.0, 1.0, -float(parts[1])  # a negative gate: freeze instead of decay
     if parts[0] == "G" and len(parts) in (3, 4):
       decades = float(parts[3]) if len(parts) == 4 else GATE_DECADES
       return float(parts[1]), float(parts[2]), 1.0, decades
@@ -118,16 +149,17 @@ def parse_variant(text):
       return float(parts[0]), float(parts[1]), 1.0, None
   except ValueError:
     pass
-  raise app.UsageError(f"--variants: {text!r} is none of WD:P, G:WD:P[:D] and L:PEAK.")
+  raise app.UsageError(f"--variants: {text!r} is none of WD:P, G:WD:P[:D], L:PEAK and F:D.")
 
 
 def make_factory(weight_decay, decay_power, peak, gate_decades):
   default = keras_l2o.pretrained.get(DEFAULT)
   values = keras.tree.map_structure(keras.ops.convert_to_numpy, default.meta_params)
-  gate = {} if gate_decades is None else {"gate_decades": gate_decades}
+  gate = {} if gate_decades is None else {"gate_decades": abs(gate_decades)}
 
   def make(horizon):
-    optimizer_class = PowerDecayOptimizer if gate_decades is None else GatedDecayOptimizer
+    optimizer_class = (PowerDecayOptimizer if gate_decades is None else GatedDecayOptimizer
+                       if gate_decades > 0 else FrozenOnCollapseOptimizer)
     return optimizer_class(default.rule, meta_params=values,
                            learning_rate=schedules.warmup_cosine(peak, horizon),
                            weight_decay=weight_decay or None, decay_power=decay_power, **gate)

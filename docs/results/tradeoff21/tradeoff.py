@@ -48,10 +48,12 @@ def read_results(paths):
 
 def variant_name(variant):
   """`WD:P` -> "default + cosine + decay WD*s^P"; `G:WD:P` -> the same, "gated";
-  `L:PEAK` -> "default + cosine, peak PEAK"."""
+  `L:PEAK` -> "default + cosine, peak PEAK"; `F:D` -> "..., frozen on collapse"."""
   parts = variant.split(":")
   if parts[0] == "L":
     return f"default + cosine, peak {parts[1]}"
+  if parts[0] == "F":
+    return f"default + cosine, frozen on collapse over {parts[1]} decades"
   if parts[0] == "G":
     decades = f", {parts[3]} decades" if len(parts) == 4 else ""
     return f"default + cosine + gated decay {parts[1]}*s^{parts[2]}{decades}"
