@@ -182,6 +182,7 @@ def plot_tasks(adamw, rows, path):
 
 def short(name):
   return (name.replace("/work/runs/cands/mlp-pes-best", "default").replace("/work/runs/cands/", "")
+          .replace("/work/runs/collapse21/", "collapse21-").replace("/best+", "-best+")
           .replace("pretrained:", "")
           .replace("default + cosine", "default+cosine"))
 
