@@ -143,10 +143,11 @@ class MLPRule(base.Rule):
   name = "mlp"
   # `LearnedOptimizer(jit_rule="auto")` applies `fast_apply` (docs/PERFORMANCE.md).
   auto_fast_path = True
-  # Added after the shipped `mlp` optimizers were saved.
-  omitted_when_none = ("weight_scale", "collapse_decades", "gated_weight")
-  # The optional inputs, in the order they are appended to the three features.
+  # The optional inputs, in the order they are appended to the three features. They were
+  # added after the shipped `mlp` optimizers were saved, so they are left out of the config
+  # while None.
   optional_inputs = ("weight_scale", "collapse_decades", "gated_weight")
+  omitted_when_none = optional_inputs
 
   def __init__(self, *, hidden_size: int = 16, beta_1: float = 0.9, beta_slow: float = 0.99,
                beta_2: float = 0.999, epsilon: float = 1e-8, step_scale: float = 1e-3,
@@ -193,7 +194,7 @@ class MLPRule(base.Rule):
 
   def state_floats_per_parameter(self) -> int:
     """3 (two momenta, one second moment); the collapse statistics are per variable."""
-    return NUM_FEATURES
+    return len(MLPState._fields)
 
   def layout_free(self, shape) -> bool:
     """False with `collapse_decades` (a per-tensor statistic), True otherwise."""
@@ -216,7 +217,7 @@ class MLPRule(base.Rule):
         "output": {"kernel": np.zeros((self.hidden_size, 1)), "bias": np.zeros(1)},
     }
     return tf.nest.map_structure(lambda a: tf.constant(a, tf.float32),
-                                 _with_weight_rows(params, self.num_features))
+                                 _with_zero_input_rows(params, self.num_features))
 
   def meta_params_from(self, rule, meta_params) -> dict:
     """`rule`'s trained meta-parameters as this rule's: equal, or padded with zero input weights.
@@ -239,7 +240,7 @@ class MLPRule(base.Rule):
     set_inputs = [name for name in self.optional_inputs if config.get(name) is not None]
     smaller = [dict(config, **dict.fromkeys(set_inputs[k:])) for k in range(len(set_inputs))]
     if rule == self or any(rule == type(self)(**c) for c in smaller):
-      return _with_weight_rows(meta_params, self.num_features)
+      return _with_zero_input_rows(meta_params, self.num_features)
     return super().meta_params_from(rule, meta_params)
 
   def init_state(self, var):
@@ -258,13 +259,14 @@ class MLPRule(base.Rule):
     feats, new_state = self.features(grad, state, step)
     if self.weight_scale is not None:
       weight = tf.cast(var, grad.dtype) * tf.constant(self.weight_scale, grad.dtype)
-      feats = tf.concat([feats, features.bounded(weight)[..., None]], axis=-1)
+      weight = features.bounded(weight)[..., None]
+      feats = tf.concat([feats, weight], axis=-1)
     if self.collapse_decades is not None:
       f_c, gradient_scale = collapse_input(grad, state.gradient_scale, step,
                                            collapse_decades=self.collapse_decades)
       feats = tf.concat([feats, tf.broadcast_to(f_c, tf.shape(grad))[..., None]], axis=-1)
       if self.gated_weight:
-        feats = tf.concat([feats, feats[..., NUM_FEATURES:NUM_FEATURES + 1] * f_c], axis=-1)
+        feats = tf.concat([feats, weight * f_c], axis=-1)
       new_state = MLPCollapseState(*new_state, gradient_scale)
     return feats, new_state
 
@@ -309,7 +311,7 @@ class MLPRule(base.Rule):
     return out * tf.constant(self.step_scale, dtype), new_state
 
 
-def _with_weight_rows(meta_params, num_features: int):
+def _with_zero_input_rows(meta_params, num_features: int):
   """`meta_params` with zero rows appended to the input weights up to `num_features` inputs."""
   def pad(weights):
     weights = np.asarray(weights)

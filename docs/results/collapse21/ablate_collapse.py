@@ -1,7 +1,7 @@
 """Issue 21: does a collapse21 candidate use its collapse input? Run it with that input's weights zeroed.
 
-Loads a meta-training run's optimizer (`RUN@best`), sets the weights of every input after the
-weight input (the collapse input, and the product input if any) to zero, and trains suite tasks
+Loads a meta-training run's optimizer (`RUN@best`), sets the weights of the collapse input and
+every input after it (the product input, if any) to zero, and trains suite tasks
 with both versions on the warm-up + cosine schedule through the suite's own
 `keras_l2o.suite.training.run` (its models, data, seeds and final-loss measure). Prints one JSON
 line per run: task, seed, version ("as trained" or "collapse input zeroed"), final training loss
@@ -20,18 +20,17 @@ import tensorflow as tf
 
 import keras_l2o
 from keras_l2o import schedules
+from keras_l2o.rules import mlp
 from keras_l2o import suite
 from keras_l2o.suite import metrics
 from keras_l2o.suite import training
 
-FIRST_COLLAPSE_INPUT = 4  # the 3 features, then the weight input
-
-
-def zeroed(meta_params):
-  """`meta_params` with zero weights for the inputs from `FIRST_COLLAPSE_INPUT` on."""
+def zeroed(rule, meta_params):
+  """`meta_params` with zero weights for the collapse input and every input after it."""
+  first = mlp.NUM_FEATURES + (rule.weight_scale is not None)  # the 3 features, the weight input
   params = keras.tree.map_structure(lambda v: np.array(keras.ops.convert_to_numpy(v)), meta_params)
-  params["skip"][FIRST_COLLAPSE_INPUT:] = 0.0
-  params["hidden"]["kernel"][FIRST_COLLAPSE_INPUT:] = 0.0
+  params["skip"][first:] = 0.0
+  params["hidden"]["kernel"][first:] = 0.0
   return params
 
 
@@ -44,7 +43,7 @@ def main(argv):
   trained = keras_l2o.load(path, which=which or "best")
   versions = {"as trained": keras.tree.map_structure(keras.ops.convert_to_numpy,
                                                        trained.meta_params),
-              "collapse input zeroed": zeroed(trained.meta_params)}
+              "collapse input zeroed": zeroed(trained.rule, trained.meta_params)}
   for task in tasks:
     spec = suite.get(task)
     for seed in seeds:

@@ -32,16 +32,15 @@ def decay_rates(optimizer, count=100_000, seed=0, collapse=0.0):
   rng = np.random.default_rng(seed)
   columns = [rng.normal(size=count), rng.uniform(-1, 1, count), rng.uniform(-1, 1, count),
              rule.weight_scale * rng.normal(0.0, 0.1, count)]
+  # d inputs / d (weight_scale * w): 1 for the weight input, `collapse` for the product.
+  direction = [0.0, 0.0, 0.0, 1.0]
   if getattr(rule, "collapse_decades", None) is not None:
     columns.append(np.full(count, collapse))
+    direction.append(0.0)
   if getattr(rule, "gated_weight", None):  # the product input collapse * weight_scale * w
     columns.append(columns[3] * collapse)
-  inputs = np.stack(columns, axis=1)
-  # d inputs / d (weight_scale * w): 1 for the weight input, `collapse` for the product.
-  direction = np.zeros(inputs.shape[1])
-  direction[3] = 1.0
-  if inputs.shape[1] == 6:
-    direction[5] = collapse
+    direction.append(collapse)
+  inputs, direction = np.stack(columns, axis=1), np.array(direction)
   active = (inputs @ params["hidden"]["kernel"] + params["hidden"]["bias"] > 0).astype(float)
   slope = params["skip"][:, 0] @ direction + (active * (direction @ params["hidden"]["kernel"])) @ (
       params["output"]["kernel"][:, 0])

@@ -92,17 +92,20 @@ class GatedDecayOptimizer(PowerDecayOptimizer):
         [self.add_variable((), initializer="zeros", name=f"gate_{kind}_{i}")
          for i in range(len(var_list))] for kind in ("power", "peak"))
 
-  def _track(self, gradient, variable):
-    """Updates `variable`'s gradient power (EMA of the mean square) and its peak."""
+  def update_step(self, gradient, variable, learning_rate):
+    """Updates the variable's gradient power (EMA of the mean square) and its peak, then steps."""
     index = self._get_variable_index(variable)
     square = tf.reduce_mean(tf.square(tf.cast(tf.convert_to_tensor(gradient), tf.float32)))
     power = 0.9 * self._gate_power[index] + 0.1 * square
     self._gate_power[index].assign(power)
     self._gate_peak[index].assign(tf.maximum(self._gate_peak[index], power))
+    scale = self._step_scale(variable)
+    super().update_step(gradient, variable,
+                        learning_rate if scale is None else learning_rate * scale)
 
-  def update_step(self, gradient, variable, learning_rate):
-    self._track(gradient, variable)
-    super().update_step(gradient, variable, learning_rate)
+  def _step_scale(self, variable):
+    """A factor of this step's rate, or None (here: the gate acts on the decay only)."""
+    del variable
 
   def _gate(self, variable):
     """The gate of `variable` in [0, 1] (float32), from its statistics as they stand."""
@@ -123,46 +126,47 @@ class FrozenOnCollapseOptimizer(GatedDecayOptimizer):
   """
 
   def _gate(self, variable):
-    """The gate, also fully open once the power underflowed to 0 (an exactly zero gradient)."""
+    """The gate, also fully open once the power underflowed to 0 (an exactly zero gradient).
+
+    (`GatedDecayOptimizer`'s gate reads such a power as no collapse; it is kept as it is, so
+    that its recorded runs stay reproducible.)
+    """
     index = self._get_variable_index(variable)
     underflowed = tf.logical_and(self._gate_power[index] <= 0.0, self._gate_peak[index] > 0.0)
     return tf.where(underflowed, 1.0, super()._gate(variable))
 
-  def update_step(self, gradient, variable, learning_rate):
-    self._track(gradient, variable)
-    scale = tf.cast(1.0 - self._gate(variable), learning_rate.dtype)
-    PowerDecayOptimizer.update_step(self, gradient, variable, learning_rate * scale)
+  def _step_scale(self, variable):
+    return 1.0 - self._gate(variable)
 
 
 def parse_variant(text):
-  """`(weight_decay, decay_power, peak, gate_decades or None)` of a variant's text."""
+  """`(optimizer class, its keyword arguments, schedule peak)` of a variant's text."""
   parts = text.split(":")
   try:
     if parts[0] == "L" and len(parts) == 2:
-      return 0.0, 1.0, float(parts[1]), None
+      return PowerDecayOptimizer, {}, float(parts[1])
     if parts[0] == "F" and len(parts) == 2:
-      return 0.0, 1.0, 1.0, -float(parts[1])  # a negative gate: freeze instead of decay
+      return FrozenOnCollapseOptimizer, {"gate_decades": float(parts[1])}, 1.0
     if parts[0] == "G" and len(parts) in (3, 4):
       decades = float(parts[3]) if len(parts) == 4 else GATE_DECADES
-      return float(parts[1]), float(parts[2]), 1.0, decades
+      return GatedDecayOptimizer, {"weight_decay": float(parts[1]),
+                                   "decay_power": float(parts[2]), "gate_decades": decades}, 1.0
     if len(parts) == 2:
-      return float(parts[0]), float(parts[1]), 1.0, None
+      return PowerDecayOptimizer, {"weight_decay": float(parts[0]),
+                                   "decay_power": float(parts[1])}, 1.0
   except ValueError:
     pass
   raise app.UsageError(f"--variants: {text!r} is none of WD:P, G:WD:P[:D], L:PEAK and F:D.")
 
 
-def make_factory(weight_decay, decay_power, peak, gate_decades):
+def make_factory(optimizer_class, options, peak):
   default = keras_l2o.pretrained.get(DEFAULT)
   values = keras.tree.map_structure(keras.ops.convert_to_numpy, default.meta_params)
-  gate = {} if gate_decades is None else {"gate_decades": abs(gate_decades)}
+  options = dict(options, weight_decay=options.get("weight_decay") or None)  # 0: no decay
 
   def make(horizon):
-    optimizer_class = (PowerDecayOptimizer if gate_decades is None else GatedDecayOptimizer
-                       if gate_decades > 0 else FrozenOnCollapseOptimizer)
     return optimizer_class(default.rule, meta_params=values,
-                           learning_rate=schedules.warmup_cosine(peak, horizon),
-                           weight_decay=weight_decay or None, decay_power=decay_power, **gate)
+                           learning_rate=schedules.warmup_cosine(peak, horizon), **options)
   return make
 
 
